@@ -1,0 +1,82 @@
+"""Names of the benchmark corruptions and perturbations: the one source of truth, ordered.
+
+Every table of per-name numbers (AlexNet errors, corruption parameters) is keyed by these names,
+never by position.
+"""
+
+from __future__ import annotations
+
+#: The 15 -C benchmark corruptions, in the order of Hendrycks & Dietterich (2019). mCE averages these.
+BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
+
+#: Held-out extra corruptions: reported, never averaged into mCE.
+EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+
+ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
+
+#: CIFAR-10/100-C-bar corruptions (Mintun et al. 2021); the misspelling is the file name on disk.
+CIFAR_CBAR_CORRUPTIONS: tuple[str, ...] = (
+    "blue_noise_sample",
+    "brownish_noise",
+    "checkerboard_cutout",
+    "inverse_sparkles",
+    "pinch_and_twirl",
+    "ripple",
+    "circular_motion_blur",
+    "lines",
+    "sparkles",
+    "transverse_chromatic_abberation",
+)
+
+#: ImageNet-C-bar corruptions.
+IMAGENET_CBAR_CORRUPTIONS: tuple[str, ...] = (
+    "caustic_refraction",
+    "inverse_sparkles",
+    "sparkles",
+    "perlin_noise",
+    "blue_noise_sample",
+    "plasma_noise",
+    "checkerboard_cutout",
+    "cocentric_sine_waves",
+    "single_frequency_greyscale",
+    "brownish_noise",
+)
+
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+#: The 10 -P test perturbations (mFR / mT5D average these).
+TEST_PERTURBATIONS: tuple[str, ...] = (
+    "gaussian_noise",
+    "shot_noise",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "brightness",
+    "translate",
+    "rotate",
+    "tilt",
+    "scale",
+)
+
+#: The 4 -P validation perturbations.
+VALIDATION_PERTURBATIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "shear")
+
+#: Perturbations whose flip probability compares every frame with frame 0 (the clean frame);
+#: all others compare consecutive frames.
+NOISE_PERTURBATIONS: frozenset[str] = frozenset({"gaussian_noise", "shot_noise", "speckle_noise"})
