@@ -13,6 +13,7 @@ patches.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -152,6 +153,7 @@ def default_patch_sizes(height: int, width: int) -> tuple[int, ...]:
 # Lookup-table operations (exact Pillow semantics)
 # ----------------------------------------------------------------------------------------------
 _IDENTITY = np.arange(256, dtype=np.uint8)
+_LEVELS = np.arange(256, dtype=np.float64) / 255.0  # uint8 value -> [0, 1]
 
 
 def _apply_luts(img: np.ndarray, luts: np.ndarray) -> np.ndarray:
@@ -175,11 +177,13 @@ def _histograms(img: np.ndarray) -> np.ndarray:
     ).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=16)
 def _posterize_lut(bits: int) -> np.ndarray:
     mask = ~(2 ** (8 - int(bits)) - 1) & 0xFF
     return (_IDENTITY & mask).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=512)
 def _solarize_lut(threshold: float) -> np.ndarray:
     return np.where(threshold > _IDENTITY, _IDENTITY, 255 - _IDENTITY).astype(np.uint8)
 
@@ -407,7 +411,7 @@ def mix_region_uint8(
         if mask is None:
             raise ValueError(f"mixing op {op!r} needs a mask")
         return np.ascontiguousarray(np.where(mask, x, y))
-    levels = np.arange(256, dtype=np.float64) / 255.0
+    levels = _LEVELS
     if op == "add":
         # (a(2x-1) + b(2y-1) + 1)/2 * 255 = a*255x + b*255y + 255(1 - a - b)/2
         lut_x = (a * levels * 255.0).astype(np.float32)

@@ -54,9 +54,10 @@ def sample_image_op(
     ``autocontrast_cutoff`` selects IPMix's all-ops autocontrast (cutoff ``10 - level`` percent);
     otherwise autocontrast has no magnitude (AugMix/PixMix).
     """
-    name = ops[int(rng.integers(len(ops)))]
-    level = float(rng.uniform(0.1, severity))
-    sign = -1.0 if rng.random() < 0.5 else 1.0
+    u_op, u_level, u_sign = rng.random(3)  # one call: Generator methods cost microseconds each
+    name = ops[int(u_op * len(ops))]
+    level = 0.1 + (severity - 0.1) * float(u_level)
+    sign = -1.0 if u_sign < 0.5 else 1.0
     if name == "posterize":
         return F.ImageOp(name, 4 - int_param(level, 4))
     if name == "rotate":
@@ -331,16 +332,16 @@ class IPMix(_MixingTransform):
 
     def _patch_step(self, height: int, width: int, channels: int, sizes: Sequence[int]) -> F.PatchStep:
         rng = self.random_generator
-        s = int(sizes[int(rng.integers(len(sizes)))])
-        top = int(rng.integers(max(height - s, 0) + 1))
-        left = int(rng.integers(max(width - s, 0) + 1))
-        shape = self.patch_shapes[int(rng.integers(len(self.patch_shapes)))]
-        if shape == "square":
+        u_size, u_top, u_left, u_shape, u_h, u_w, u_op, u_partner = rng.random(8)
+        s = int(sizes[int(u_size * len(sizes))])
+        top = int(u_top * (max(height - s, 0) + 1))
+        left = int(u_left * (max(width - s, 0) + 1))
+        if self.patch_shapes[int(u_shape * len(self.patch_shapes))] == "square":
             box_h = box_w = s
-        else:
-            box_h, box_w = int(rng.integers(2, s + 1)), int(rng.integers(2, s + 1))
+        else:  # a "scar": sides uniform on {2..s}
+            box_h, box_w = 2 + int(u_h * (s - 1)), 2 + int(u_w * (s - 1))
         box = (top, left, min(box_h, height - top), min(box_w, width - left))
-        op = self.mixing_ops[int(rng.integers(len(self.mixing_ops)))]
+        op = self.mixing_ops[int(u_op * len(self.mixing_ops))]
         a = b = 0.0
         mask = None
         if op in ("add", "multiply"):
@@ -350,7 +351,7 @@ class IPMix(_MixingTransform):
             mask_channels = 1 if op == "random_pixels" else channels
             mask = rng.random((box[2], box[3], mask_channels), dtype=np.float32) < keep
         partner = None
-        if rng.random() >= self.fractal_prob:
+        if u_partner >= self.fractal_prob:
             partner = sample_image_op(rng, self.image_ops, self.severity, height, width, self.all_ops)
         return F.PatchStep(box, op, a, b, mask, partner)
 
@@ -361,10 +362,9 @@ class IPMix(_MixingTransform):
         weights = rng.dirichlet([self.alpha] * self.width)
         m = float(rng.beta(self.alpha, self.alpha))
         chains: list[list[F.ImageOp | F.PatchStep]] = []
-        for _ in range(self.width):
-            image_level = rng.random() < 0.5
-            n = int(rng.integers(self.depth + 1))
-            if image_level:
+        for u_level, u_depth in rng.random((self.width, 2)):
+            n = int(u_depth * (self.depth + 1))  # chain depth uniform on 0..depth
+            if u_level < 0.5:  # image level, else patch/pixel level
                 ops = self.image_ops
                 chains.append(
                     [sample_image_op(rng, ops, self.severity, height, width, self.all_ops) for _ in range(n)]
