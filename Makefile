@@ -18,6 +18,7 @@ install: $(STAMP)
 
 demo: install
 	$(PY) -m albumentations_ipmix.demo --out demo_out
+	$(PY) benchmarks/transforms.py --images 200
 
 test: install
 	$(PY) -m ruff check .

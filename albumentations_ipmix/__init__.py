@@ -8,6 +8,7 @@ import os as _os
 
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from albumentations_ipmix.fractals import FractalSource
 from albumentations_ipmix.sources import (
     ArraySource,
     FolderSource,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArraySource",
     "FolderSource",
+    "FractalSource",
     "IPMix",
     "MixingSource",
     "MixingSourceError",

@@ -25,9 +25,11 @@ download:
   source used by ``IPMix()`` / ``PixMix()`` when no ``fractals=`` is given.
 
 Every picture is a pure function of ``(seed, index, kinds, height, width)``: its parameters come from
-``np.random.default_rng([seed, index, attempt])`` and do not depend on the size, so the same index is
-the same fractal at 36 px and at 512 px. Samplers take an explicit :class:`numpy.random.Generator`;
-renderers take parameters (and, for the chaos game, a generator) and never touch global state.
+``np.random.SeedSequence([seed, index, attempt])`` and do not depend on the size, so the same index
+is the same fractal at 64 px and at 512 px, unless a render fails the quality filter at one size only
+(then the next attempt is used at that size). Samplers take an explicit
+:class:`numpy.random.Generator`; renderers take parameters (and, for the chaos game, a generator)
+and never touch global state.
 
 This module imports numpy and OpenCV only (no torch, no CLI libraries).
 """
@@ -37,7 +39,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -54,6 +55,7 @@ __all__ = [
     "MIN_COLOUR_STD",
     "MIN_COVERAGE",
     "QUALITY_SIZE",
+    "RENDERER_VERSION",
     "SIGMA_FACTOR_BAND",
     "TILE_DETAIL_STD",
     "EscapeParams",
@@ -81,6 +83,9 @@ DEFAULT_KINDS: tuple[str, ...] = KINDS
 DEFAULT_COUNT = 512
 #: Render size (pixels, square) used when a source is asked for a picture without a size hint.
 DEFAULT_RENDER_SIZE = 256
+#: Version of the rendering algorithms; bumped whenever a (seed, index, size) renders differently.
+#: ``ipmix-fractals generate`` records it and refuses to resume a set made by another version.
+RENDERER_VERSION = 1
 #: Upper bound of the automatic cache size of :class:`FractalSource` (``cache_size=None``).
 MAX_AUTO_CACHE = 4096
 
@@ -119,11 +124,15 @@ SIGMA_MAX = 0.98
 #: Chaos-game points per output pixel (before clipping to ``[IFS_MIN_POINTS, IFS_MAX_POINTS]``).
 IFS_POINTS_PER_PIXEL = 1.6
 IFS_MIN_POINTS = 6_000
-IFS_MAX_POINTS = 600_000
+IFS_MAX_POINTS = 2_000_000
 #: Chaos-game steps recorded per walker; the walker count is ``points / IFS_STEPS``.
 IFS_STEPS = 48
-#: Steps discarded at the start (walkers start on the attractor, so a few steps decorrelate them).
+#: Least and most steps discarded at the start: walkers start together on the attractor, and the
+#: burn-in lasts until their random map sequences have spread them out (see ``_chaos_game``).
 IFS_BURN_IN = 6
+IFS_MAX_BURN_IN = 40
+#: Every ``IFS_SPLAT_STEP`` pixels of picture side widen the box each hit is splatted over by 2 px.
+IFS_SPLAT_STEP = 160
 #: Fraction of the frame left free around the attractor's bounding box on each side.
 IFS_MARGIN = 0.04
 
@@ -136,9 +145,9 @@ ESCAPE_RADIUS = 8.0
 #: Escaped pixels are removed from the working set every this many iterations.
 COMPACT_EVERY = 4
 #: Iteration budget: ``ESCAPE_BASE_ITER + ESCAPE_ITER_PER_OCTAVE * log2(overview / half_width)``.
-ESCAPE_BASE_ITER = 40
-ESCAPE_ITER_PER_OCTAVE = 6
-ESCAPE_MAX_ITER = 160
+ESCAPE_BASE_ITER = 32
+ESCAPE_ITER_PER_OCTAVE = 5
+ESCAPE_MAX_ITER = 128
 #: Overview viewports (centre, half-height in complex units) the boundary search starts from.
 MANDELBROT_OVERVIEW = (complex(-0.6, 0.0), 1.3)
 JULIA_OVERVIEW = (0j, 1.5)
@@ -178,10 +187,6 @@ def parse_kinds(kinds: str | Iterable[str]) -> tuple[str, ...]:
 def kind_of(index: int, kinds: Sequence[str] = DEFAULT_KINDS) -> str:
     """Kind rendered for picture ``index``: the kinds are cycled through (``kinds[index % len]``)."""
     return kinds[index % len(kinds)]
-
-
-def _rng(seed: int, index: int, attempt: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(index), int(attempt)])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,7 +351,18 @@ def _chaos_game(params: IFSParams, n_points: int, rng: np.random.Generator) -> t
     maps = params.maps.astype(np.float64)
     n = len(maps)
     walkers = max(64, math.ceil(n_points / IFS_STEPS))
-    choice = rng.choice(n, size=(IFS_BURN_IN + IFS_STEPS, walkers), p=params.probs).astype(np.intp)
+    # Every walker starts at the same point on the attractor (map 0's fixed point); walkers that drew
+    # the same maps so far share a position, so discard steps until the map sequences carry about
+    # log2(walkers) + 2 bits (entropy of the map choice per step) and the walkers are spread out.
+    probs = params.probs[params.probs > 0]
+    bits_per_step = max(float(-(probs * np.log2(probs)).sum()), 0.25)
+    burn_in = min(IFS_MAX_BURN_IN, max(IFS_BURN_IN, math.ceil((math.log2(walkers) + 2) / bits_per_step)))
+    # Map choice by inverse CDF of one float32 uniform per walker and step (n <= 4 comparisons).
+    cdf = np.cumsum(params.probs)[:-1].astype(np.float32)
+    uniform = rng.random((burn_in + IFS_STEPS, walkers), dtype=np.float32)
+    choice = np.zeros(uniform.shape, np.intp)
+    for edge in cdf:
+        choice += uniform >= edge
     coef = maps.reshape(n, 6).T.astype(np.float32)[:, choice]  # (6, steps, walkers)
     a00, a01, b0, a10, a11, b1 = coef
     # Start on the attractor: the fixed point of map 0.
@@ -359,7 +375,7 @@ def _chaos_game(params: IFSParams, n_points: int, rng: np.random.Generator) -> t
     xs = np.empty((IFS_STEPS, walkers), np.float32)
     ys = np.empty((IFS_STEPS, walkers), np.float32)
     tmp = np.empty(walkers, np.float32)
-    for step in range(IFS_BURN_IN + IFS_STEPS):
+    for step in range(burn_in + IFS_STEPS):
         nx = a00[step] * x
         np.multiply(a01[step], y, out=tmp)
         nx += tmp
@@ -369,10 +385,10 @@ def _chaos_game(params: IFSParams, n_points: int, rng: np.random.Generator) -> t
         y += tmp
         y += b1[step]
         x = nx
-        if step >= IFS_BURN_IN:
-            xs[step - IFS_BURN_IN] = x
-            ys[step - IFS_BURN_IN] = y
-    return xs, ys, choice[IFS_BURN_IN:]
+        if step >= burn_in:
+            xs[step - burn_in] = x
+            ys[step - burn_in] = y
+    return xs, ys, choice[burn_in:]
 
 
 def render_ifs(params: IFSParams, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -401,37 +417,66 @@ def render_ifs(params: IFSParams, height: int, width: int, rng: np.random.Genera
     pixel = (iy * width + ix).ravel()
 
     n_maps = len(params.maps)
+    splat = _splat_size(height, width)
     if params.scheme == "map":
         per_map = np.bincount(choice.ravel() * hw + pixel, minlength=n_maps * hw).reshape(n_maps, hw)
         counts = per_map.sum(axis=0)
-        fg = (per_map.T.astype(np.float32) @ params.colours.astype(np.float32)) / np.maximum(counts, 1)[
-            :, None
-        ]
+        # (3, N) @ (N, hw): colour sums per pixel; their ratio to the counts is the mean colour of the
+        # maps that hit the pixel (a normalized convolution once both are splatted).
+        sums = cv2.merge(
+            list((params.colours.T.astype(np.float32) @ per_map.astype(np.float32)).reshape(3, height, width))
+        )
     else:
         counts = np.bincount(pixel, minlength=hw)
-        fg = None
-    hit = counts > 0
-    density = np.log1p(counts.astype(np.float32))
-    top = float(np.percentile(density[hit], 99)) if hit.any() else 1.0
-    density = np.clip(density / max(top, 1e-6), 0.0, 1.0) ** params.gamma
+        sums = None
+    if splat > 1:
+        # Splat every hit over a splat x splat box so that thin structures keep about the weight they have
+        # at low resolution (a 256 px picture looks like a sharper 64 px one, not a fainter one).
+        kernel = (splat, splat)
+        counts_f = cv2.boxFilter(
+            counts.reshape(height, width).astype(np.float32), -1, kernel, normalize=False
+        )
+        counts = np.rint(counts_f).astype(np.intp).ravel()
+        if sums is not None:
+            sums = cv2.boxFilter(sums, -1, kernel, normalize=False)
+    fg = None
+    if sums is not None:
+        sums /= np.maximum(counts, 1).astype(np.float32).reshape(height, width, 1)
+        fg = sums
+    # Opacity (and density-palette position) is a function of the integer hit count: one lookup table.
+    count_hist = np.bincount(counts)
+    hits = int(hw - count_hist[0])
+    if hits:
+        cumulative = np.cumsum(count_hist[1:])
+        top = 1 + int(np.searchsorted(cumulative, 0.99 * hits))  # 99th percentile of the hit counts
+    else:
+        top = 1
+    levels = np.arange(count_hist.size, dtype=np.float64)
+    density_lut = np.clip(np.log1p(levels) / math.log1p(top), 0.0, 1.0) ** params.gamma
+    alpha_lut = np.where(levels > 0, 0.35 + 0.65 * density_lut, 0.0).astype(np.float32)
+    alpha = alpha_lut[counts].reshape(height, width)
     if params.scheme == "density":
-        lut = _palette_lut(params.palette)
-        fg = lut[(density * (LUT_SIZE - 1)).astype(np.intp)]
+        colour_lut = _palette_lut(params.palette)[(density_lut * (LUT_SIZE - 1)).astype(np.intp)]
+        fg = colour_lut[counts].reshape(height, width, 3)
     elif params.scheme == "solid":
-        fg = np.broadcast_to(params.colours[0].astype(np.float32), (hw, 3))
-    alpha = np.where(hit, 0.35 + 0.65 * density, 0.0).astype(np.float32)
-    alpha = alpha.reshape(height, width, 1)
-    if max(height, width) >= 192:
-        # Soften single-pixel speckle at large sizes (the histogram gets sparse per pixel).
-        alpha = cv2.GaussianBlur(alpha, (3, 3), 0.6)[:, :, None]
-        fg = cv2.GaussianBlur(np.ascontiguousarray(fg.reshape(height, width, 3)), (3, 3), 0.6)
+        fg = np.empty((height, width, 3), np.float32)
+        fg[...] = params.colours[0].astype(np.float32)
+    assert fg is not None
     bg = _background(params.background, params.bg_colours, params.bg_angle, height, width)
-    out = bg + alpha * (fg.reshape(height, width, 3) - bg)
-    return _to_uint8(out)
+    fg -= bg
+    fg *= alpha[:, :, None]
+    fg += bg
+    return _to_uint8(fg)
+
+
+def _splat_size(height: int, width: int) -> int:
+    """Odd box side over which each chaos-game hit is spread: 1 below 160 px, 3 at 160-319 px, ..."""
+    return 1 + 2 * (max(height, width) // IFS_SPLAT_STEP)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """float in [0, 1] (never negative here: convex blends of clipped colours) -> rounded, saturated uint8."""
+    return cv2.convertScaleAbs(np.ascontiguousarray(image, dtype=np.float32), alpha=255.0)
 
 
 def _check_size(height: int, width: int) -> None:
@@ -495,7 +540,9 @@ def _viewport(
 
 
 def _escape_counts(kind: str, re: np.ndarray, im: np.ndarray, c: complex, max_iter: int) -> np.ndarray:
-    """Escape iteration per point (``max_iter`` for bounded orbits); small probe grids only."""
+    """Escape count per point: how many of the first ``max_iter`` orbit points (``z1 = c, z2, ...`` for
+    Mandelbrot, ``z0 = point, z1, ...`` for Julia) lie within ``ESCAPE_RADIUS`` (``max_iter`` for a
+    bounded orbit). float64, for the small probe grids of the viewport search."""
     if kind == "mandelbrot":
         cr, ci = re.astype(np.float64), im.astype(np.float64)
         zr, zi = cr.copy(), ci.copy()
@@ -518,14 +565,19 @@ def _escape_counts(kind: str, re: np.ndarray, im: np.ndarray, c: complex, max_it
 
 
 def _boundary_pick(rng: np.random.Generator, counts: np.ndarray, max_iter: int) -> tuple[int, int] | None:
-    """A random probe cell next to the set's boundary (both escaped and bounded, or slow, neighbours)."""
+    """A random probe cell on the set's boundary (bounded cells next to escaping ones, or vice versa).
+
+    Without a bounded cell in the probe, the slowest-escaping quarter of the cells stands in (they
+    hug the boundary); ``None`` when nothing in the probe is near the set.
+    """
     inside = counts >= max_iter
-    slow = counts >= max(4, max_iter // 6)
     kernel = np.ones((3, 3), np.uint8)
-    near_inside = cv2.dilate(inside.astype(np.uint8), kernel) > 0
-    near_outside = cv2.erode(inside.astype(np.uint8), kernel) == 0
-    boundary = (near_inside & near_outside) | (slow & ~inside)
+    inside_u8 = inside.astype(np.uint8)
+    boundary = (cv2.dilate(inside_u8, kernel) > 0) & (cv2.erode(inside_u8, kernel) == 0)
     cells = np.flatnonzero(boundary)
+    if cells.size == 0:
+        slow_floor = max(4, max_iter // 4, int(np.quantile(counts, 0.75)))
+        cells = np.flatnonzero(counts >= slow_floor)
     if cells.size == 0:
         return None
     cell = int(cells[rng.integers(cells.size)])
@@ -539,21 +591,27 @@ def _iter_budget(half_height: float, overview_half: float) -> int:
 
 def _zoom_to_boundary(
     rng: np.random.Generator, kind: str, c: complex, overview: tuple[complex, float], target_half: float
-) -> complex:
-    """Coarse-to-fine search: zoom by ``SEARCH_ZOOM`` onto random boundary cells until ``target_half``."""
+) -> tuple[complex, float]:
+    """Coarse-to-fine search for a viewport ``(centre, half_height)`` with boundary detail.
+
+    Starting from the overview, each step probes a ``SEARCH_GRID``-square grid, moves the centre to a
+    random boundary cell and zooms in by ``SEARCH_ZOOM``, until ``target_half``; if a probe finds no
+    boundary the zoom stops at the last level that had one.
+    """
     center, half = overview
     while True:
         iters = _iter_budget(half, overview[1])
         re, im = _viewport(center, half, 0.0, SEARCH_GRID, SEARCH_GRID)
         pick = _boundary_pick(rng, _escape_counts(kind, re, im, c, iters), iters)
-        if pick is not None:
-            row, col = pick
-            jitter = rng.uniform(-0.5, 0.5, 2)
-            center = complex(float(re[row, col]), float(im[row, col])) + complex(*jitter) * (
-                2 * half / SEARCH_GRID
-            )
-        if half <= target_half or pick is None:
-            return center
+        if pick is None:
+            return center, min(half * SEARCH_ZOOM, overview[1])
+        row, col = pick
+        jitter = rng.uniform(-0.5, 0.5, 2)
+        center = complex(float(re[row, col]), float(im[row, col])) + complex(*jitter) * (
+            2 * half / SEARCH_GRID
+        )
+        if half <= target_half:
+            return center, half
         half = max(half / SEARCH_ZOOM, target_half)
 
 
@@ -572,11 +630,11 @@ def sample_escape(rng: np.random.Generator, kind: str) -> EscapeParams:
         lo, hi = MANDELBROT_HALF_RANGE
         overview = MANDELBROT_OVERVIEW
     else:
-        c = _zoom_to_boundary(rng, "mandelbrot", 0j, MANDELBROT_OVERVIEW, 0.02)
+        c, _ = _zoom_to_boundary(rng, "mandelbrot", 0j, MANDELBROT_OVERVIEW, 0.02)
         lo, hi = JULIA_HALF_RANGE
         overview = JULIA_OVERVIEW
     half = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    center = _zoom_to_boundary(rng, kind, c, overview, half)
+    center, half = _zoom_to_boundary(rng, kind, c, overview, half)
     trap = str(rng.choice(TRAPS))
     radius = float(rng.uniform(0.2, 1.0))
     trap_point = complex(*rng.uniform(-0.8, 0.8, 2))
@@ -619,57 +677,65 @@ def _orbit_traps(
     px, py = np.float32(params.trap_point.real), np.float32(params.trap_point.imag)
     radius = np.float32(params.trap_radius)
     bail = np.float32(ESCAPE_RADIUS**2)
-    julia = params.kind == "julia"
+    first_index = 1 if params.kind == "julia" else 2  # orbit index n of z after the first update
+    # Point and ring traps lie within |z| < 2.2 and every orbit starts within ~2.5 of the origin, so
+    # iterates past the escape radius (|z| > 8) can never be the minimum distance to them; the cross
+    # trap is unbounded and needs the explicit mask.
+    masked = params.trap == "cross"
 
     idx = np.arange(n)
     trap = np.full(n, np.inf, np.float32)
     out_trap = np.full(n, np.inf, np.float32)
     out_nu = np.zeros(n, np.float32)
     escaped_out = np.zeros(n, bool)
+    buffers = np.empty((4, n), np.float32)
+    inside_buffer = np.empty(n, bool)
     with np.errstate(over="ignore", invalid="ignore"):
         for it in range(params.max_iter):
-            zr2 = zr * zr
-            zi2 = zi * zi
-            mag = zr2 + zi2
-            inside = mag <= bail
-            # trap distance of the current iterate
-            if params.trap == "point":
-                dx = zr - px
-                dy = zi - py
-                dist = dx * dx
-                dy *= dy
-                dist += dy
-            elif params.trap == "ring":
-                dx = zr - px
-                dy = zi - py
-                dist = dx * dx
-                dy *= dy
-                dist += dy
-                np.sqrt(dist, out=dist)
-                dist -= radius
-                np.abs(dist, out=dist)
-                dist *= dist
+            m = idx.size
+            zr2, zi2, d1, d2 = buffers[:, :m]
+            np.multiply(zr, zr, out=zr2)
+            np.multiply(zi, zi, out=zi2)
+            # trap distance (squared) of the current iterate
+            np.subtract(zr, px, out=d1)
+            np.subtract(zi, py, out=d2)
+            if params.trap == "cross":
+                np.abs(d1, out=d1)
+                np.abs(d2, out=d2)
+                np.minimum(d1, d2, out=d1)
+                d1 *= d1
             else:
-                dist = np.abs(zr - px)
-                np.minimum(dist, np.abs(zi - py), out=dist)
-                dist *= dist
-            np.minimum(trap, dist, out=trap, where=inside)
+                d1 *= d1
+                d2 *= d2
+                d1 += d2
+                if params.trap == "ring":
+                    np.sqrt(d1, out=d1)
+                    d1 -= radius
+                    d1 *= d1
+            if masked:
+                inside = inside_buffer[:m]
+                np.add(zr2, zi2, out=d2)
+                np.less_equal(d2, bail, out=inside)
+                np.minimum(trap, d1, out=trap, where=inside)
+            else:
+                np.minimum(trap, d1, out=trap)
             # z <- z^2 + c
             zi *= zr
             zi += zi
             zi += ci
-            zr = zr2 - zi2
+            np.subtract(zr2, zi2, out=zr)
             zr += cr
             last = it == params.max_iter - 1
             if (it + 1) % COMPACT_EVERY == 0 or last:
-                mag = zr * zr + zi * zi
+                # Between two compactions an escaped |z| grows to at most ~1e15: no float32 overflow.
+                mag = zr * zr
+                mag += zi * zi
                 gone = ~(mag <= bail)
-                if gone.any() or last:
+                if gone.any():
                     out_idx = idx[gone]
                     out_trap[out_idx] = trap[gone]
-                    logmag = 0.5 * np.log(np.maximum(mag[gone], bail))
-                    nu = (it + 2 + (0 if julia else 1)) - np.log2(np.maximum(logmag, 1e-6))
-                    out_nu[out_idx] = np.where(np.isfinite(nu), nu, it + 2)
+                    logmag = 0.5 * np.log(mag[gone])
+                    out_nu[out_idx] = (it + first_index + 1) - np.log2(logmag)
                     escaped_out[out_idx] = True
                     keep = ~gone
                     idx, zr, zi, cr, ci, trap = idx[keep], zr[keep], zi[keep], cr[keep], ci[keep], trap[keep]
@@ -689,16 +755,23 @@ def render_escape(params: EscapeParams, height: int, width: int) -> np.ndarray:
     _check_size(height, width)
     re, im = _viewport(params.center, params.half_height, params.angle, height, width)
     trap, nu, escaped = _orbit_traps(params, re, im)
-    logd = 0.5 * np.log(np.maximum(trap, 1e-12))
-    u = params.trap_freq * logd + params.phase
-    u_ext = u + params.iter_weight * np.sqrt(np.maximum(nu, 0.0))
-    u = np.where(escaped, u_ext, u)
-    lut_index = (np.mod(u, 1.0) * (LUT_SIZE - 1)).astype(np.intp)
+    # u = trap_freq * log d + phase (+ iter_weight * sqrt(nu) outside), d = sqrt(trap)
+    u = np.log(np.maximum(trap, np.float32(1e-12)))
+    u *= np.float32(0.5 * params.trap_freq)
+    u += np.float32(params.phase)
+    if params.iter_weight:
+        np.sqrt(np.maximum(nu, np.float32(0.0)), out=nu)
+        nu *= np.float32(params.iter_weight)
+        u += np.where(escaped, nu, np.float32(0.0))
+    np.mod(u, np.float32(1.0), out=u)
+    u *= np.float32(LUT_SIZE - 1)
+    lut_index = u.astype(np.intp)
     np.clip(lut_index, 0, LUT_SIZE - 1, out=lut_index)
-    exterior = _palette_lut(params.palette)
-    interior = _palette_lut(params.interior_palette) * np.float32(0.6)
-    rgb = np.where(escaped[:, None], exterior[lut_index], interior[lut_index])
-    return _to_uint8(rgb.reshape(height, width, 3))
+    lut_index[~escaped] += LUT_SIZE  # second half of the table: interior palette
+    lut = np.concatenate(
+        [_palette_lut(params.palette), _palette_lut(params.interior_palette) * np.float32(0.6)]
+    )
+    return _to_uint8(lut)[lut_index].reshape(height, width, 3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -822,42 +895,45 @@ def _probe_shape(height: int, width: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def _attempt(
+    kind: str, seed: int, index: int, attempt: int
+) -> tuple[IFSParams | EscapeParams, np.random.SeedSequence]:
+    """Parameters of one attempt and the seed of its renderer's generator (chaos game)."""
+    param_seed, render_seed = np.random.SeedSequence([int(seed), int(index), int(attempt)]).spawn(2)
+    return sample_params(kind, np.random.default_rng(param_seed)), render_seed
+
+
 def render_fractal(kind: str, seed: int, index: int, height: int, width: int) -> np.ndarray:
     """The picture ``(seed, index)`` of ``kind`` at ``height x width``: uint8 RGB ``(height, width, 3)``.
 
-    Attempt ``a = 0, 1, ...`` draws parameters from ``np.random.default_rng([seed, index, a])``; when
-    the picture is larger than ``PROBE_SIZE`` the parameters are first screened on a probe render of
-    that size, then the full render must pass the quality filter too. After ``MAX_ATTEMPTS`` failures
-    (not observed in practice) the render with the best :attr:`QualityMeasures.margin` is returned.
-    Deterministic for ``(kind, seed, index, height, width)``.
+    Attempt ``a = 0, 1, ...`` splits ``np.random.SeedSequence([seed, index, a])`` into a parameter
+    generator and a render generator. When the picture is larger than ``PROBE_SIZE``, the parameters
+    are first screened on a ``PROBE_SIZE`` render (cheap), then the full render must pass the quality
+    filter too; smaller pictures are checked directly. The first attempt that passes is returned;
+    after ``MAX_ATTEMPTS`` failures (not observed in practice) the attempt with the best
+    :attr:`QualityMeasures.margin` is. Deterministic for ``(kind, seed, index, height, width)``.
     """
     _check_size(height, width)
     if kind not in KINDS:
         raise ValueError(f"unknown fractal kind {kind!r}; expected one of {', '.join(KINDS)}")
-    best: tuple[float, np.ndarray] | None = None
-    probe_hw = _probe_shape(height, width)
+    probe_hw = _probe_shape(height, width) if max(height, width) > PROBE_SIZE else None
+    best_margin, best_attempt = -math.inf, 0
     for attempt in range(MAX_ATTEMPTS):
-        seq = np.random.SeedSequence([int(seed), int(index), attempt])
-        param_seed, render_seed = seq.spawn(2)
-        params = sample_params(kind, np.random.default_rng(param_seed))
-        if max(height, width) > PROBE_SIZE:
-            probe = render_params(params, *probe_hw, rng=np.random.default_rng(render_seed))
-            measures = quality_measures(probe)
-            if not measures.passed:
-                if best is None or measures.margin > best[0]:
-                    best = (measures.margin - 1.0, probe)  # a probe is only a fallback of last resort
+        params, render_seed = _attempt(kind, seed, index, attempt)
+        if probe_hw is not None:
+            probe = quality_measures(render_params(params, *probe_hw, rng=np.random.default_rng(render_seed)))
+            if not probe.passed:
+                if probe.margin > best_margin:
+                    best_margin, best_attempt = probe.margin, attempt
                 continue
         image = render_params(params, height, width, rng=np.random.default_rng(render_seed))
         measures = quality_measures(image)
         if measures.passed:
             return image
-        if best is None or best[1].shape[:2] != (height, width) or measures.margin > best[0]:
-            best = (measures.margin, image)
-    assert best is not None
-    image = best[1]
-    if image.shape[:2] != (height, width):
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    return image
+        if measures.margin > best_margin:
+            best_margin, best_attempt = measures.margin, attempt
+    params, render_seed = _attempt(kind, seed, index, best_attempt)
+    return render_params(params, height, width, rng=np.random.default_rng(render_seed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -865,9 +941,8 @@ def render_fractal(kind: str, seed: int, index: int, height: int, width: int) ->
 # ----------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _config_keys() -> frozenset[str]:
-    return frozenset({"type", "kinds", "seed", "count", "cache_size"})
+#: Keys a ``{"type": "procedural", ...}`` config may have.
+_CONFIG_KEYS = frozenset({"type", "kinds", "seed", "count", "cache_size"})
 
 
 @register_source("procedural")
@@ -934,11 +1009,11 @@ class FractalSource(MixingSource):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> FractalSource:
-        unknown = sorted(set(config) - _config_keys())
+        unknown = sorted(set(config) - _CONFIG_KEYS)
         if unknown:
             raise MixingSourceError(
                 f"unknown key(s) {unknown} in procedural source config {config!r}; "
-                f"expected some of {sorted(_config_keys())}"
+                f"expected some of {sorted(_CONFIG_KEYS)}"
             )
         try:
             return cls(

@@ -1,0 +1,405 @@
+"""``ipmix-fractals``: materialize a procedural fractal mixing set, or preview one as a contact sheet.
+
+The pictures are exactly those of the procedural source (``IPMix()``'s default, or
+``IPMix(fractals={"type": "procedural", "seed": K, "kinds": [...], "count": N})``): picture ``i`` of
+seed ``K`` has kind ``kinds[i % len(kinds)]`` and is a pure function of ``(K, i, size)``.
+
+Run ``ipmix-fractals --help`` (or ``python -m albumentations_ipmix.cli --help``) for the documentation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .fractals import DEFAULT_KINDS, RENDERER_VERSION, kind_of, parse_kinds, render_fractal
+
+__all__ = ["MANIFEST_NAME", "app", "main", "picture_path"]
+
+#: Manifest written into every folder ``generate`` creates (its parameters; used to resume safely).
+MANIFEST_NAME = "ipmix-fractals.json"
+#: Size limits (pixels) accepted by the commands.
+MIN_SIZE, MAX_SIZE = 16, 2048
+TMP_MARK = ".ipmix-tmp-"
+
+app = typer.Typer(
+    name="ipmix-fractals",
+    help=(
+        "Procedural fractal mixing sets for IPMix / PixMix.\n\n"
+        "Pictures are IFS fractals (chaos game, random colours and backgrounds) and Mandelbrot / Julia "
+        "escape-time fractals with orbit-trap colouring, each a pure function of (seed, index, size). "
+        "Picture i has kind KINDS[i % len(KINDS)], so the default kinds give an even mix. The same "
+        "pictures back IPMix() when no fractals= is given."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_KINDS_HELP = (
+    "Comma-separated fractal kinds, cycled through by index: any of ifs, mandelbrot, julia (repeats "
+    "weight the mix, e.g. ifs,ifs,julia)."
+)
+
+
+class BadInput(Exception):
+    """Invalid command-line input: reported as one line, exit status 2."""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"ipmix-fractals: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def picture_path(out: Path, kind: str, index: int) -> Path:
+    """Where ``generate`` writes picture ``index``: ``OUT/<kind>/<kind>_<index:05d>.png``."""
+    return out / kind / f"{kind}_{index:05d}.png"
+
+
+def _check_common(count: int, size: int, seed: int, kinds: str) -> tuple[str, ...]:
+    if count < 1:
+        raise BadInput(f"--count must be a positive number of pictures, got {count}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise BadInput(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
+    if seed < 0:
+        raise BadInput(f"--seed must be a non-negative integer, got {seed}")
+    try:
+        return parse_kinds(kinds)
+    except ValueError as exc:
+        raise BadInput(f"--kinds: {exc}") from exc
+
+
+def _manifest(count: int, size: int, seed: int, kinds: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "tool": "ipmix-fractals",
+        "renderer": RENDERER_VERSION,
+        "count": count,
+        "size": size,
+        "seed": seed,
+        "kinds": list(kinds),
+        "layout": "<kind>/<kind>_<index:05d>.png",
+    }
+
+
+def _file_mode() -> int:
+    """Permissions of a newly created regular file under the current umask (mkstemp would give 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_MARK}{path.name}.", dir=path.parent)
+    try:
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_FILE_MODE = _file_mode()
+
+
+def _encode_png(image: np.ndarray, compression: int = 3) -> bytes:
+    """RGB uint8 -> PNG bytes (``compression`` 0-9: zlib level; 3 is fast, 9 smallest)."""
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]), params)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == "ipmix-fractals" else None
+
+
+def _prepare_out(out: Path, manifest: dict[str, Any], resume: bool, force: bool) -> str:
+    """Decide how to write into ``out``: returns ``"new"``, ``"resume"`` or ``"force"`` (or raises)."""
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"OUT '{out}' exists and is not a folder; pass a folder path")
+    entries = list(out.iterdir()) if out.exists() else []
+    if not entries:
+        if resume:
+            raise BadInput(
+                f"--resume: '{out}' holds no run to resume (it is empty or missing); drop --resume"
+            )
+        return "new"
+    manifest_path = out / MANIFEST_NAME
+    existing = _read_manifest(manifest_path) if manifest_path.is_file() else None
+    if existing is None:
+        if force:
+            return "force"
+        raise BadInput(
+            f"'{out}' is not empty and was not created by ipmix-fractals (no valid {MANIFEST_NAME}); "
+            "choose an empty or new folder, or pass --force to write into it anyway"
+        )
+    differing = sorted(k for k in manifest if existing.get(k) != manifest[k])
+    if differing:
+        if force:
+            return "force"
+        shown = ", ".join(f"{k}={existing.get(k)!r} (now {manifest[k]!r})" for k in differing)
+        raise BadInput(
+            f"'{out}' holds a set made with different parameters: {shown}; use the same parameters to "
+            "resume, another folder, or --force to re-render every picture"
+        )
+    return "force" if force else "resume"
+
+
+def _clean_temporaries(out: Path, kinds: tuple[str, ...]) -> int:
+    removed = 0
+    for kind in set(kinds):
+        folder = out / kind
+        if folder.is_dir():
+            for leftover in folder.glob(f"{TMP_MARK}*"):
+                leftover.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _render_to_file(job: tuple[str, tuple[str, ...], int, int, int]) -> int:
+    """Render picture ``index`` of a set and write it atomically (runs in worker processes too)."""
+    out, kinds, seed, size, index = job
+    kind = kind_of(index, kinds)
+    _write_atomic(
+        picture_path(Path(out), kind, index), _encode_png(render_fractal(kind, seed, index, size, size))
+    )
+    return index
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of rendering processes that never inherit thread pools (BLAS, OpenCV) by ``fork``.
+
+    Uses a fork server that has imported this module once (cheap workers) where the platform has
+    one, else ``spawn``. A forked copy of a process whose BLAS or OpenCV threads are running can
+    deadlock, so plain ``fork`` is not used.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        # run as ``python -m``: the server re-imports the main module itself (under ``__mp_main__``)
+        context.set_forkserver_preload(["__main__" if __name__ == "__main__" else __name__])
+    # one OpenCV thread per worker: the workers already use every core
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=cv2.setNumThreads, initargs=(1,)
+    )
+
+
+def _progress(console: Console, disable: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable,
+    )
+
+
+@app.command()
+def generate(
+    out: Path = typer.Argument(
+        ..., help="Output folder (created if missing). Gets OUT/<kind>/<kind>_<index>.png."
+    ),
+    count: int = typer.Option(1000, "--count", "-n", help="Number of pictures (indices 0 .. N-1)."),
+    size: int = typer.Option(256, "--size", "-s", help=f"Square side in pixels ({MIN_SIZE}-{MAX_SIZE})."),
+    seed: int = typer.Option(
+        0, "--seed", help="Set seed (non-negative integer); with the index it fixes each picture."
+    ),
+    kinds: str = typer.Option(",".join(DEFAULT_KINDS), "--kinds", "-k", help=_KINDS_HELP),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted run in OUT (must have been made with the same parameters).",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Write into a non-empty folder not made by ipmix-fractals, or one made with other parameters: "
+        "every picture is rendered again and files at its path are replaced; other files are left alone.",
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-j",
+        help="Processes rendering in parallel (0: one per CPU core). Output is the same.",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (for scripts) instead of text."),
+) -> None:
+    """Write COUNT fractal pictures as PNGs in an ImageFolder layout (one folder per kind).
+
+    A manifest (ipmix-fractals.json) records the parameters. Running the same command again resumes:
+    finished pictures are kept as they are (each file is written to a temporary name and renamed, so a
+    file that exists is complete) and only missing ones are rendered; the result is identical to an
+    uninterrupted run. The command refuses to write into a non-empty folder it did not create, and to
+    resume with different parameters, unless --force is given.
+
+    Example: ipmix-fractals generate fractals/ --count 13000 --size 256 --seed 0 --workers 0
+    """
+    try:
+        kind_list = _check_common(count, size, seed, kinds)
+        if workers < 0:
+            raise BadInput(f"--workers must be >= 0 (0: one per CPU core), got {workers}")
+        workers = workers or os.cpu_count() or 1
+        manifest = _manifest(count, size, seed, kind_list)
+        mode = _prepare_out(out, manifest, resume, force)
+    except BadInput as exc:
+        _fail(str(exc))
+    console = Console(stderr=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in set(kind_list):
+        (out / kind).mkdir(exist_ok=True)
+    _clean_temporaries(out, kind_list)
+    _write_atomic(out / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
+
+    todo = []
+    for index in range(count):
+        path = picture_path(out, kind_of(index, kind_list), index)
+        if not (mode == "resume" and path.is_file()):
+            todo.append(index)
+    kept = count - len(todo)
+    start = time.perf_counter()
+    jobs = [(str(out), kind_list, seed, size, index) for index in todo]
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers > 1 and len(todo) > 1:
+            pool = stack.enter_context(_start_pool(min(workers, len(todo))))
+        progress = stack.enter_context(_progress(console, disable=quiet or as_json))
+        task = progress.add_task(f"fractals -> {out}", total=count, completed=kept)
+        results = pool.map(_render_to_file, jobs, chunksize=4) if pool else map(_render_to_file, jobs)
+        for _ in results:
+            progress.advance(task)
+    written = len(todo)
+    seconds = time.perf_counter() - start
+    summary = {
+        "out": str(out),
+        "count": count,
+        "written": written,
+        "kept": kept,
+        "seconds": round(seconds, 3),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    elif not quiet:
+        console.print(f"wrote {written} picture(s), kept {kept} existing, in {seconds:.1f} s -> {out}")
+
+
+@app.command()
+def preview(
+    out: Path = typer.Argument(..., help="Contact sheet to write (.png)."),
+    count: int = typer.Option(
+        24, "--count", "-n", help="Number of pictures on the sheet (indices 0 .. N-1)."
+    ),
+    size: int = typer.Option(
+        128, "--size", "-s", help=f"Side of each picture in pixels ({MIN_SIZE}-{MAX_SIZE})."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Set seed (the same pictures as generate with this seed)."),
+    kinds: str = typer.Option(",".join(DEFAULT_KINDS), "--kinds", "-k", help=_KINDS_HELP),
+    columns: int = typer.Option(0, "--columns", "-c", help="Pictures per row (0: about square)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """Render a contact sheet: a grid of the first COUNT pictures, 2 px apart on a dark background.
+
+    Example: ipmix-fractals preview sheet.png --count 24 --size 128
+    """
+    try:
+        kind_list = _check_common(count, size, seed, kinds)
+        if columns < 0:
+            raise BadInput(f"--columns must be >= 0, got {columns}")
+        if out.suffix.lower() != ".png":
+            raise BadInput(f"OUT '{out}' must end in .png")
+        if out.exists() and not force:
+            raise BadInput(f"'{out}' exists; pass --force to replace it")
+        if out.exists() and not out.is_file():
+            raise BadInput(f"OUT '{out}' exists and is not a file")
+        if not out.parent.is_dir():
+            raise BadInput(f"folder '{out.parent}' of OUT does not exist; create it first")
+        if count > 4096:
+            raise BadInput(f"--count {count} is too many for one sheet (at most 4096)")
+    except BadInput as exc:
+        _fail(str(exc))
+    cols = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    gap = 2
+    sheet = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 24, np.uint8)
+    console = Console(stderr=True)
+    with _progress(console, disable=False) as progress:
+        task = progress.add_task("preview", total=count)
+        for index in range(count):
+            row, col = divmod(index, cols)
+            top, left = gap + row * (size + gap), gap + col * (size + gap)
+            sheet[top : top + size, left : left + size] = render_fractal(
+                kind_of(index, kind_list), seed, index, size, size
+            )
+            progress.advance(task)
+    _write_atomic(out, _encode_png(sheet, compression=9))
+    console.print(f"wrote a {rows}x{cols} contact sheet ({sheet.shape[1]}x{sheet.shape[0]} px) -> {out}")
+
+
+# Usage errors raised while parsing: recent Typer vendors Click (its errors derive from
+# typer.TyperException); older Typer raises Click's own.
+_PARSE_ERRORS: tuple[type[Exception], ...] = (
+    (typer.TyperException,) if hasattr(typer, "TyperException") else ()
+)
+_ABORTS: tuple[type[BaseException], ...] = (typer.Abort, KeyboardInterrupt)
+try:
+    import click
+
+    _PARSE_ERRORS += (click.exceptions.ClickException,)
+    _ABORTS += (click.exceptions.Abort,)
+except ImportError:  # pragma: no cover - Typer without a separate Click
+    pass
+
+
+def main() -> None:
+    """Console entry point: runs the app; usage errors become one line on stderr and exit status 2."""
+    try:
+        status = app(standalone_mode=False)
+    except _PARSE_ERRORS as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(message, err=True)  # no arguments: the help text
+        else:
+            typer.echo(f"ipmix-fractals: error: {' '.join(message.split())}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    except _ABORTS:
+        typer.echo("ipmix-fractals: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
