@@ -20,13 +20,13 @@ from collections.abc import Callable
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from skimage import data  # noqa: E402
+import albumentations as A
+import cv2
+import numpy as np
+from PIL import Image
+from skimage import data
 
-from albumentations_ipmix import IPMix, PixMix, as_source  # noqa: E402
+from albumentations_ipmix import IPMix, PixMix, as_source
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 
@@ -60,7 +60,9 @@ def _time(fn: Callable[[object], object], inputs: list, n: int, repeats: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=300, help="images per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per transform (best is kept)")
     args = parser.parse_args()
@@ -90,9 +92,11 @@ def main() -> None:
         pixmix = A.Compose([PixMix(fractals=pictures, beta=beta, severity=severity)], seed=0)
         identity = A.Compose([A.NoOp()], seed=0)
         rows = {
-            "identity (A.NoOp)": _time(lambda x: identity(image=x)["image"], photos, args.images, args.repeats),
-            "IPMix": _time(lambda x: ipmix(image=x)["image"], photos, args.images, args.repeats),
-            "PixMix": _time(lambda x: pixmix(image=x)["image"], photos, args.images, args.repeats),
+            "identity (A.NoOp)": _time(
+                lambda x, t=identity: t(image=x)["image"], photos, args.images, args.repeats
+            ),
+            "IPMix": _time(lambda x, t=ipmix: t(image=x)["image"], photos, args.images, args.repeats),
+            "PixMix": _time(lambda x, t=pixmix: t(image=x)["image"], photos, args.images, args.repeats),
             "timm AugMix (augmix-m3-w3)": _time(augmix, pils, args.images, args.repeats),
             "timm RandAugment (rand-m9-n2-mstd0.5)": _time(randaug, pils, args.images, args.repeats),
         }

@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,620 @@ def load_npy_images(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarr
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise DataLayoutError(f"'{path}' holds {arr.dtype} {arr.shape}; expected uint8 (N, H, W, 3)")
     return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Robustness-benchmark layouts (-C, -C-bar, -P, OOD, ImageNet-A/R/O), streaming sources,
+# synthetic OOD sets and `robust-eval data check`.
+#
+#   <data>/cifar-10-batches-py/ | cifar-100-python/      clean CIFAR test set (official python folder)
+#   <data>/CIFAR-10-C/<corruption>.npy + labels.npy       uint8 [5*N, 32, 32, 3], rows by severity
+#   <data>/CIFAR-10-C-bar/<corruption>.npy + labels.npy   same layout (also "CIFAR-10-C-Bar")
+#   <data>/CIFAR-10-P/<perturbation>.npy                  uint8 [N, T, 32, 32, 3]
+#   <data>/imagenet/<split>/<wnid>/*.JPEG                 clean ImageNet (split: val by default)
+#   <data>/ImageNet-C/<corruption>/<1..5>/<wnid>/*.JPEG
+#   <data>/ImageNet-C-bar/<corruption>/<param %.2f>/<wnid>/*.JPEG   (sorted ascending = severity)
+#   <data>/imagenet-a | imagenet-r | imagenet-o/<wnid>/*  200-class sets
+#   <data>/ood/<name>.npy  or  <data>/ood/<name>/...      OOD sets (uint8 arrays or image trees)
+# ---------------------------------------------------------------------------------------------
+
+__all__ += [
+    "SYNTHETIC_OOD",
+    "ArraySource",
+    "FileSource",
+    "ImageSource",
+    "LayoutEntry",
+    "SequenceSource",
+    "SyntheticSource",
+    "check_layouts",
+    "corruption_folder",
+    "imagefolder_split",
+    "list_image_files",
+    "list_ood_sets",
+    "load_corruption_cell",
+    "load_corruption_labels",
+    "load_perturbation_array",
+    "perturbation_folder",
+    "resize_center_crop",
+    "severity_folders",
+    "synthetic_ood",
+]
+
+#: Synthetic OOD sets of the Outlier Exposure protocol, generated deterministically.
+SYNTHETIC_OOD: tuple[str, ...] = ("gaussian", "rademacher", "blobs")
+
+_CIFAR_TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+_CIFAR_TEST_SIZE = 10000
+_INTERPOLATIONS = {"bilinear": 1, "bicubic": 2, "nearest": 0, "area": 3, "lanczos": 4}
+
+
+def resize_center_crop(
+    image: np.ndarray, size: int, crop_pct: float = 1.0, interpolation: str = "bilinear"
+) -> np.ndarray:
+    """The standard evaluation transform on one uint8 ``(H, W, 3)`` image.
+
+    Resize the shorter side to ``round(size / crop_pct)`` pixels (keeping the aspect ratio), then
+    center-crop ``size x size``. ``crop_pct = 0.875`` with ``size = 224`` is the 256-resize + 224-crop
+    protocol. An image already at the target size with ``crop_pct = 1`` is returned unchanged.
+    """
+    import cv2
+
+    if size < 1 or not 0 < crop_pct <= 1:
+        raise ValueError(f"size must be >= 1 and crop_pct in (0, 1], got {size}, {crop_pct}")
+    h, w = image.shape[:2]
+    short = round(size / crop_pct)
+    if min(h, w) != short:
+        scale = short / min(h, w)
+        nh, nw = max(short, round(h * scale)), max(short, round(w * scale))
+        flag = cv2.INTER_AREA if scale < 1 else _INTERPOLATIONS.get(interpolation, 1)
+        image = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=flag)
+        h, w = nh, nw
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(image[top : top + size, left : left + size])
+
+
+class ImageSource:
+    """A streamable set of images (and optional int64 labels) read batch by batch.
+
+    ``batch(start, stop)`` returns uint8 ``(B, H, W, 3)`` or float32 ``(B, H, W, 3)`` in [0, 1].
+    """
+
+    labels: np.ndarray | None
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def batch(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def head(self, n: int | None) -> ImageSource:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class ArraySource(ImageSource):
+    """Images from an in-memory or memory-mapped array ``(N, H, W, C)`` (only touched rows are read)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise DataLayoutError(f"images must be (N, H, W, 3), got {images.shape}")
+        if labels is not None and len(labels) != len(images):
+            raise DataLayoutError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, start: int, stop: int) -> np.ndarray:
+        out = np.array(self.images[start:stop])  # a writable in-memory copy of the (mapped) rows
+        return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
+
+    def head(self, n: int | None) -> ArraySource:
+        if n is None or n >= len(self):
+            return self
+        return ArraySource(self.images[:n], None if self.labels is None else self.labels[:n])
+
+
+class FileSource(ImageSource):
+    """Image files decoded on demand (``workers`` threads) and brought to ``size`` pixels with
+    :func:`resize_center_crop`."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: np.ndarray | None,
+        size: int,
+        crop_pct: float = 1.0,
+        interpolation: str = "bilinear",
+        workers: int = 0,
+    ) -> None:
+        self.paths = list(paths)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.size, self.crop_pct, self.interpolation = int(size), float(crop_pct), interpolation
+        self.workers = int(workers)
+        self._pool: Any = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, path: str) -> np.ndarray:
+        return resize_center_crop(read_image(path), self.size, self.crop_pct, self.interpolation)
+
+    def batch(self, start: int, stop: int) -> np.ndarray:
+        paths = self.paths[start:stop]
+        if self.workers > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.workers)
+            images = list(self._pool.map(self._load, paths))
+        else:
+            images = [self._load(p) for p in paths]
+        return np.stack(images) if images else np.zeros((0, self.size, self.size, 3), np.uint8)
+
+    def head(self, n: int | None) -> FileSource:
+        if n is None or n >= len(self):
+            return self
+        labels = None if self.labels is None else self.labels[:n]
+        return FileSource(self.paths[:n], labels, self.size, self.crop_pct, self.interpolation, self.workers)
+
+
+class SequenceSource:
+    """-P sequences: a uint8 array ``(N, T, H, W, 3)`` (memory-mapped), read a few sequences at a time."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        if array.ndim != 5 or array.shape[-1] != 3:
+            raise DataLayoutError(f"-P arrays must be uint8 (N, T, H, W, 3), got {array.shape}")
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @property
+    def frames(self) -> int:
+        """Frames per sequence (T)."""
+        return int(self.array.shape[1])
+
+    def sequences(self, start: int, stop: int) -> np.ndarray:
+        """uint8 ``(B, T, H, W, 3)``: sequences ``start..stop-1`` read into memory."""
+        return np.array(self.array[start:stop])
+
+    def head(self, n: int | None) -> SequenceSource:
+        return self if n is None or n >= len(self) else SequenceSource(self.array[:n])
+
+
+def _first_existing(candidates: Sequence[Path]) -> Path | None:
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def corruption_folder(root: str | os.PathLike[str], dataset: str, bar: bool = False) -> Path | None:
+    """Folder of the -C (or -C-bar) set for ``dataset`` under ``root``, or None if absent."""
+    root = Path(root)
+    if dataset in _CIFAR_TITLE:
+        base = f"{_CIFAR_TITLE[dataset]}-C"
+        names = [f"{base}-bar", f"{base}-Bar", f"{base}-BAR"] if bar else [base]
+    elif dataset == "imagenet":
+        names = ["ImageNet-C-bar", "ImageNet-C-Bar"] if bar else ["ImageNet-C"]
+    else:
+        return None
+    return _first_existing([root / n for n in names])
+
+
+def expected_corruption_folder(root: str | os.PathLike[str], dataset: str, bar: bool = False) -> Path:
+    """Where :func:`corruption_folder` looks first (for "put X at Y" messages)."""
+    title = {"imagenet": "ImageNet"}.get(dataset, _CIFAR_TITLE.get(dataset, dataset))
+    return Path(root) / (f"{title}-C-bar" if bar else f"{title}-C")
+
+
+def load_corruption_labels(folder: str | os.PathLike[str], n_per_severity: int | None = None) -> np.ndarray:
+    """``labels.npy`` of a CIFAR -C / -C-bar folder as int64 (stored uint8; 5 repeats of the test labels)."""
+    path = Path(folder) / "labels.npy"
+    if not path.is_file():
+        raise DataLayoutError(f"'{path}' is missing; the -C folder needs the labels file next to the arrays")
+    labels = np.load(path, mmap_mode="r", allow_pickle=False)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataLayoutError(f"'{path}' holds {labels.dtype} {labels.shape}; expected integer (5*N,)")
+    if n_per_severity is not None and len(labels) != 5 * n_per_severity:
+        raise DataLayoutError(f"'{path}' has {len(labels)} labels, expected 5 x {n_per_severity}")
+    return np.asarray(labels, dtype=np.int64)
+
+
+def load_corruption_cell(
+    folder: str | os.PathLike[str], corruption: str, severity: int, labels: np.ndarray
+) -> ArraySource:
+    """One (corruption, severity) cell of a CIFAR -C / -C-bar ``.npy`` folder, memory-mapped.
+
+    Rows ``[n*(s-1), n*s)`` of ``<corruption>.npy`` are severity ``s`` where ``n = len(array) / 5``.
+    """
+    if severity not in (1, 2, 3, 4, 5):
+        raise ValueError(f"severity must be 1..5, got {severity}")
+    arr = load_npy_images(Path(folder) / f"{corruption}.npy")
+    if len(arr) % 5 or len(arr) != len(labels):
+        raise DataLayoutError(
+            f"'{Path(folder) / corruption}.npy' has {len(arr)} rows and labels.npy {len(labels)}; "
+            "expected 5 severities x N rows in both"
+        )
+    n = len(arr) // 5
+    sl = slice(n * (severity - 1), n * severity)
+    return ArraySource(arr[sl], labels[sl])
+
+
+def severity_folders(corruption_dir: str | os.PathLike[str]) -> list[Path]:
+    """The 5 severity folders of an ImageNet-C(-bar) corruption folder, severity 1..5 in order.
+
+    ImageNet-C names them ``1``..``5``; ImageNet-C-bar by parameter value (``"%.2f"``), sorted ascending.
+    """
+    folder = Path(corruption_dir)
+    subdirs = [d for d in folder.iterdir() if d.is_dir()] if folder.is_dir() else []
+    try:
+        ordered = sorted(subdirs, key=lambda d: float(d.name))
+    except ValueError as exc:
+        raise DataLayoutError(f"'{folder}' has non-numeric severity folders: {exc}") from exc
+    if len(ordered) != 5:
+        raise DataLayoutError(f"'{folder}' has {len(ordered)} severity folders, expected 5")
+    return ordered
+
+
+def perturbation_folder(root: str | os.PathLike[str], dataset: str) -> Path | None:
+    """The CIFAR-10/100-P folder under ``root`` or None."""
+    if dataset not in _CIFAR_TITLE:
+        return None
+    return _first_existing([Path(root) / f"{_CIFAR_TITLE[dataset]}-P"])
+
+
+def load_perturbation_array(folder: str | os.PathLike[str], perturbation: str) -> SequenceSource:
+    """``<folder>/<perturbation>.npy`` (uint8 ``[N, T, H, W, 3]``), memory-mapped."""
+    path = Path(folder) / f"{perturbation}.npy"
+    if not path.is_file():
+        raise DataLayoutError(f"array file '{path}' is missing")
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    if arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[-1] != 3 or arr.shape[1] < 2:
+        raise DataLayoutError(f"'{path}' holds {arr.dtype} {arr.shape}; expected uint8 (N, T>=2, H, W, 3)")
+    return SequenceSource(arr)
+
+
+def imagefolder_split(root: str | os.PathLike[str], split: str | None = None) -> Path:
+    """The ImageFolder root of a split: ``root/<split>`` (default: first of test, val, validation that
+    exists), or ``root`` itself when it directly holds class folders and no split folder exists."""
+    root = Path(root)
+    if split is not None:
+        if not (root / split).is_dir():
+            raise DataLayoutError(f"split folder '{root / split}' does not exist")
+        return root / split
+    for name in ("test", "val", "validation"):
+        if (root / name).is_dir():
+            return root / name
+    if root.is_dir() and any(d.is_dir() for d in root.iterdir()):
+        return root
+    raise DataLayoutError(
+        f"no image folder at '{root}': expected '{root}/test|val|validation/<class>/<image files>'"
+    )
+
+
+def list_image_files(root: str | os.PathLike[str]) -> list[str]:
+    """Every image file under ``root`` (recursively, sorted); for unlabelled sets such as OOD trees."""
+    root = Path(root)
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        out.extend(
+            os.path.join(dirpath, f)
+            for f in sorted(filenames)
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+        )
+    return out
+
+
+def list_ood_sets(root: str | os.PathLike[str]) -> dict[str, Path]:
+    """Real OOD sets under ``<root>/ood``: ``<name>.npy`` arrays and ``<name>/`` image trees, by name."""
+    folder = Path(root) / "ood"
+    if not folder.is_dir():
+        return {}
+    sets: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file() and entry.suffix == ".npy":
+            sets[entry.stem] = entry
+        elif entry.is_dir():
+            sets[entry.name] = entry
+    return sets
+
+
+#: Images per independently seeded block of a synthetic OOD set.
+SYNTHETIC_BLOCK = 256
+
+
+def _synthetic_block(name: str, size: int, seed: int, block: int) -> np.ndarray:
+    """Block ``block`` (images ``[256 * block, 256 * (block + 1))``) of a synthetic set, float32 [0, 1]."""
+    rng = np.random.default_rng([seed, SYNTHETIC_OOD.index(name), block])
+    shape = (SYNTHETIC_BLOCK, size, size, 3)
+    if name == "gaussian":
+        x = np.clip(rng.normal(0.0, 0.5, shape), -1.0, 1.0)
+        return ((x + 1.0) / 2.0).astype(np.float32)
+    if name == "rademacher":
+        return rng.integers(0, 2, shape).astype(np.float32)
+    from scipy.ndimage import gaussian_filter
+
+    blobs = rng.binomial(1, 0.7, shape).astype(np.float32)
+    # per image and channel, as skimage's gaussian(sigma=1.5) in the reference (mode "nearest").
+    out = gaussian_filter(blobs, sigma=(0, 1.5, 1.5, 0), mode="nearest", truncate=4.0)
+    out[out < 0.75] = 0.0
+    return out
+
+
+def synthetic_ood(name: str, n: int, size: int = 32, seed: int = 0, start: int = 0) -> np.ndarray:
+    """Images ``start .. start + n - 1`` of a synthetic OOD set of the Outlier Exposure protocol, as
+    float32 ``(n, size, size, 3)`` in [0, 1].
+
+    The reference code generates them in its [-1, 1] input space; here they are mapped to [0, 1]
+    with ``x01 = (x + 1) / 2`` so they pass through the same input contract as every other set:
+
+    - ``gaussian``: ``clip(N(0, 0.5), -1, 1)`` per pixel and channel;
+    - ``rademacher``: ``+-1`` with probability 0.5 each;
+    - ``blobs``: Bernoulli(0.7) image, Gaussian blur (sigma 1.5, per channel), values below 0.75 set
+      to 0 (in [0, 1] space, then used as is: the reference maps it with ``2x - 1``).
+
+    Deterministic and streamable: image ``i`` depends only on (name, size, seed, i), so a set can be
+    generated batch by batch (:class:`SyntheticSource`) and equals the one-shot array.
+    """
+    if name not in SYNTHETIC_OOD:
+        raise ValueError(f"unknown synthetic OOD set {name!r}; choose from {SYNTHETIC_OOD}")
+    if n < 0 or size < 1 or start < 0:
+        raise ValueError(f"n and start must be >= 0 and size >= 1, got {n}, {start}, {size}")
+    if n == 0:
+        return np.zeros((0, size, size, 3), np.float32)
+    first, last = start // SYNTHETIC_BLOCK, (start + n - 1) // SYNTHETIC_BLOCK
+    blocks = np.concatenate([_synthetic_block(name, size, seed, b) for b in range(first, last + 1)])
+    offset = start - first * SYNTHETIC_BLOCK
+    return np.ascontiguousarray(blocks[offset : offset + n])
+
+
+class SyntheticSource(ImageSource):
+    """A synthetic OOD set generated batch by batch (never held in memory whole)."""
+
+    labels = None
+
+    def __init__(self, name: str, n: int, size: int, seed: int = 0) -> None:
+        if name not in SYNTHETIC_OOD:
+            raise ValueError(f"unknown synthetic OOD set {name!r}; choose from {SYNTHETIC_OOD}")
+        self.name, self.n, self.size, self.seed = name, int(n), int(size), int(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def batch(self, start: int, stop: int) -> np.ndarray:
+        stop = min(stop, self.n)
+        return synthetic_ood(self.name, max(0, stop - start), self.size, self.seed, start)
+
+    def head(self, n: int | None) -> SyntheticSource:
+        return self if n is None or n >= self.n else SyntheticSource(self.name, n, self.size, self.seed)
+
+
+@dataclass
+class LayoutEntry:
+    """One line of ``robust-eval data check``: a data set, where it is expected, and its state."""
+
+    name: str
+    path: str
+    status: str  # "present" | "partial" | "missing" | "malformed"
+    detail: str
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a .npy file without reading its data."""
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    return tuple(arr.shape), arr.dtype
+
+
+def _check_cifar(root: Path, dataset: str) -> LayoutEntry:
+    where = root / CIFAR_FOLDERS[dataset]
+    try:
+        folder = find_cifar_folder(root, dataset)
+    except DataLayoutError:
+        return LayoutEntry(dataset, str(where), "missing", f"put the extracted python archive at '{where}'")
+    try:
+        images, labels, _ = load_cifar(folder, dataset)
+    except (DataLayoutError, pickle.UnpicklingError, OSError, EOFError) as exc:
+        return LayoutEntry(dataset, str(folder), "malformed", str(exc))
+    n_classes = 10 if dataset == "cifar10" else 100
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        return LayoutEntry(dataset, str(folder), "malformed", f"labels outside 0..{n_classes - 1}")
+    return LayoutEntry(dataset, str(folder), "present", f"test split: {len(images)} images")
+
+
+def _check_npy_set(
+    folder: Path | None, expected: Path, name: str, members: Sequence[str], optional: Sequence[str] = ()
+) -> LayoutEntry:
+    if folder is None:
+        return LayoutEntry(
+            name, str(expected), "missing", f"put <name>.npy files and labels.npy in '{expected}'"
+        )
+    problems: list[str] = []
+    try:
+        labels_shape, labels_dtype = _npy_header(folder / "labels.npy")
+        if len(labels_shape) != 1 or not np.issubdtype(labels_dtype, np.integer):
+            problems.append(f"labels.npy is {labels_dtype} {labels_shape}, expected integer (5*N,)")
+    except (OSError, ValueError) as exc:
+        labels_shape = None
+        problems.append(f"labels.npy unreadable or missing ({exc.__class__.__name__})")
+    found, missing = [], []
+    for member in (*members, *optional):
+        path = folder / f"{member}.npy"
+        if not path.is_file():
+            if member in members:
+                missing.append(member)
+            continue
+        try:
+            shape, dtype = _npy_header(path)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path.name}: unreadable ({exc})")
+            continue
+        if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 3 or shape[0] % 5:
+            problems.append(f"{path.name}: {dtype} {shape}, expected uint8 (5*N, H, W, 3)")
+        elif labels_shape is not None and shape[0] != labels_shape[0]:
+            problems.append(f"{path.name}: {shape[0]} rows but labels.npy has {labels_shape[0]}")
+        else:
+            found.append(member)
+    if problems:
+        return LayoutEntry(name, str(folder), "malformed", "; ".join(problems))
+    if missing:
+        status = "partial" if found else "missing"
+        return LayoutEntry(name, str(folder), status, f"{len(found)} arrays; missing: {', '.join(missing)}")
+    return LayoutEntry(name, str(folder), "present", f"{len(found)} arrays")
+
+
+def _check_p_set(folder: Path | None, expected: Path, name: str, members: Sequence[str]) -> LayoutEntry:
+    if folder is None:
+        return LayoutEntry(name, str(expected), "missing", f"put <perturbation>.npy files in '{expected}'")
+    problems, found, missing = [], [], []
+    for member in members:
+        path = folder / f"{member}.npy"
+        if not path.is_file():
+            missing.append(member)
+            continue
+        try:
+            shape, dtype = _npy_header(path)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path.name}: unreadable ({exc})")
+            continue
+        if dtype != np.uint8 or len(shape) != 5 or shape[-1] != 3 or shape[1] < 2:
+            problems.append(f"{path.name}: {dtype} {shape}, expected uint8 (N, T, H, W, 3)")
+        else:
+            found.append(member)
+    if problems:
+        return LayoutEntry(name, str(folder), "malformed", "; ".join(problems))
+    if missing:
+        status = "partial" if found else "missing"
+        return LayoutEntry(name, str(folder), status, f"{len(found)} arrays; missing: {', '.join(missing)}")
+    return LayoutEntry(name, str(folder), "present", f"{len(found)} arrays")
+
+
+def _check_tree(path: Path, name: str, expected_classes: int | None = None) -> LayoutEntry:
+    if not path.is_dir():
+        return LayoutEntry(name, str(path), "missing", f"put '<class>/<image files>' folders in '{path}'")
+    try:
+        files, _, classes = list_imagefolder(path)
+    except DataLayoutError as exc:
+        return LayoutEntry(name, str(path), "malformed", str(exc))
+    if expected_classes is not None and len(classes) != expected_classes:
+        return LayoutEntry(
+            name, str(path), "malformed", f"{len(classes)} class folders, expected {expected_classes}"
+        )
+    return LayoutEntry(name, str(path), "present", f"{len(classes)} classes, {len(files)} images")
+
+
+def _check_imagenet_c(folder: Path | None, expected: Path, name: str, members: Sequence[str]) -> LayoutEntry:
+    if folder is None:
+        return LayoutEntry(
+            name, str(expected), "missing", f"put <corruption>/<severity>/<wnid>/*.JPEG in '{expected}'"
+        )
+    problems, found, missing = [], [], []
+    for member in members:
+        if not (folder / member).is_dir():
+            missing.append(member)
+            continue
+        try:
+            for sev in severity_folders(folder / member):
+                list_imagefolder(sev)
+            found.append(member)
+        except DataLayoutError as exc:
+            problems.append(str(exc))
+    if problems:
+        return LayoutEntry(name, str(folder), "malformed", "; ".join(problems))
+    if missing:
+        status = "partial" if found else "missing"
+        return LayoutEntry(
+            name, str(folder), status, f"{len(found)} corruptions; missing: {', '.join(missing)}"
+        )
+    return LayoutEntry(name, str(folder), "present", f"{len(found)} corruptions")
+
+
+def check_layouts(root: str | os.PathLike[str]) -> list[LayoutEntry]:
+    """Validate every layout this package reads under the data root (shapes, dtypes, label files,
+    file counts). Never raises for bad data: each problem becomes a "malformed" entry."""
+    from robust_eval.constants import (
+        ALL_CORRUPTIONS,
+        BENCHMARK_CORRUPTIONS,
+        CIFAR_CBAR_CORRUPTIONS,
+        EXTRA_CORRUPTIONS,
+        IMAGENET_CBAR_CORRUPTIONS,
+        TEST_PERTURBATIONS,
+        VALIDATION_PERTURBATIONS,
+    )
+
+    root = Path(root)
+    entries: list[LayoutEntry] = []
+    for ds, title in _CIFAR_TITLE.items():
+        entries.append(_check_cifar(root, ds))
+        entries.append(
+            _check_npy_set(
+                corruption_folder(root, ds),
+                expected_corruption_folder(root, ds),
+                f"{title}-C",
+                BENCHMARK_CORRUPTIONS,
+                EXTRA_CORRUPTIONS,
+            )
+        )
+        entries.append(
+            _check_npy_set(
+                corruption_folder(root, ds, bar=True),
+                expected_corruption_folder(root, ds, bar=True),
+                f"{title}-C-bar",
+                CIFAR_CBAR_CORRUPTIONS,
+            )
+        )
+        entries.append(
+            _check_p_set(
+                perturbation_folder(root, ds),
+                root / f"{title}-P",
+                f"{title}-P",
+                (*TEST_PERTURBATIONS, *VALIDATION_PERTURBATIONS),
+            )
+        )
+    imagenet = root / "imagenet"
+    try:
+        entries.append(_check_tree(imagefolder_split(imagenet), "imagenet (val)", 1000))
+    except DataLayoutError:
+        entries.append(_check_tree(imagenet / "val", "imagenet (val)", 1000))
+    entries.append(
+        _check_imagenet_c(
+            corruption_folder(root, "imagenet"),
+            expected_corruption_folder(root, "imagenet"),
+            "ImageNet-C",
+            ALL_CORRUPTIONS,
+        )
+    )
+    entries.append(
+        _check_imagenet_c(
+            corruption_folder(root, "imagenet", bar=True),
+            expected_corruption_folder(root, "imagenet", bar=True),
+            "ImageNet-C-bar",
+            IMAGENET_CBAR_CORRUPTIONS,
+        )
+    )
+    for name in ("imagenet-a", "imagenet-r", "imagenet-o"):
+        entries.append(_check_tree(root / name, name, 200))
+    for name, path in list_ood_sets(root).items():
+        entries.append(_check_ood(name, path))
+    if not (root / "ood").is_dir():
+        entries.append(
+            LayoutEntry("ood", str(root / "ood"), "missing", "put <name>.npy or <name>/ image trees there")
+        )
+    return entries
+
+
+def _check_ood(name: str, path: Path) -> LayoutEntry:
+    label = f"ood/{name}"
+    if path.suffix == ".npy":
+        try:
+            shape, dtype = _npy_header(path)
+        except (OSError, ValueError) as exc:
+            return LayoutEntry(label, str(path), "malformed", f"unreadable ({exc})")
+        if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 3:
+            return LayoutEntry(label, str(path), "malformed", f"{dtype} {shape}, expected uint8 (N, H, W, 3)")
+        return LayoutEntry(label, str(path), "present", f"{shape[0]} images {shape[1]}x{shape[2]}")
+    files = list_image_files(path)
+    if not files:
+        return LayoutEntry(label, str(path), "malformed", "no image files")
+    return LayoutEntry(label, str(path), "present", f"{len(files)} images")

@@ -1,0 +1,140 @@
+"""Per-cell result cache: every finished cell is written atomically, so a killed run resumes.
+
+A cell is the smallest unit of work whose result is stored (one corruption x severity, one OOD set,
+one chunk of PGD examples, the clean pass). Its key is (checkpoint sha256, suite, cell name,
+protocol options); the options are hashed into the file name, so changing any protocol choice
+(subset, EMA, attack settings, ...) never reuses a stale number. Layout::
+
+    <root>/<sha256[:16]>/<suite>/<cell>.<options-hash>.json   (+ .npz when the cell has arrays)
+
+The ``.npz`` is written first and the ``.json`` last: a cell counts as finished only when its JSON
+exists, so a kill between the two writes just recomputes that cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CellCache", "atomic_write_bytes", "atomic_write_text"]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a temporary file in the same folder, then ``os.replace`` it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """UTF-8 version of :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+class CellCache:
+    """Atomic, resumable store of per-cell results for one checkpoint.
+
+    ``fresh=True`` ignores (and overwrites) entries written by earlier runs, but still reuses cells
+    computed earlier in the same run.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], checkpoint_sha256: str, fresh: bool = False) -> None:
+        self.root = Path(root) / checkpoint_sha256[:16]
+        self.fresh = fresh
+        self._written: set[Path] = set()
+        self.hits = 0
+        self.misses = 0
+
+    def _paths(self, suite: str, cell: str, options: Mapping[str, Any]) -> tuple[Path, Path]:
+        blob = json.dumps(dict(options), sort_keys=True, default=str).encode()
+        digest = hashlib.sha256(blob).hexdigest()[:12]
+        base = self.root / _safe_name(suite) / f"{_safe_name(cell)}.{digest}"
+        return base.with_suffix(base.suffix + ".json"), base.with_suffix(base.suffix + ".npz")
+
+    def get(
+        self, suite: str, cell: str, options: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """The stored ``(values, arrays)`` of a finished cell, or None."""
+        jpath, npath = self._paths(suite, cell, options)
+        if self.fresh and jpath not in self._written:
+            return None
+        if not jpath.is_file():
+            return None
+        try:
+            record = json.loads(jpath.read_text())
+            arrays: dict[str, np.ndarray] = {}
+            if record.get("has_arrays"):
+                with np.load(npath, allow_pickle=False) as npz:
+                    arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, KeyError):
+            return None  # unreadable entry: recompute it
+        return record["values"], arrays
+
+    def put(
+        self,
+        suite: str,
+        cell: str,
+        options: Mapping[str, Any],
+        values: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """Store a finished cell (arrays first, then the JSON that marks it finished)."""
+        jpath, npath = self._paths(suite, cell, options)
+        if arrays:
+            import io
+
+            buf = io.BytesIO()
+            np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+            atomic_write_bytes(npath, buf.getvalue())
+        record = {
+            "suite": suite,
+            "cell": cell,
+            "options": options,
+            "values": values,
+            "has_arrays": bool(arrays),
+        }
+        atomic_write_text(jpath, json.dumps(record, sort_keys=True, default=str))
+        self._written.add(jpath)
+
+    def cell(
+        self,
+        suite: str,
+        cell: str,
+        options: Mapping[str, Any],
+        compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]],
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Return the cached cell or ``compute()`` it and store the result.
+
+        Values go through a JSON round trip either way, so a resumed run and an uninterrupted one
+        hand identical numbers to the report.
+        """
+        hit = self.get(suite, cell, options)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        self.misses += 1
+        values, arrays = compute()
+        self.put(suite, cell, options, values, arrays)
+        return json.loads(json.dumps(values, default=str)), dict(arrays)

@@ -1,0 +1,882 @@
+"""One runner per suite: clean, corruptions (-C / -C-bar), perturbations (-P), adversarial (PGD),
+calibration, ood, imagenet_ar (ImageNet-A / -R).
+
+Data flows one way: a runner finds its data (``robust_eval.data`` readers), streams it through the
+wrapped model (:class:`robust_eval.models.InputContract`, images in [0, 1]), hands predictions to the
+pure functions of ``robust_eval.metrics`` and returns a JSON-native dict for ``robust_eval.report``.
+Each finished cell is cached (``robust_eval.cache``) so an interrupted run resumes.
+
+A runner raises :class:`SuiteSkipped` (with "put X at Y") when its data is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robust_eval import data as rdata
+from robust_eval.cache import CellCache
+from robust_eval.constants import (
+    ALL_CORRUPTIONS,
+    BENCHMARK_CORRUPTIONS,
+    CIFAR_CBAR_CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    IMAGENET_CBAR_CORRUPTIONS,
+    NOISE_PERTURBATIONS,
+    SEVERITIES,
+    TEST_PERTURBATIONS,
+)
+
+__all__ = [
+    "SUITES",
+    "Context",
+    "PGDSettings",
+    "SuiteSkipped",
+    "run_adversarial",
+    "run_calibration",
+    "run_clean",
+    "run_corruptions",
+    "run_imagenet_ar",
+    "run_ood",
+    "run_perturbations",
+]
+
+#: Examples per PGD cell (fixed, so cached chunks stay valid whatever the batch size).
+PGD_CHUNK = 1000
+#: Clean images per on-the-fly corruption chunk (each chunk has its own seeded generator).
+GENERATE_CHUNK = 1000
+#: Bins of the stored anomaly-score histograms (scores = -max softmax lie in [-1, 0]).
+HIST_BINS = 50
+
+
+class SuiteSkipped(Exception):
+    """The suite's data is not there; the message says why and what to put where."""
+
+
+@dataclass
+class PGDSettings:
+    """L-inf PGD (PixMix / IPMix protocol by default): budgets in [0, 1] pixel units."""
+
+    eps: float = 2 / 255
+    alpha: float = 0.5 / 255
+    steps: int = 20
+    random_start: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"eps": self.eps, "alpha": self.alpha, "steps": self.steps, "random_start": self.random_start}
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _no_progress(description: str, total: int) -> Iterator[_NoProgress]:
+    yield _NoProgress()
+
+
+@dataclass
+class Context:
+    """Everything a runner needs: the wrapped model, where data lives, and the run's options."""
+
+    model: torch.nn.Module
+    metadata: dict[str, Any]
+    data_dir: Path
+    cache: CellCache
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    batch_size: int = 128
+    workers: int = 0
+    subset: int | None = None
+    split: str | None = None
+    seed: int = 0
+    pgd: PGDSettings = field(default_factory=PGDSettings)
+    perturbations: tuple[str, ...] = TEST_PERTURBATIONS
+    generate: bool = False
+    imagenet_c_protocol: str = "resize_crop"
+    baseline: Any = None  # robust_eval.baselines.Baseline
+    track: Callable[[str, int], contextlib.AbstractContextManager[Any]] = _no_progress
+    _clean: dict[str, Any] | None = None
+
+    @property
+    def dataset(self) -> str:
+        return str(self.metadata["dataset"])
+
+    @property
+    def size(self) -> int:
+        return int(self.metadata["data_config"]["input_size"][-1])
+
+    @property
+    def crop_pct(self) -> float:
+        return float(self.metadata["data_config"]["crop_pct"])
+
+    @property
+    def interpolation(self) -> str:
+        return str(self.metadata["data_config"]["interpolation"])
+
+    def options(self, **extra: Any) -> dict[str, Any]:
+        """Protocol options that key a cached cell."""
+        return {
+            "data_dir": str(Path(self.data_dir).resolve()),
+            "subset": self.subset,
+            "dataset": self.dataset,
+            "split": self.split,
+            "ema": self.metadata.get("ema", False),
+            "model": self.metadata.get("model"),
+            "data_config": self.metadata.get("data_config"),
+            **extra,
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# streaming forward passes
+# ------------------------------------------------------------------------------------------------
+
+
+def _to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (or float [0, 1]) NHWC numpy -> float32 NCHW [0, 1] on ``device``."""
+    t = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    t = t.permute(0, 3, 1, 2)
+    if t.dtype == torch.uint8:
+        return t.float().div_(255.0)
+    return t.float()
+
+
+def _batches(source: rdata.ImageSource, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, images) for consecutive batches; the next batch is read while the caller computes."""
+    n = len(source)
+    starts = list(range(0, n, batch_size))
+    if not starts:
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(source.batch, 0, min(batch_size, n))
+        for i, start in enumerate(starts):
+            images = pending.result()
+            if i + 1 < len(starts):
+                nxt = starts[i + 1]
+                pending = pool.submit(source.batch, nxt, min(nxt + batch_size, n))
+            yield start, images
+
+
+def forward(ctx: Context, source: rdata.ImageSource, description: str) -> Iterator[tuple[int, torch.Tensor]]:
+    """Logits (float32, CPU) batch by batch, under ``inference_mode``, with a progress bar."""
+    with ctx.track(description, len(source)) as bar:
+        for start, images in _batches(source, ctx.batch_size):
+            with torch.inference_mode():
+                logits = ctx.model(_to_tensor(images, ctx.device)).float().cpu()
+            bar.advance(len(images))
+            yield start, logits
+
+
+def _error_counts(ctx: Context, source: rdata.ImageSource, description: str) -> dict[str, Any]:
+    """Top-1 / top-5 errors of a labelled source, streamed over batches with ``metrics.topk_correct``
+    (the per-sample form of ``metrics.topk_error``)."""
+    from robust_eval.metrics import topk_correct
+
+    assert source.labels is not None
+    k5 = min(5, int(ctx.metadata["num_classes"]))
+    hit1 = hit5 = 0.0
+    for start, logits in forward(ctx, source, description):
+        lab = source.labels[start : start + len(logits)]
+        arr = logits.numpy()
+        hit1 += float(topk_correct(arr, lab, k=1).sum())
+        hit5 += float(topk_correct(arr, lab, k=k5).sum())
+    n = len(source)
+    return {"n": n, "top1_error": (n - hit1) / n, "top5_error": (n - hit5) / n}
+
+
+# ------------------------------------------------------------------------------------------------
+# clean
+# ------------------------------------------------------------------------------------------------
+
+
+def _class_count_check(ctx: Context, classes: Sequence[str], where: Path) -> None:
+    k = int(ctx.metadata["num_classes"])
+    if len(classes) != k:
+        raise ValueError(f"'{where}' has {len(classes)} class folders but the model has {k} outputs")
+
+
+def clean_source(ctx: Context) -> tuple[rdata.ImageSource, str]:
+    """The clean test set of the checkpoint's data set, with a description of where it came from."""
+    ds = ctx.dataset
+    if ds in rdata.CIFAR_FOLDERS:
+        try:
+            folder = rdata.find_cifar_folder(ctx.data_dir, ds)
+        except rdata.DataLayoutError as exc:
+            raise SuiteSkipped(str(exc)) from None
+        images, labels, _ = rdata.load_cifar(folder, ds)
+        return rdata.ArraySource(images, labels).head(ctx.subset), f"{folder} (test split)"
+    root = ctx.data_dir / "imagenet" if ds == "imagenet" else ctx.data_dir
+    try:
+        split_root = rdata.imagefolder_split(root, ctx.split)
+    except rdata.DataLayoutError as exc:
+        raise SuiteSkipped(str(exc)) from None
+    paths, labels, classes = rdata.list_imagefolder(split_root)
+    _class_count_check(ctx, classes, split_root)
+    src = rdata.FileSource(paths, labels, ctx.size, ctx.crop_pct, ctx.interpolation, ctx.workers)
+    return src.head(ctx.subset), str(split_root)
+
+
+def _clean_cell(ctx: Context) -> dict[str, Any]:
+    """The clean pass (cached): errors plus per-example anomaly scores and correctness."""
+    if ctx._clean is not None:
+        return ctx._clean
+    from robust_eval.metrics import anomaly_scores, topk_correct
+
+    source, where = clean_source(ctx)
+
+    def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        assert source.labels is not None
+        k5 = min(5, int(ctx.metadata["num_classes"]))
+        scores, correct = np.empty(len(source)), np.empty(len(source), bool)
+        hit1 = hit5 = 0.0
+        for start, logits in forward(ctx, source, "clean"):
+            arr = logits.numpy()
+            lab = source.labels[start : start + len(arr)]
+            scores[start : start + len(arr)] = anomaly_scores(arr)
+            top1 = topk_correct(arr, lab, k=1)
+            correct[start : start + len(arr)] = arr.argmax(1) == lab  # the prediction calibration judges
+            hit1 += float(top1.sum())
+            hit5 += float(topk_correct(arr, lab, k=k5).sum())
+        n = len(source)
+        values = {"n": n, "top1_error": (n - hit1) / n, "top5_error": (n - hit5) / n, "source": where}
+        return values, {"scores": scores, "correct": correct}
+
+    values, arrays = ctx.cache.cell("clean", "test", ctx.options(), compute)
+    ctx._clean = {**values, "scores": arrays["scores"], "correct": arrays["correct"].astype(bool)}
+    return ctx._clean
+
+
+def run_clean(ctx: Context) -> dict[str, Any]:
+    """Top-1 / top-5 error on the clean test split (fractions in [0, 1])."""
+    cell = _clean_cell(ctx)
+    return {k: cell[k] for k in ("n", "top1_error", "top5_error", "source")}
+
+
+# ------------------------------------------------------------------------------------------------
+# corruptions
+# ------------------------------------------------------------------------------------------------
+
+
+def _sev_map(table: dict[str, dict[str, float]], names: Sequence[str]) -> dict[str, dict[int, float]]:
+    return {c: {int(s): float(v) for s, v in table[c].items()} for c in names if c in table}
+
+
+def _summaries(
+    ctx: Context, errors: dict[str, dict[str, float]], clean_error: float | None
+) -> dict[str, Any]:
+    from robust_eval import metrics
+
+    present = [c for c in BENCHMARK_CORRUPTIONS if c in errors and len(errors[c]) == len(SEVERITIES)]
+    missing = [c for c in BENCHMARK_CORRUPTIONS if c not in present]
+    out: dict[str, Any] = {
+        "benchmark_corruptions": list(BENCHMARK_CORRUPTIONS),
+        "missing_benchmark_corruptions": missing,
+        "per_corruption_mean_error": {c: float(np.mean(list(errors[c].values()))) for c in errors},
+        "mce_unnormalized": None,
+        "extras_mean_error": None,
+        "normalized": None,
+    }
+    if not missing:
+        out["mce_unnormalized"] = metrics.mean_corruption_error(_sev_map(errors, BENCHMARK_CORRUPTIONS))
+    extras = [c for c in EXTRA_CORRUPTIONS if c in errors]
+    if extras:
+        out["extras_mean_error"] = float(np.mean([out["per_corruption_mean_error"][c] for c in extras]))
+    baseline = ctx.baseline
+    if baseline is None and ctx.dataset == "imagenet":
+        from robust_eval.baselines import get_baseline
+
+        baseline = get_baseline("alexnet")
+    if baseline is not None and not missing:
+        base_err = baseline.corruption_errors
+        lacking = [c for c in BENCHMARK_CORRUPTIONS if c not in base_err]
+        if lacking:
+            out["normalized"] = {"baseline": baseline.name, "error": f"baseline lacks {lacking}"}
+        else:
+            errs = _sev_map(errors, BENCHMARK_CORRUPTIONS)
+            norm: dict[str, Any] = {
+                "baseline": baseline.name,
+                "baseline_source": baseline.source,
+                "ce": metrics.corruption_error_normalized(errs, base_err),
+                "mce": metrics.mce_normalized(errs, base_err),
+                "relative_mce": None,
+            }
+            if clean_error is not None and baseline.clean_error is not None:
+                norm["relative_mce"] = metrics.relative_mce(errs, clean_error, base_err, baseline.clean_error)
+            extras_base = [c for c in extras if c in base_err]
+            if extras_base:
+                norm["extras_ce"] = metrics.corruption_error_normalized(
+                    _sev_map(errors, extras_base), base_err, corruptions=extras_base
+                )
+            out["normalized"] = norm
+    return out
+
+
+def _generated_cell(
+    ctx: Context, clean: rdata.ArraySource, corruption: str, severity: int
+) -> rdata.ArraySource:
+    """Corrupt the clean set on the fly (seeded per chunk), for when no -C arrays are on disk."""
+    from robust_eval.corruptions import apply_corruption
+
+    preset = "cifar" if ctx.dataset in rdata.CIFAR_FOLDERS else "imagenet"
+    c_idx = ALL_CORRUPTIONS.index(corruption)
+    parts = []
+    for chunk, start in enumerate(range(0, len(clean), GENERATE_CHUNK)):
+        rng = np.random.default_rng([ctx.seed, c_idx, severity, chunk])
+        images = clean.batch(start, min(start + GENERATE_CHUNK, len(clean)))
+        parts.append(np.asarray(apply_corruption(images, corruption, severity, preset, rng), dtype=np.uint8))
+    return rdata.ArraySource(np.concatenate(parts), clean.labels)
+
+
+def _imagenet_classes(ctx: Context) -> list[str] | None:
+    """The 1000 sorted wnids (from the clean val folder, else the checkpoint's class names)."""
+    root = ctx.data_dir / "imagenet"
+    with contextlib.suppress(rdata.DataLayoutError):
+        split = rdata.imagefolder_split(root, ctx.split)
+        classes = sorted(d.name for d in split.iterdir() if d.is_dir())
+        if len(classes) == int(ctx.metadata["num_classes"]):
+            return classes
+    names = ctx.metadata.get("class_names")
+    return list(names) if names and len(names) == int(ctx.metadata["num_classes"]) else None
+
+
+def _tree_source(ctx: Context, folder: Path, classes: list[str] | None, crop_pct: float) -> rdata.FileSource:
+    paths, labels, folder_classes = rdata.list_imagefolder(folder)
+    if classes is not None:
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = [c for c in folder_classes if c not in index]
+        if unknown:
+            raise ValueError(f"'{folder}' has class folders not in the model's classes: {unknown[:3]}")
+        labels = np.asarray([index[folder_classes[v]] for v in labels], dtype=np.int64)
+    else:
+        _class_count_check(ctx, folder_classes, folder)
+    return rdata.FileSource(paths, labels, ctx.size, crop_pct, ctx.interpolation, ctx.workers).head(
+        ctx.subset
+    )
+
+
+def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
+    """Errors of every present (corruption, severity) cell of -C or -C-bar; None if the set is absent."""
+    ds = ctx.dataset
+    suite = "corruptions_bar" if bar else "corruptions"
+    folder = rdata.corruption_folder(ctx.data_dir, ds, bar=bar)
+    names: Sequence[str]
+    if ds in rdata.CIFAR_FOLDERS:
+        names = CIFAR_CBAR_CORRUPTIONS if bar else ALL_CORRUPTIONS
+    elif ds == "imagenet":
+        names = IMAGENET_CBAR_CORRUPTIONS if bar else ALL_CORRUPTIONS
+    else:
+        return None
+    info: dict[str, Any] = {"generated_on_the_fly": False, "regenerated": False}
+    errors: dict[str, dict[str, float]] = {}
+    top5: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}
+    cells: list[tuple[str, int, Callable[[], rdata.ImageSource]]] = []
+    if folder is None and not (ctx.generate and not bar and ds in rdata.CIFAR_FOLDERS):
+        return None
+    if folder is None:
+        clean, where = clean_source(ctx)
+        assert isinstance(clean, rdata.ArraySource)
+        info.update(
+            generated_on_the_fly=True,
+            regenerated=True,
+            source=f"generated from {where} with robust_eval.corruptions (not bit-identical to the release)",
+            seed=ctx.seed,
+        )
+        for c in ALL_CORRUPTIONS:
+            for s in SEVERITIES:
+                cells.append((c, s, lambda c=c, s=s: _generated_cell(ctx, clean, c, s)))
+    elif ds in rdata.CIFAR_FOLDERS:
+        labels = rdata.load_corruption_labels(folder)
+        info["source"] = str(folder)
+        for c in names:
+            if (folder / f"{c}.npy").is_file():
+                for s in SEVERITIES:
+                    cells.append(
+                        (
+                            c,
+                            s,
+                            lambda c=c, s=s: rdata.load_corruption_cell(folder, c, s, labels).head(
+                                ctx.subset
+                            ),
+                        )
+                    )
+    else:
+        classes = _imagenet_classes(ctx)
+        crop = ctx.crop_pct if ctx.imagenet_c_protocol == "resize_crop" else 1.0
+        info.update(source=str(folder), imagenet_c_protocol=ctx.imagenet_c_protocol, crop_pct_used=crop)
+        for c in names:
+            if (folder / c).is_dir():
+                for s, sev_dir in zip(SEVERITIES, rdata.severity_folders(folder / c)):
+                    cells.append((c, s, lambda d=sev_dir: _tree_source(ctx, d, classes, crop)))
+    options = ctx.options(
+        generated=info["generated_on_the_fly"], seed=ctx.seed if info["generated_on_the_fly"] else None
+    )
+    if ds == "imagenet":
+        options["imagenet_c_protocol"] = ctx.imagenet_c_protocol
+    for c, s, make in cells:
+        values, _ = ctx.cache.cell(
+            suite,
+            f"{c}-{s}",
+            options,
+            lambda c=c, s=s, make=make: (_error_counts(ctx, make(), f"{c} s{s}"), {}),
+        )
+        errors.setdefault(c, {})[str(s)] = values["top1_error"]
+        top5.setdefault(c, {})[str(s)] = values["top5_error"]
+        counts[c] = values["n"]
+    out: dict[str, Any] = {**info, "corruptions": [c for c in names if c in errors], "errors": errors}
+    out["top5_errors"] = top5
+    out["n_per_cell"] = counts
+    out["missing"] = [c for c in names if c not in errors]
+    if bar:
+        out["mean_error"] = None
+        if not out["missing"]:
+            from robust_eval.metrics import mean_corruption_error
+
+            out["mean_error"] = mean_corruption_error(_sev_map(errors, names), corruptions=names)
+    return out
+
+
+def run_corruptions(ctx: Context) -> dict[str, Any]:
+    """-C (15 benchmark + 4 extras, extras reported separately) and -C-bar errors per cell, mCE both
+    unnormalized (CIFAR convention) and baseline-normalized, relative mCE."""
+    c_set = _run_c_set(ctx, bar=False)
+    cbar = _run_c_set(ctx, bar=True)
+    if c_set is None and cbar is None:
+        if ctx.dataset not in (*rdata.CIFAR_FOLDERS, "imagenet"):
+            raise SuiteSkipped(f"no corruption benchmark exists for dataset {ctx.dataset!r}")
+        where = rdata.expected_corruption_folder(ctx.data_dir, ctx.dataset)
+        hint = "<corruption>.npy + labels.npy" if ctx.dataset != "imagenet" else "<corruption>/<1..5>/<wnid>/"
+        gen = (
+            " (or pass --generate to corrupt the clean test set on the fly)"
+            if ctx.dataset != "imagenet"
+            else ""
+        )
+        raise SuiteSkipped(f"no corruption data: put {hint} in '{where}'{gen}")
+    out: dict[str, Any] = {"c": c_set, "c_bar": cbar}
+    if c_set is not None:
+        with contextlib.suppress(SuiteSkipped):
+            clean_error = _clean_cell(ctx)["top1_error"]
+            out["clean_error"] = clean_error
+        out["summary"] = _summaries(ctx, c_set["errors"], out.get("clean_error"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# perturbations
+# ------------------------------------------------------------------------------------------------
+
+
+def _perturbation_cell(ctx: Context, seqs: rdata.SequenceSource, name: str) -> dict[str, Any]:
+    from robust_eval.metrics import flip_probability, top5_distance, topk_indices
+
+    t = seqs.frames
+    per_batch = max(1, ctx.batch_size // t)
+    k = min(5, int(ctx.metadata["num_classes"]))
+    top = np.empty((len(seqs), t, k), np.int64)
+    with ctx.track(f"{name} ({t} frames)", len(seqs) * t) as bar:
+        for start in range(0, len(seqs), per_batch):
+            block = seqs.sequences(start, min(start + per_batch, len(seqs)))
+            flat = block.reshape(-1, *block.shape[2:])
+            with torch.inference_mode():
+                logits = ctx.model(_to_tensor(flat, ctx.device)).float().cpu()
+            top[start : start + len(block)] = topk_indices(logits.numpy(), k).reshape(len(block), t, k)
+            bar.advance(len(flat))
+    noise = name in NOISE_PERTURBATIONS
+    values: dict[str, Any] = {
+        "n": len(seqs),
+        "frames": t,
+        "noise_rule": noise,
+        "flip_probability": flip_probability(top[..., 0], noise=noise, stride=1),
+        "top5_distance": top5_distance(top, noise=noise, stride=1) if k == 5 else None,
+    }
+    return values
+
+
+def run_perturbations(ctx: Context) -> dict[str, Any]:
+    """-P stability: flip probability and top-5 distance per perturbation, mFR / mT5D (plain mean for
+    CIFAR; baseline-normalized when a baseline with -P numbers is given)."""
+    from robust_eval.metrics import mean_flip_rate
+
+    folder = rdata.perturbation_folder(ctx.data_dir, ctx.dataset)
+    if folder is None:
+        if ctx.dataset not in rdata.CIFAR_FOLDERS:
+            raise SuiteSkipped(
+                f"-P evaluation reads the CIFAR .npy layout; nothing for dataset {ctx.dataset!r} "
+                "(ImageNet-P videos are not supported yet)"
+            )
+        where = ctx.data_dir / ("CIFAR-10-P" if ctx.dataset == "cifar10" else "CIFAR-100-P")
+        raise SuiteSkipped(f"no -P data: put <perturbation>.npy (uint8 [N, T, 32, 32, 3]) in '{where}'")
+    fp: dict[str, float] = {}
+    t5d: dict[str, float] = {}
+    per: dict[str, Any] = {}
+    for name in ctx.perturbations:
+        if not (folder / f"{name}.npy").is_file():
+            continue
+        seqs = rdata.load_perturbation_array(folder, name).head(ctx.subset)
+        values, _ = ctx.cache.cell(
+            "perturbations", name, ctx.options(), lambda s=seqs, n=name: (_perturbation_cell(ctx, s, n), {})
+        )
+        per[name] = values
+        fp[name] = values["flip_probability"]
+        if values["top5_distance"] is not None:
+            t5d[name] = values["top5_distance"]
+    if not per:
+        raise SuiteSkipped(f"'{folder}' has none of the perturbations {list(ctx.perturbations)}")
+    missing = [p for p in ctx.perturbations if p not in per]
+    out: dict[str, Any] = {
+        "source": str(folder),
+        "perturbations": list(ctx.perturbations),
+        "per_perturbation": per,
+        "missing": missing,
+        "mfr": None,
+        "mt5d": None,
+        "normalized": None,
+    }
+    if not missing:
+        out["mfr"] = mean_flip_rate(fp, None, perturbations=ctx.perturbations)
+        if len(t5d) == len(per):
+            out["mt5d"] = mean_flip_rate(t5d, None, perturbations=ctx.perturbations)
+        b = ctx.baseline
+        if b is not None and all(p in b.flip_probability for p in ctx.perturbations):
+            norm: dict[str, Any] = {
+                "baseline": b.name,
+                "mfr": mean_flip_rate(fp, b.flip_probability, ctx.perturbations),
+            }
+            if len(t5d) == len(per) and all(p in b.top5_distance for p in ctx.perturbations):
+                norm["mt5d"] = mean_flip_rate(t5d, b.top5_distance, ctx.perturbations)
+            out["normalized"] = norm
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# adversarial
+# ------------------------------------------------------------------------------------------------
+
+
+def pgd_attack(model: torch.nn.Module, settings: PGDSettings) -> Any:
+    """torchattacks PGD on the [0, 1]-input wrapper (normalization stays inside the model); build it
+    after the model is on its device."""
+    import torchattacks
+
+    return torchattacks.PGD(
+        model,
+        eps=settings.eps,
+        alpha=settings.alpha,
+        steps=settings.steps,
+        random_start=settings.random_start,
+    )
+
+
+def _pgd_chunk(ctx: Context, source: rdata.ImageSource, chunk: int, bar: Any) -> dict[str, Any]:
+    from robust_eval.metrics import topk_correct
+
+    assert source.labels is not None
+    attack = pgd_attack(ctx.model, ctx.pgd)
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    wrong_clean = wrong_adv = 0.0
+    max_linf = 0.0
+    box_ok = True
+    for b, (start, images) in enumerate(_batches(source, ctx.batch_size)):
+        x = _to_tensor(images, ctx.device)
+        y = torch.from_numpy(source.labels[start : start + len(images)]).to(ctx.device)
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(ctx.seed * 1_000_003 + chunk * 1009 + b)
+            with torch.enable_grad():
+                adv = attack(x, y)
+        with torch.inference_mode():
+            logits_clean = ctx.model(x).float().cpu().numpy()
+            logits_adv = ctx.model(adv).float().cpu().numpy()
+        lab = y.cpu().numpy()
+        wrong_clean += len(lab) - float(topk_correct(logits_clean, lab, k=1).sum())
+        wrong_adv += len(lab) - float(topk_correct(logits_adv, lab, k=1).sum())
+        max_linf = max(max_linf, float((adv - x).abs().max()))
+        box_ok = box_ok and bool(adv.min() >= 0) and bool(adv.max() <= 1)
+        bar.advance(len(images))
+    return {
+        "n": len(source),
+        "clean_errors": wrong_clean,
+        "adversarial_errors": wrong_adv,
+        "max_linf": max_linf,
+        "inside_box": box_ok,
+    }
+
+
+def run_adversarial(ctx: Context) -> dict[str, Any]:
+    """PGD L-inf error on the clean test set (fractions), cached in chunks of 1000 examples."""
+    source, where = clean_source(ctx)
+    totals = {"n": 0, "clean_errors": 0, "adversarial_errors": 0}
+    max_linf, box_ok = 0.0, True
+    options = ctx.options(pgd=ctx.pgd.as_dict(), seed=ctx.seed, batch_size=ctx.batch_size)
+    with ctx.track(f"PGD-{ctx.pgd.steps}", len(source)) as bar:
+        for chunk, start in enumerate(range(0, len(source), PGD_CHUNK)):
+            stop = min(start + PGD_CHUNK, len(source))
+            part = _slice(source, start, stop)
+            hit = ctx.cache.get("adversarial", f"chunk{chunk:04d}", options)
+            if hit is None:
+                values = _pgd_chunk(ctx, part, chunk, bar)
+                ctx.cache.put("adversarial", f"chunk{chunk:04d}", options, values)
+            else:
+                values = hit[0]
+                bar.advance(stop - start)
+            for k in totals:
+                totals[k] += values[k]
+            max_linf = max(max_linf, values["max_linf"])
+            box_ok = box_ok and values["inside_box"]
+    n = totals["n"]
+    return {
+        "source": where,
+        "attack": {"name": "PGD (torchattacks, L-inf, untargeted, cross-entropy)", **ctx.pgd.as_dict()},
+        "n": n,
+        "clean_error": totals["clean_errors"] / n,
+        "adversarial_error": totals["adversarial_errors"] / n,
+        "max_linf_perturbation": max_linf,
+        "inside_unit_box": box_ok,
+    }
+
+
+def _slice(source: rdata.ImageSource, start: int, stop: int) -> rdata.ImageSource:
+    if isinstance(source, rdata.ArraySource):
+        return rdata.ArraySource(
+            source.images[start:stop], None if source.labels is None else source.labels[start:stop]
+        )
+    if isinstance(source, rdata.FileSource):
+        labels = None if source.labels is None else source.labels[start:stop]
+        return rdata.FileSource(
+            source.paths[start:stop],
+            labels,
+            source.size,
+            source.crop_pct,
+            source.interpolation,
+            source.workers,
+        )
+    raise TypeError(f"cannot slice {type(source).__name__}")
+
+
+def _take(source: rdata.ImageSource, idx: np.ndarray) -> rdata.ImageSource:
+    if isinstance(source, rdata.ArraySource):
+        return rdata.ArraySource(
+            np.asarray(source.images[idx]), None if source.labels is None else source.labels[idx]
+        )
+    if isinstance(source, rdata.FileSource):
+        labels = None if source.labels is None else source.labels[idx]
+        paths = [source.paths[i] for i in idx]
+        return rdata.FileSource(
+            paths, labels, source.size, source.crop_pct, source.interpolation, source.workers
+        )
+    raise TypeError(f"cannot index {type(source).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------
+# calibration
+# ------------------------------------------------------------------------------------------------
+
+
+def run_calibration(ctx: Context) -> dict[str, Any]:
+    """RMS calibration error (corrected; reference-compatible variant labelled), ECE (15 bins) and
+    reliability bins, from the clean pass (confidence = max softmax)."""
+    from robust_eval import metrics
+
+    cell = _clean_cell(ctx)
+    confidence = -np.asarray(cell["scores"], dtype=np.float64)
+    correct = np.asarray(cell["correct"], dtype=bool)
+    out: dict[str, Any] = {
+        "n": len(confidence),
+        "rms_calibration_error": metrics.rms_calibration_error(confidence, correct),
+        "rms_calibration_error_reference_compatible": None,
+        "ece": metrics.expected_calibration_error(confidence, correct, n_bins=15),
+        "bin_size": 100,
+        "ece_bins": 15,
+    }
+    try:
+        out["rms_calibration_error_reference_compatible"] = metrics.rms_calibration_error(
+            confidence, correct, reference_compatible=True
+        )
+    except ValueError as exc:
+        out["reference_compatible_note"] = str(exc)
+    bins = metrics.reliability_bins(confidence, correct, n_bins=15)
+    out["reliability"] = {k: np.asarray(v).tolist() for k, v in bins.items()}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# OOD detection
+# ------------------------------------------------------------------------------------------------
+
+
+def _curves(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, Any]:
+    """Histogram counts and a 101-point ROC (for plots only; the metrics come from robust_eval.metrics)."""
+    from sklearn.metrics import roc_curve
+
+    edges = np.linspace(-1.0, 0.0, HIST_BINS + 1)
+    y = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
+    fpr, tpr, _ = roc_curve(y, np.r_[in_scores, out_scores])
+    grid = np.linspace(0.0, 1.0, 101)
+    return {
+        "hist_edges": edges.tolist(),
+        "hist_in": np.histogram(np.clip(in_scores, -1, 0), edges)[0].tolist(),
+        "hist_out": np.histogram(np.clip(out_scores, -1, 0), edges)[0].tolist(),
+        "roc_fpr": grid.tolist(),
+        "roc_tpr": np.interp(grid, fpr, tpr).tolist(),
+    }
+
+
+def _scores(
+    ctx: Context, source: rdata.ImageSource, description: str, mask: np.ndarray | None = None
+) -> np.ndarray:
+    from robust_eval.metrics import anomaly_scores
+
+    out = np.empty(len(source))
+    for start, logits in forward(ctx, source, description):
+        arr = logits.numpy()
+        out[start : start + len(arr)] = anomaly_scores(arr[:, mask] if mask is not None else arr)
+    return out
+
+
+def _ood_cell(ctx: Context, in_scores: np.ndarray, source: rdata.ImageSource, name: str) -> dict[str, Any]:
+    from robust_eval.metrics import ood_metrics
+
+    out_scores = _scores(ctx, source, f"ood {name}")
+    values = {k: float(v) for k, v in ood_metrics(in_scores, out_scores).items()}
+    return {"n": len(source), **values, **_curves(in_scores, out_scores)}
+
+
+def run_ood(ctx: Context) -> dict[str, Any]:
+    """Anomaly detection with -max softmax (OOD = positive): AUROC, AUPR, FPR95 per OOD set against the
+    clean test set; synthetic Gaussian / Rademacher / Blobs always, real sets from ``<data>/ood``,
+    ImageNet-O (200-class masking) for ImageNet checkpoints."""
+    cell = _clean_cell(ctx)
+    in_scores = np.asarray(cell["scores"], dtype=np.float64)
+    n_ood = max(1, len(in_scores) // 5)
+    sets: dict[str, Any] = {}
+    for name in rdata.SYNTHETIC_OOD:
+        opts = ctx.options(n_ood=n_ood, seed=ctx.seed, size=ctx.size)
+        src = rdata.SyntheticSource(name, n_ood, ctx.size, seed=ctx.seed)
+        values, _ = ctx.cache.cell(
+            "ood", f"synthetic-{name}", opts, lambda s=src, n=name: (_ood_cell(ctx, in_scores, s, n), {})
+        )
+        sets[name] = {"kind": "synthetic", **values}
+    for name, path in rdata.list_ood_sets(ctx.data_dir).items():
+        if path.suffix == ".npy":
+            src = rdata.ArraySource(rdata.load_npy_images(path))
+        else:
+            files = rdata.list_image_files(path)
+            if not files:
+                continue
+            src = rdata.FileSource(files, None, ctx.size, ctx.crop_pct, ctx.interpolation, ctx.workers)
+        src = src.head(ctx.subset)
+        if len(src) > n_ood:
+            rng = np.random.default_rng([ctx.seed, len(src)])
+            src = _take(src, np.sort(rng.choice(len(src), n_ood, replace=False)))
+        opts = ctx.options(n_ood=n_ood, seed=ctx.seed, path=str(path))
+        values, _ = ctx.cache.cell(
+            "ood", f"real-{name}", opts, lambda s=src, n=name: (_ood_cell(ctx, in_scores, s, n), {})
+        )
+        sets[name] = {"kind": "real", "path": str(path), **values}
+    out: dict[str, Any] = {
+        "score": "negative max softmax probability; OOD is the positive class",
+        "n_in_distribution": len(in_scores),
+        "n_ood_per_set": n_ood,
+        "selection": "first --subset examples, then a seeded random choice of n_ood (sorted indices)",
+        "sets": sets,
+    }
+    for key in ("auroc", "aupr", "fpr95"):
+        out[f"mean_{key}"] = float(np.mean([s[key] for s in sets.values()]))
+    if ctx.dataset == "imagenet":
+        out["imagenet_o"] = _imagenet_o(ctx)
+    return out
+
+
+def _imagenet_mask(ctx: Context, folder: Path) -> tuple[np.ndarray, list[str]] | str:
+    classes = _imagenet_classes(ctx)
+    if classes is None:
+        return f"needs the ImageNet wnid list: put the val set at '{ctx.data_dir / 'imagenet' / 'val'}'"
+    subset = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    mask = np.isin(np.asarray(classes), subset)
+    return mask, classes
+
+
+def _imagenet_o(ctx: Context) -> dict[str, Any] | None:
+    from robust_eval.metrics import ood_metrics
+
+    folder = ctx.data_dir / "imagenet-o"
+    if not folder.is_dir():
+        return {"skipped": f"put ImageNet-O (<wnid>/*.jpg, 200 classes) at '{folder}'"}
+    got = _imagenet_mask(ctx, folder)
+    if isinstance(got, str):
+        return {"skipped": got}
+    mask, _ = got
+    clean_src, _ = clean_source(ctx)
+    assert clean_src.labels is not None
+    keep = np.flatnonzero(mask[clean_src.labels])
+    in_src = _take(clean_src, keep)
+    out_src = rdata.FileSource(
+        rdata.list_image_files(folder), None, ctx.size, ctx.crop_pct, ctx.interpolation, ctx.workers
+    ).head(ctx.subset)
+
+    def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        ins = _scores(ctx, in_src, "imagenet-val (200)", mask)
+        outs = _scores(ctx, out_src, "imagenet-o", mask)
+        return {"n_in": len(ins), "n_out": len(outs), **ood_metrics(ins, outs), **_curves(ins, outs)}, {}
+
+    values, _ = ctx.cache.cell("ood", "imagenet-o", ctx.options(), compute)
+    return {"masked_to_classes": int(mask.sum()), "headline": "aupr", **values}
+
+
+def run_imagenet_ar(ctx: Context) -> dict[str, Any]:
+    """ImageNet-A / ImageNet-R top-1 error with logits masked to each set's 200 classes."""
+    from robust_eval.metrics import topk_correct
+
+    if ctx.dataset != "imagenet":
+        raise SuiteSkipped(f"ImageNet-A/-R need an ImageNet checkpoint (this one is {ctx.dataset})")
+    out: dict[str, Any] = {}
+    for name in ("imagenet-a", "imagenet-r"):
+        folder = ctx.data_dir / name
+        if not folder.is_dir():
+            out[name] = {"skipped": f"put {name} (<wnid>/*.jpg, 200 classes) at '{folder}'"}
+            continue
+        got = _imagenet_mask(ctx, folder)
+        if isinstance(got, str):
+            out[name] = {"skipped": got}
+            continue
+        mask, classes = got
+        src = _tree_source(ctx, folder, classes, ctx.crop_pct)
+        remap = np.cumsum(mask) - 1  # full class index -> index among the masked classes
+
+        def compute(
+            src: rdata.FileSource = src, mask: np.ndarray = mask, remap: np.ndarray = remap, name: str = name
+        ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+            assert src.labels is not None
+            hits = 0.0
+            for start, logits in forward(ctx, src, name):
+                lab = remap[src.labels[start : start + len(logits)]]
+                hits += float(topk_correct(logits.numpy()[:, mask], lab, k=1).sum())
+            return {
+                "n": len(src),
+                "top1_error": (len(src) - hits) / len(src),
+                "masked_to_classes": int(mask.sum()),
+            }, {}
+
+        out[name], _ = ctx.cache.cell("imagenet_ar", name, ctx.options(), compute)
+    if all("skipped" in v for v in out.values()):
+        raise SuiteSkipped("; ".join(v["skipped"] for v in out.values()))
+    return out
+
+
+#: Suite name -> runner, in the order `robust-eval all` runs them.
+SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "clean": run_clean,
+    "corruptions": run_corruptions,
+    "perturbations": run_perturbations,
+    "adversarial": run_adversarial,
+    "calibration": run_calibration,
+    "ood": run_ood,
+    "imagenet_ar": run_imagenet_ar,
+}
