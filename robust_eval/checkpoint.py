@@ -16,7 +16,8 @@ A checkpoint is a plain dict saved with ``torch.save`` that loads with
             "interpolation": "bilinear",
             "crop_pct": 1.0,
         },
-        # optional: "epoch", "metrics", "train_args" (JSON-native dict), "class_names", "state_dict_ema"
+        # optional: "epoch", "metrics", "train_args" (JSON-native dict), "class_names", "state_dict_ema",
+        # "model_kwargs" (extra timm.create_model arguments, e.g. {"img_size": 32} for a ViT at 32 px)
     }
 """
 

@@ -37,7 +37,6 @@ __all__ = [
     "InputContract",
     "file_sha256",
     "load_checkpoint",
-    "register_project_models",
 ]
 
 #: Classes of the fixed-size data sets (``imagefolder`` has as many as class folders).
@@ -51,16 +50,6 @@ CIFAR_MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be loaded safely or does not match the requested model / data set."""
-
-
-def register_project_models() -> bool:
-    """Import ``timm_ext.models`` so the CIFAR architectures (wrn40_4, wrn28_10, resnext29_32x4d,
-    resnet18_cifar) are registered with timm. Returns False if that module is not available."""
-    try:
-        import timm_ext.models  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -176,10 +165,11 @@ def _default_data_config(net: nn.Module, dataset: str | None) -> dict[str, Any]:
     return config
 
 
-def _create(model_name: str, num_classes: int) -> nn.Module:
+def _create(model_name: str, num_classes: int, model_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
     import timm
 
-    register_project_models()
+    import timm_ext.models  # noqa: F401 - registers the CIFAR architectures (wrn40_4, ...) with timm
+
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name.split('_')[0]}*")[:5]
         raise CheckpointError(
@@ -187,7 +177,9 @@ def _create(model_name: str, num_classes: int) -> nn.Module:
             + (f" (similar: {', '.join(close)})" if close else "")
         )
     try:
-        return timm.create_model(model_name, pretrained=False, num_classes=num_classes)
+        return timm.create_model(
+            model_name, pretrained=False, num_classes=num_classes, **(model_kwargs or {})
+        )
     except Exception as exc:  # timm raises many kinds for bad kwargs
         raise CheckpointError(f"could not build {model_name!r} with {num_classes} classes: {exc}") from None
 
@@ -256,6 +248,7 @@ def load_checkpoint(
     ckpt_dataset: str | None = None
     ckpt_model: str | None = None
     ckpt_classes: int | None = None
+    model_kwargs: dict[str, Any] = {}  # what timm.create_model needs beyond num_classes (e.g. img_size)
     extra: dict[str, Any] = {}
     if "format_version" in raw:
         kind = "robust-eval"
@@ -279,6 +272,7 @@ def load_checkpoint(
             raise CheckpointError(f"'{path}': data_config is missing {absent}")
         if "class_names" in raw:
             extra["class_names"] = list(raw["class_names"])
+        model_kwargs = dict(raw.get("model_kwargs") or {})
         weights_key = "state_dict_ema" if ema else "state_dict"
     elif "state_dict" in raw and isinstance(raw["state_dict"], Mapping):
         kind = "timm-train"
@@ -331,7 +325,7 @@ def load_checkpoint(
             "pass the right --dataset or --num-classes"
         )
 
-    net = _create(model_name, classes)
+    net = _create(model_name, classes, model_kwargs if model is None or model == ckpt_model else None)
     _load_weights(net, state_dict, model_name)
     config_source = "checkpoint"
     if data_config is None:

@@ -18,7 +18,7 @@ from robust_eval_fixtures import (
     write_timm_train_checkpoint,
 )
 
-from robust_eval.models import CheckpointError, InputContract, load_checkpoint, register_project_models
+from robust_eval.models import CheckpointError, InputContract, load_checkpoint
 
 
 def _logits(model: torch.nn.Module, n: int = 16) -> torch.Tensor:
@@ -163,5 +163,56 @@ def test_input_contract_resize_and_crop():
     assert out[0, :, 0, 0].tolist() == [1.0, 1.5, 0.5]
 
 
-def test_register_project_models_tolerates_absence():
-    assert register_project_models() in (True, False)
+def test_project_cifar_models_load_without_flags(tmp_path):
+    import timm
+
+    import timm_ext.models  # noqa: F401
+    from robust_eval.checkpoint import save_checkpoint
+
+    net = timm.create_model("resnet18_cifar", num_classes=10)
+    config = {
+        "input_size": [3, 32, 32],
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }
+    save_checkpoint(
+        tmp_path / "r18.pth",
+        net.state_dict(),
+        model="resnet18_cifar",
+        num_classes=10,
+        dataset="cifar10",
+        data_config=config,
+    )
+    wrapped, meta = load_checkpoint(tmp_path / "r18.pth")
+    assert (meta["kind"], meta["model"], meta["dataset"]) == ("robust-eval", "resnet18_cifar", "cifar10")
+    x = torch.rand(2, 3, 32, 32)
+    net.eval()
+    torch.testing.assert_close(wrapped(x), net((x - 0.5) / 0.5))
+
+
+def test_checkpoint_model_kwargs_reach_timm(tmp_path):
+    import timm
+
+    from robust_eval.checkpoint import save_checkpoint
+
+    net = timm.create_model("test_vit", num_classes=10, img_size=32)
+    config = {
+        "input_size": [3, 32, 32],
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }
+    save_checkpoint(
+        tmp_path / "vit.pth",
+        net.state_dict(),
+        model="test_vit",
+        num_classes=10,
+        dataset="cifar10",
+        data_config=config,
+        model_kwargs={"img_size": 32},
+    )
+    wrapped, _ = load_checkpoint(tmp_path / "vit.pth")
+    assert wrapped(torch.rand(1, 3, 32, 32)).shape == (1, 10)

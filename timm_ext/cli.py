@@ -1,0 +1,119 @@
+"""The ``timm`` command: ``timm train --aug ipmix ...`` (timm's wheel ships no CLI of its own).
+
+Every option of :class:`timm_ext.train.TrainConfig` is a flag here (names follow timm's
+``train.py``), and ``--config FILE.yaml`` sets any of them from a file; flags given on the command
+line win over the file. Bad input exits with code 2 and one ``error:`` line.
+
+Examples::
+
+    timm train --config configs/cifar10_wrn40_4_ipmix.yaml --data-dir ~/data
+    timm train --dataset cifar100 --data-dir ~/data --model wrn40_4 --drop 0.3 --aug ipmix --jsd
+    torchrun --nproc_per_node=2 -m timm_ext.cli train --config configs/cifar100_wrn40_4_ipmix.yaml ...
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import typer
+
+from .train import TrainConfig, TrainError, _field_kind, config_from_dict, load_config_file
+
+app = typer.Typer(
+    name="timm",
+    help="timm extras from robust-mix: train CIFAR/ImageNet models with IPMix, PixMix, AugMix, ...",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> None:
+    """Train a timm model with IPMix, PixMix, AugMix, RandAugment, Mixup, CutMix or Cutout.
+
+    Example: timm train --config configs/cifar100_wrn40_4_ipmix.yaml --data-dir ~/data --output runs/wrn
+
+    Writes args.yaml, metrics.csv, last.pth (resume state) and best.pth / final.pth (robust-eval format).
+    """
+    try:
+        values: dict[str, Any] = load_config_file(config) if config is not None else {}
+        for name, value in options.items():
+            source = ctx.get_parameter_source(name)
+            # typer vendors click: compare the enum by name, not by identity
+            given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+            if given or name not in values:
+                values[name] = value
+        cfg = config_from_dict(values, where="command line")
+        from .train import train
+
+        train(cfg)
+    except TrainError as exc:
+        _fail(str(exc).splitlines()[0])
+    except KeyboardInterrupt:
+        typer.echo("interrupted; resume with --resume <output>/last.pth", err=True)
+        raise typer.Exit(code=130) from None
+
+
+def _build_signature() -> None:
+    params = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Optional[Path],  # noqa: UP045 - typer needs typing.Optional at runtime on 3.10
+                typer.Option("--config", help="YAML file of settings (keys = option names); flags win."),
+            ],
+        ),
+    ]
+    annotations: dict[str, Any] = {"ctx": typer.Context, "config": params[1].annotation, "return": None}
+    for f in fields(TrainConfig):
+        kind, optional = _field_kind(f.name)
+        flags = list(f.metadata["flags"])
+        if kind is bool:
+            long = flags[0]
+            flags = [f"{long}/--no-{long[2:]}", *flags[1:]]
+        py_type: Any = Optional[kind] if optional else kind  # noqa: UP045
+        annotation = Annotated[py_type, typer.Option(*flags, help=f.metadata["help"], show_default=True)]
+        default = f.default if f.default is not MISSING else None
+        params.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+        annotations[f.name] = annotation
+    _train.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    _train.__annotations__ = annotations
+
+
+_build_signature()
+app.command("train", help=_train.__doc__, no_args_is_help=False)(_train)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the versions of timm_ext and timm."""
+    import timm
+
+    from . import __version__
+
+    typer.echo(f"timm_ext {__version__}, timm {timm.__version__}")
+
+
+def main() -> None:
+    """Console entry point (``timm``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
