@@ -539,26 +539,39 @@ def ipmix(
         terms.append((y, m * float(weight)))
     if image.dtype != np.uint8:
         terms = [(y, c / 255.0) for y, c in terms]
-    out = _weighted_sum(image, 1.0 - m + m * identity_weight, terms)
-    if image.dtype != np.uint8:
-        return np.clip(out, 0.0, 1.0, out=out)
-    return _from_float255(out, image.dtype)
+    return _weighted_sum(image, 1.0 - m + m * identity_weight, terms)
 
 
 def _weighted_sum(
     image: np.ndarray, image_weight: float, terms: list[tuple[np.ndarray, float]]
 ) -> np.ndarray:
-    """``image_weight * image + sum(c * y)`` as float32 (uint8 terms are paired through cv2.addWeighted)."""
+    """``image_weight * image + sum(c * y)`` in the image's dtype.
+
+    uint8 terms are paired through ``cv2.addWeighted`` into float32 partial sums; for a uint8 image
+    the last addition rounds and saturates straight to uint8 (one pass, round-half-to-even like
+    ``np.rint``). A float32 image gives a float32 sum clipped to [0, 1].
+    """
     shape = image.shape
-    if image.dtype == np.uint8:
+    as_uint8 = image.dtype == np.uint8
+    if as_uint8:
         terms = [(image, image_weight), *terms]
         out = None
     else:
         out = image * np.float32(image_weight)
-    for i in range(0, len(terms), 2):
-        (y1, c1), (y2, c2) = terms[i], terms[i + 1] if i + 1 < len(terms) else (terms[i][0], 0.0)
-        pair = cv2.addWeighted(y1, c1, y2, c2, 0.0, dtype=cv2.CV_32F).reshape(shape)
-        out = pair if out is None else cv2.add(out, pair).reshape(shape)
+    pairs = [
+        (terms[i], terms[i + 1] if i + 1 < len(terms) else (terms[i][0], 0.0))
+        for i in range(0, len(terms), 2)
+    ]
+    for n, ((y1, c1), (y2, c2)) in enumerate(pairs):
+        last = n == len(pairs) - 1
+        if out is None:
+            depth = cv2.CV_8U if (as_uint8 and last) else cv2.CV_32F
+            out = cv2.addWeighted(y1, c1, y2, c2, 0.0, dtype=depth).reshape(shape)
+        else:
+            pair = cv2.addWeighted(y1, c1, y2, c2, 0.0, dtype=cv2.CV_32F).reshape(shape)
+            out = cv2.add(out, pair, dtype=cv2.CV_8U if (as_uint8 and last) else -1).reshape(shape)
+    if not as_uint8:
+        np.clip(out, 0.0, 1.0, out=out)
     return out
 
 
