@@ -333,3 +333,20 @@ def test_create_loader_with_prefetcher_and_random_erasing(pictures, photo):
     assert torch.isfinite(x).all()
     clean, aug1, aug2 = x.split(4)
     assert not torch.equal(clean, aug1) and not torch.equal(aug1, aug2)
+
+
+def test_timm_randaugment_survives_zero_bit_posterize_on_current_pillow():
+    """rand-m9-mstd0.5-inc1 reaches magnitude 10 -> posterize 0 bits, which Pillow >= 12 rejects;
+    importing timm_ext restores the old black-image behaviour."""
+    import numpy as np
+    from PIL import Image
+    from timm.data.auto_augment import NAME_TO_OP, rand_augment_transform
+
+    import timm_ext  # noqa: F401
+
+    img = Image.fromarray(np.full((8, 8, 3), 200, np.uint8))
+    assert np.asarray(NAME_TO_OP["PosterizeIncreasing"](img, 0)).max() == 0
+    assert np.array_equal(np.asarray(NAME_TO_OP["PosterizeIncreasing"](img, 4)), np.full((8, 8, 3), 192))
+    transform = rand_augment_transform("rand-m10-n3-mstd0-inc1", {"translate_const": 3})
+    for _ in range(200):
+        transform(img)

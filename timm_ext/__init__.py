@@ -11,8 +11,11 @@ import os as _os
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from timm_ext import models
+from timm_ext.compat import fix_posterize
 from timm_ext.registry import is_registered, register, unregister
 from timm_ext.transforms import AlbumentationsAdapter, mixing_transform, parse_mixing_config
+
+fix_posterize()  # timm RandAugment on Pillow >= 12 (see timm_ext.compat)
 
 __version__ = "0.1.0"
 
