@@ -26,6 +26,8 @@ __all__ = ["IPMix", "PixMix", "sample_ab", "sample_image_op"]
 MixingOpName = Literal["add", "multiply", "random_pixels", "random_elements"]
 PatchShapeName = Literal["square", "scar"]
 SUPPORTED_DTYPES = (np.uint8, np.float32)
+#: What ``fractals=`` accepts (see :func:`albumentations_ipmix.sources.as_source`).
+FractalsSpec = str | Path | np.ndarray | Sequence[np.ndarray] | MixingSource | dict[str, Any] | None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,13 +292,7 @@ class IPMix(_MixingTransform):
 
     def __init__(
         self,
-        fractals: str
-        | Path
-        | np.ndarray
-        | Sequence[np.ndarray]
-        | MixingSource
-        | dict[str, Any]
-        | None = None,
+        fractals: FractalsSpec = None,
         width: int = 3,
         depth: int = 3,
         alpha: float = 1.0,
@@ -449,13 +445,7 @@ class PixMix(_MixingTransform):
 
     def __init__(
         self,
-        fractals: str
-        | Path
-        | np.ndarray
-        | Sequence[np.ndarray]
-        | MixingSource
-        | dict[str, Any]
-        | None = None,
+        fractals: FractalsSpec = None,
         k: int = 4,
         beta: float = 3.0,
         severity: float = 3.0,

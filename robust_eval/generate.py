@@ -305,6 +305,23 @@ def _base_manifest(kind: str, source: Source, preset: str, seed: int, layout: st
 # --------------------------------------------------------------------------------------------------
 # make-c
 # --------------------------------------------------------------------------------------------------
+def _open_output(out: Path, source: Any, family: str, force: bool) -> tuple[Path, dict[str, Any]]:
+    """The benchmark folder for ``source`` under ``out`` (``<NAME>-C``/``-P`` for arrays, ``out`` itself for
+    image folders), created if needed, and the finished-file records of an earlier run into it.
+
+    Refuses a folder generated from another source unless ``force``.
+    """
+    root = out if source.is_folder else out / f"{source.name}-{family}"
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(root)
+    if manifest.get("source") not in (None, _plain(source.fingerprint())) and not force:
+        raise FileExistsError(
+            f"'{root}' holds a set generated from another source ({manifest['source'].get('path')}); "
+            "choose another OUT or pass --force"
+        )
+    return root, dict(manifest.get("files", {}))
+
+
 def make_c(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -338,15 +355,7 @@ def make_c(
     source = load_source(src, labels, name, size, need_labels=True, preset=preset)
     n = len(source)
     out = Path(out)
-    root = out if source.is_folder else out / f"{source.name}-C"
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(root)
-    if manifest.get("source") not in (None, _plain(source.fingerprint())) and not force:
-        raise FileExistsError(
-            f"'{root}' holds a set generated from another source ({manifest['source'].get('path')}); "
-            "choose another OUT or pass --force"
-        )
-    files = dict(manifest.get("files", {}))
+    root, files = _open_output(out, source, "C", force)
     manifest = _base_manifest("C", source, preset, seed, "folder" if source.is_folder else "npy")
     manifest["severities"] = sevs
     manifest["chunk"] = chunk
@@ -497,15 +506,7 @@ def make_p(
         raise RuntimeError("this OpenCV build cannot write MP4 (mp4v); use an .npy source instead")
     n = len(source)
     out = Path(out)
-    root = out if source.is_folder else out / f"{source.name}-P"
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(root)
-    if manifest.get("source") not in (None, _plain(source.fingerprint())) and not force:
-        raise FileExistsError(
-            f"'{root}' holds a set generated from another source ({manifest['source'].get('path')}); "
-            "choose another OUT or pass --force"
-        )
-    files = dict(manifest.get("files", {}))
+    root, files = _open_output(out, source, "P", force)
     manifest = _base_manifest("P", source, preset, seed, "mp4" if source.is_folder else "npy")
     manifest["chunk"] = chunk
     manifest["frames"] = {p: FRAMES[preset][p] for p in ALL_PERTURBATIONS}
