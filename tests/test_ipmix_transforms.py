@@ -450,3 +450,21 @@ def test_fuzz_contract_holds(
         assert out.shape == img.shape and out.dtype == img.dtype and out.flags.c_contiguous
         if as_float:
             assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_plugin_imports_and_runs_without_torch():
+    """albumentations_ipmix is an Albumentations plugin: it must work where torch is not installed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
+        "import numpy as np, albumentations as A\n"
+        "from albumentations_ipmix import IPMix, PixMix\n"
+        "out = A.Compose([IPMix(), PixMix()], seed=0)(image=np.zeros((32, 32, 3), np.uint8))['image']\n"
+        "assert out.shape == (32, 32, 3) and 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
