@@ -470,3 +470,47 @@ def test_vit_at_cifar_size_records_model_kwargs(small_digits_dir, fractal_dir, t
     assert ckpt["data_config"]["input_size"] == [3, 32, 32]
     model = timm.create_model(ckpt["model"], num_classes=ckpt["num_classes"], **ckpt["model_kwargs"])
     model.load_state_dict(ckpt["state_dict"])
+
+
+# --------------------------------------------------------------------------- pretrained weights, never downloaded
+def test_pretrained_file_loads_local_weights_and_replaces_a_different_head(tmp_path):
+    import timm
+
+    from timm_ext.train import _create_model
+
+    source = timm.create_model("test_resnet", num_classes=10)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    head = {f"{source.default_cfg['classifier']}.weight", f"{source.default_cfg['classifier']}.bias"}
+    for classes in (
+        10,
+        3,
+    ):  # timm re-initializes the classifier for fine-tuning, like its own pretrained weights
+        model = _create_model(
+            TrainConfig(model="test_resnet", pretrained_file=str(path)), num_classes=classes
+        )
+        assert model.get_classifier().out_features == classes
+        for key, value in source.state_dict().items():
+            if key not in head:
+                torch.testing.assert_close(model.state_dict()[key], value)
+    first_conv = next(k for k, v in source.state_dict().items() if v.ndim == 4)
+    fresh = _create_model(TrainConfig(model="test_resnet"), num_classes=10)
+    assert not torch.equal(fresh.state_dict()[first_conv], source.state_dict()[first_conv])
+
+
+def test_pretrained_never_downloads(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+    import torch.hub
+
+    from timm_ext.train import TrainError, _create_model
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    before = (hub_constants.HF_HUB_OFFLINE, torch.hub.download_url_to_file)
+    with pytest.raises(TrainError, match=r"not available offline|nothing is downloaded"):
+        _create_model(TrainConfig(model="resnet18", pretrained=True), num_classes=10)
+    assert (hub_constants.HF_HUB_OFFLINE, torch.hub.download_url_to_file) == before  # restored afterwards
+
+
+def test_missing_pretrained_file_is_one_line(tmp_path):
+    result = _invoke("--data-dir", str(tmp_path), "--pretrained-file", str(tmp_path / "nope.pth"))
+    _assert_one_line_error(result, "--pretrained-file")

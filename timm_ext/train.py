@@ -124,7 +124,20 @@ class TrainConfig:
         metadata=_opt("timm model name (wrn40_4, resnet50, vit_small_patch16_224, ...).", "--model"),
     )
     pretrained: bool = field(
-        default=False, metadata=_opt("Start from timm's pretrained weights (downloads).", "--pretrained")
+        default=False,
+        metadata=_opt(
+            "Start from timm's pretrained weights, read from the local cache only (nothing is downloaded "
+            "during a run: fetch them once beforehand, or use --pretrained-file).",
+            "--pretrained",
+        ),
+    )
+    pretrained_file: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Start from the weights in this local file (.pth/.safetensors; loaded by timm with "
+            "weights_only=True; the classifier is re-initialized for fine-tuning, as with --pretrained).",
+            "--pretrained-file",
+        ),
     )
     drop: float = field(
         default=0.0, metadata=_opt("Dropout rate (WRN: inside blocks; 0.3 in the paper).", "--drop")
@@ -317,6 +330,49 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- validation
+@contextlib.contextmanager
+def _no_downloads() -> Any:
+    """Block every download timm could start (Hugging Face hub, weight URLs) inside the block."""
+    import huggingface_hub.constants as hub_constants
+    import timm.models._hub as timm_hub
+    import torch.hub
+
+    def refuse(url: str, *args: Any, **kwargs: Any) -> None:
+        raise TrainError(
+            f"--pretrained: the weights are not in the local cache and nothing is downloaded during a run "
+            f"(would fetch {url}); download them once beforehand or pass --pretrained-file PATH"
+        )
+
+    saved = (hub_constants.HF_HUB_OFFLINE, torch.hub.download_url_to_file, timm_hub.download_url_to_file)
+    hub_constants.HF_HUB_OFFLINE = True
+    torch.hub.download_url_to_file = timm_hub.download_url_to_file = refuse
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE, torch.hub.download_url_to_file, timm_hub.download_url_to_file = saved
+
+
+def _create_model(cfg: TrainConfig, **kwargs: Any) -> nn.Module:
+    """``timm.create_model`` for the run: random init, local pretrained weights, or timm's cached ones."""
+    import timm
+
+    if cfg.pretrained_file:
+        overlay = {"file": str(Path(cfg.pretrained_file).expanduser())}
+        return timm.create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    if not cfg.pretrained:
+        return timm.create_model(cfg.model, pretrained=False, **kwargs)
+    try:
+        with _no_downloads():
+            return timm.create_model(cfg.model, pretrained=True, **kwargs)
+    except TrainError:
+        raise
+    except Exception as exc:  # huggingface_hub's offline / not-cached errors, missing pretrained tags
+        raise TrainError(
+            f"--pretrained: timm's weights for {cfg.model!r} are not available offline "
+            f"({type(exc).__name__}); download them once beforehand or pass --pretrained-file PATH"
+        ) from None
+
+
 def _validate(cfg: TrainConfig) -> None:
     """Check flag values and combinations before anything heavy happens."""
     if cfg.dataset not in DATASETS:
@@ -361,6 +417,10 @@ def _validate(cfg: TrainConfig) -> None:
                 parse_mixing_config(cfg.aa)
             except ValueError as exc:
                 raise TrainError(f"--aa: {exc}") from exc
+    if cfg.pretrained_file is not None and not Path(cfg.pretrained_file).expanduser().is_file():
+        raise TrainError(
+            f"--pretrained-file '{cfg.pretrained_file}' does not exist; pass a local weights file"
+        )
     if cfg.aug in ("ipmix", "pixmix") and cfg.fractals is not None and not Path(cfg.fractals).is_dir():
         raise TrainError(
             f"--fractals '{cfg.fractals}' is not a folder; pass a folder of mixing pictures or omit it"
@@ -718,7 +778,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     Raises:
         TrainError: bad settings, data or resume files (reported by the CLI as one line, exit 2).
     """
-    import timm
     import yaml
     from timm.data import AugMixDataset, Mixup, resolve_data_config
     from timm.loss import JsdCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -778,15 +837,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             )
 
         model_kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": cfg.drop}
-        model = timm.create_model(cfg.model, pretrained=cfg.pretrained, **model_kwargs)
+        model = _create_model(cfg, **model_kwargs)
         base_cfg = resolve_data_config({}, model=model)
         extra_model_kwargs: dict[str, Any] = {}  # what timm.create_model needs beyond num_classes
         img_size = cfg.img_size or int(base_cfg["input_size"][-1])
         if img_size != int(base_cfg["input_size"][-1]):
             with contextlib.suppress(TypeError):  # ViTs need their input size; conv nets take any
-                model = timm.create_model(
-                    cfg.model, pretrained=cfg.pretrained, img_size=img_size, **model_kwargs
-                )
+                model = _create_model(cfg, img_size=img_size, **model_kwargs)
                 extra_model_kwargs["img_size"] = img_size
         data_cfg = dict(base_cfg)
         data_cfg["input_size"] = (3, img_size, img_size)
