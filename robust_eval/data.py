@@ -650,6 +650,18 @@ def _check_cifar(root: Path, dataset: str) -> LayoutEntry:
     return LayoutEntry(dataset, str(folder), "present", f"test split: {len(images)} images")
 
 
+def _array_set_entry(
+    name: str, folder: Path, problems: list[str], found: list[str], missing: list[str]
+) -> LayoutEntry:
+    """Status of a folder of per-member ``.npy`` arrays: malformed, partial, missing or present."""
+    if problems:
+        return LayoutEntry(name, str(folder), "malformed", "; ".join(problems))
+    if missing:
+        status = "partial" if found else "missing"
+        return LayoutEntry(name, str(folder), status, f"{len(found)} arrays; missing: {', '.join(missing)}")
+    return LayoutEntry(name, str(folder), "present", f"{len(found)} arrays")
+
+
 def _check_npy_set(
     folder: Path | None, expected: Path, name: str, members: Sequence[str], optional: Sequence[str] = ()
 ) -> LayoutEntry:
@@ -683,12 +695,7 @@ def _check_npy_set(
             problems.append(f"{path.name}: {shape[0]} rows but labels.npy has {labels_shape[0]}")
         else:
             found.append(member)
-    if problems:
-        return LayoutEntry(name, str(folder), "malformed", "; ".join(problems))
-    if missing:
-        status = "partial" if found else "missing"
-        return LayoutEntry(name, str(folder), status, f"{len(found)} arrays; missing: {', '.join(missing)}")
-    return LayoutEntry(name, str(folder), "present", f"{len(found)} arrays")
+    return _array_set_entry(name, folder, problems, found, missing)
 
 
 def _check_p_set(folder: Path | None, expected: Path, name: str, members: Sequence[str]) -> LayoutEntry:
@@ -709,12 +716,7 @@ def _check_p_set(folder: Path | None, expected: Path, name: str, members: Sequen
             problems.append(f"{path.name}: {dtype} {shape}, expected uint8 (N, T, H, W, 3)")
         else:
             found.append(member)
-    if problems:
-        return LayoutEntry(name, str(folder), "malformed", "; ".join(problems))
-    if missing:
-        status = "partial" if found else "missing"
-        return LayoutEntry(name, str(folder), status, f"{len(found)} arrays; missing: {', '.join(missing)}")
-    return LayoutEntry(name, str(folder), "present", f"{len(found)} arrays")
+    return _array_set_entry(name, folder, problems, found, missing)
 
 
 def _check_tree(path: Path, name: str, expected_classes: int | None = None) -> LayoutEntry:
