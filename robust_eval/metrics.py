@@ -572,7 +572,7 @@ def top5_distance(top5: np.ndarray, noise: bool, stride: int = 1) -> float:
     ``t`` for noise, else frame ``t - stride`` vs ``t``), let ``c_0..c_4`` be the earlier frame's top-5
     classes, best first, and ``r(c)`` the 0-based rank of ``c`` in the later frame, capped at 5
     (classes outside the later top 5 count as rank 5). The pair's distance is
-    ``sum_{i=0..4} |i - min(r(c_i), 5)|`` in [0, 15] (the rank distance of the reference
+    ``sum_{i=0..4} |i - min(r(c_i), 5)|`` in [0, 18] (the rank distance of the reference
     ``ranking_dist(mode="top5")``; knowing both top-5 lists determines it). T5D = mean over sequences
     of the mean pair distance.
 
@@ -587,7 +587,7 @@ def top5_distance(top5: np.ndarray, noise: bool, stride: int = 1) -> float:
 
     Returns
     -------
-    float in [0, 15].
+    float in [0, 18].
 
     Examples
     --------
