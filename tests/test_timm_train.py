@@ -514,3 +514,23 @@ def test_pretrained_never_downloads(tmp_path, monkeypatch):
 def test_missing_pretrained_file_is_one_line(tmp_path):
     result = _invoke("--data-dir", str(tmp_path), "--pretrained-file", str(tmp_path / "nope.pth"))
     _assert_one_line_error(result, "--pretrained-file")
+
+
+def test_pretrained_blocks_hub_and_url_downloads_while_creating(monkeypatch):
+    """--pretrained builds the model with the Hugging Face hub offline and URL downloads refused."""
+    import huggingface_hub.constants as hub_constants
+    import timm
+    import torch.hub
+
+    from timm_ext.train import TrainError, _create_model
+
+    seen = {}
+
+    def create_model(name, pretrained=False, **kwargs):
+        seen.update(offline=hub_constants.HF_HUB_OFFLINE, pretrained=pretrained)
+        torch.hub.download_url_to_file("https://example.invalid/weights.pth", "/nonexistent/w.pth")
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(TrainError, match="nothing is downloaded during a run"):
+        _create_model(TrainConfig(model="resnet18", pretrained=True), num_classes=10)
+    assert seen == {"offline": True, "pretrained": True}
