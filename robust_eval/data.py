@@ -30,9 +30,12 @@ __all__ = [
     "DataLayoutError",
     "find_cifar_folder",
     "list_imagefolder",
+    "list_perturbation_videos",
     "load_cifar",
     "load_npy_images",
+    "load_perturbation",
     "read_image",
+    "read_video",
     "write_cifar",
 ]
 
@@ -483,10 +486,84 @@ def severity_folders(corruption_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def perturbation_folder(root: str | os.PathLike[str], dataset: str) -> Path | None:
-    """The CIFAR-10/100-P folder under ``root`` or None."""
+    """The CIFAR-10/100-P (``.npy``) or ImageNet-P (videos) folder under ``root``, or None."""
+    if dataset == "imagenet":
+        return _first_existing([Path(root) / "ImageNet-P"])
     if dataset not in _CIFAR_TITLE:
         return None
     return _first_existing([Path(root) / f"{_CIFAR_TITLE[dataset]}-P"])
+
+
+def read_video(path: str | os.PathLike[str]) -> np.ndarray:
+    """All frames of a video file (ImageNet-P: MP4) as uint8 ``(T, H, W, 3)`` RGB, decoded with OpenCV."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
+    if len(frames) < 2:
+        raise DataLayoutError(f"video '{path}' could not be decoded or has fewer than 2 frames")
+    if any(f.shape != frames[0].shape for f in frames):
+        raise DataLayoutError(f"video '{path}' changes frame size mid-sequence")
+    return np.stack(frames)
+
+
+class VideoSequenceSource(SequenceSource):
+    """ImageNet-P sequences: one video per image (``<perturbation>/<wnid>/<name>.mp4``), decoded on
+    demand. Every video of a perturbation must have the same frame count and frame size."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        if not paths:
+            raise DataLayoutError("no videos given")
+        self.paths = list(paths)
+        first = read_video(self.paths[0])
+        self._shape = first.shape
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def frames(self) -> int:
+        return int(self._shape[0])
+
+    def sequences(self, start: int, stop: int) -> np.ndarray:
+        out = []
+        for path in self.paths[start:stop]:
+            video = read_video(path)
+            if video.shape != self._shape:
+                raise DataLayoutError(
+                    f"video '{path}' is {video.shape[0]} frames of {video.shape[1]}x{video.shape[2]}; the "
+                    f"first video of this perturbation is {self._shape[0]} frames of {self._shape[1]}x{self._shape[2]}"
+                )
+            out.append(video)
+        return np.stack(out)
+
+    def head(self, n: int | None) -> VideoSequenceSource:
+        return self if n is None or n >= len(self) else VideoSequenceSource(self.paths[:n])
+
+
+def list_perturbation_videos(folder: str | os.PathLike[str], perturbation: str) -> list[str]:
+    """Sorted ``<folder>/<perturbation>/<wnid>/*.mp4`` paths (empty when the perturbation is absent)."""
+    base = Path(folder) / perturbation
+    if not base.is_dir():
+        return []
+    return sorted(str(p) for p in base.glob("*/*.mp4"))
+
+
+def load_perturbation(folder: str | os.PathLike[str], perturbation: str) -> SequenceSource | None:
+    """The sequences of one perturbation: ``<perturbation>.npy`` (CIFAR-P) or a folder of videos
+    (ImageNet-P); None when neither is there."""
+    if (Path(folder) / f"{perturbation}.npy").is_file():
+        return load_perturbation_array(folder, perturbation)
+    videos = list_perturbation_videos(folder, perturbation)
+    return VideoSequenceSource(videos) if videos else None
 
 
 def load_perturbation_array(folder: str | os.PathLike[str], perturbation: str) -> SequenceSource:
@@ -651,15 +728,16 @@ def _check_cifar(root: Path, dataset: str) -> LayoutEntry:
 
 
 def _array_set_entry(
-    name: str, folder: Path, problems: list[str], found: list[str], missing: list[str]
+    name: str, folder: Path, problems: list[str], found: list[str], missing: list[str], unit: str = "arrays"
 ) -> LayoutEntry:
-    """Status of a folder of per-member ``.npy`` arrays: malformed, partial, missing or present."""
+    """Status of a folder of per-member data (``.npy`` arrays, video folders): malformed, partial,
+    missing or present."""
     if problems:
         return LayoutEntry(name, str(folder), "malformed", "; ".join(problems))
     if missing:
         status = "partial" if found else "missing"
-        return LayoutEntry(name, str(folder), status, f"{len(found)} arrays; missing: {', '.join(missing)}")
-    return LayoutEntry(name, str(folder), "present", f"{len(found)} arrays")
+        return LayoutEntry(name, str(folder), status, f"{len(found)} {unit}; missing: {', '.join(missing)}")
+    return LayoutEntry(name, str(folder), "present", f"{len(found)} {unit}")
 
 
 def _check_npy_set(
@@ -759,6 +837,24 @@ def _check_imagenet_c(folder: Path | None, expected: Path, name: str, members: S
     return LayoutEntry(name, str(folder), "present", f"{len(found)} corruptions")
 
 
+def _check_imagenet_p(folder: Path | None, expected: Path, members: Sequence[str]) -> LayoutEntry:
+    name = "ImageNet-P"
+    if folder is None:
+        return LayoutEntry(name, str(expected), "missing", f"put <perturbation>/<wnid>/*.mp4 in '{expected}'")
+    problems, found, missing = [], [], []
+    for member in members:
+        videos = list_perturbation_videos(folder, member)
+        if not videos:
+            missing.append(member)
+            continue
+        try:
+            read_video(videos[0])
+            found.append(member)
+        except DataLayoutError as exc:
+            problems.append(str(exc))
+    return _array_set_entry(name, folder, problems, found, missing, unit="perturbations")
+
+
 def check_layouts(root: str | os.PathLike[str]) -> list[LayoutEntry]:
     """Validate every layout this package reads under the data root (shapes, dtypes, label files,
     file counts). Never raises for bad data: each problem becomes a "malformed" entry."""
@@ -820,6 +916,13 @@ def check_layouts(root: str | os.PathLike[str]) -> list[LayoutEntry]:
             expected_corruption_folder(root, "imagenet", bar=True),
             "ImageNet-C-bar",
             IMAGENET_CBAR_CORRUPTIONS,
+        )
+    )
+    entries.append(
+        _check_imagenet_p(
+            perturbation_folder(root, "imagenet"),
+            root / "ImageNet-P",
+            (*TEST_PERTURBATIONS, *VALIDATION_PERTURBATIONS),
         )
     )
     for name in ("imagenet-a", "imagenet-r", "imagenet-o"):

@@ -507,10 +507,12 @@ def run_perturbations(ctx: Context) -> dict[str, Any]:
 
     folder = rdata.perturbation_folder(ctx.data_dir, ctx.dataset)
     if folder is None:
+        if ctx.dataset == "imagenet":
+            where = ctx.data_dir / "ImageNet-P"
+            raise SuiteSkipped(f"no -P data: put <perturbation>/<wnid>/<name>.mp4 videos in '{where}'")
         if ctx.dataset not in rdata.CIFAR_FOLDERS:
             raise SuiteSkipped(
-                f"-P evaluation reads the CIFAR .npy layout; nothing for dataset {ctx.dataset!r} "
-                "(ImageNet-P videos are not supported yet)"
+                f"-P evaluation needs CIFAR-10/100-P or ImageNet-P; nothing for {ctx.dataset!r}"
             )
         where = ctx.data_dir / ("CIFAR-10-P" if ctx.dataset == "cifar10" else "CIFAR-100-P")
         raise SuiteSkipped(f"no -P data: put <perturbation>.npy (uint8 [N, T, 32, 32, 3]) in '{where}'")
@@ -518,9 +520,10 @@ def run_perturbations(ctx: Context) -> dict[str, Any]:
     t5d: dict[str, float] = {}
     per: dict[str, Any] = {}
     for name in ctx.perturbations:
-        if not (folder / f"{name}.npy").is_file():
+        sequences = rdata.load_perturbation(folder, name)
+        if sequences is None:
             continue
-        seqs = rdata.load_perturbation_array(folder, name).head(ctx.subset)
+        seqs = sequences.head(ctx.subset)
         values, _ = ctx.cache.cell(
             "perturbations", name, ctx.options(), lambda s=seqs, n=name: (_perturbation_cell(ctx, s, n), {})
         )

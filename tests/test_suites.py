@@ -307,3 +307,50 @@ def test_imagenet_masks_for_a_r_o_and_imagenet_c(tmp_path):
     c = run_corruptions(ctx)["c"]
     assert c["corruptions"] == ["fog"] and c["imagenet_c_protocol"] == "resize_crop"
     assert c["n_per_cell"]["fog"] == 2 and "gaussian_noise" in c["missing"]
+
+
+def test_imagenet_p_videos(setup, tmp_path):
+    """ImageNet-P layout (<perturbation>/<wnid>/<name>.mp4): decoded with OpenCV, same metrics as CIFAR-P."""
+    import cv2
+
+    from robust_eval.data import check_layouts, read_video
+
+    _, ckpt, _ = setup
+    images, _ = heldout_digits(6)
+    root = tmp_path / "data"
+    for name, frame_fn in (
+        (
+            "rotate",
+            lambda img, i: cv2.warpAffine(img, cv2.getRotationMatrix2D((16, 16), 8 * i, 1.0), (32, 32)),
+        ),
+        (
+            "gaussian_noise",
+            lambda img, i: np.clip(img + (i > 0) * 40.0 * np.sin(np.arange(32) * i)[:, None, None], 0, 255),
+        ),
+    ):
+        for k, img in enumerate(images):
+            path = root / "ImageNet-P" / name / f"n0000000{k % 2}" / f"{k}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
+            for i in range(5):
+                writer.write(cv2.cvtColor(frame_fn(img, i).astype(np.uint8), cv2.COLOR_RGB2BGR))
+            writer.release()
+    ctx = make_context(ckpt, root, tmp_path / "cache", perturbations=("rotate", "gaussian_noise"))
+    ctx.metadata = {**ctx.metadata, "dataset": "imagenet"}
+    out = run_perturbations(ctx)
+    assert out["missing"] == [] and out["source"].endswith("ImageNet-P")
+    for name, noise in (("rotate", False), ("gaussian_noise", True)):
+        cell = out["per_perturbation"][name]
+        assert (cell["n"], cell["frames"], cell["noise_rule"]) == (6, 5, noise)
+        videos = sorted((root / "ImageNet-P" / name).glob("*/*.mp4"))
+        frames = np.stack([read_video(v) for v in videos])  # (6, 5, 32, 32, 3)
+        x = torch.from_numpy(frames.reshape(-1, 32, 32, 3)).permute(0, 3, 1, 2).float() / 255
+        with torch.inference_mode():
+            top5 = metrics.topk_indices(ctx.model(x).numpy(), 5).reshape(6, 5, 5)
+        assert cell["flip_probability"] == pytest.approx(metrics.flip_probability(top5[..., 0], noise=noise))
+        assert cell["top5_distance"] == pytest.approx(metrics.top5_distance(top5, noise=noise))
+    assert out["mfr"] == pytest.approx(
+        np.mean([out["per_perturbation"][n]["flip_probability"] for n in ("rotate", "gaussian_noise")])
+    )
+    entry = next(e for e in check_layouts(root) if e.name == "ImageNet-P")
+    assert entry.status == "partial" and "2 perturbations" in entry.detail
