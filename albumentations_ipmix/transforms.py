@@ -103,17 +103,18 @@ def _check_image(img: np.ndarray, name: str) -> None:
 
 
 def _describe_source(spec: Any, source: MixingSource | None) -> Any:
-    """JSON-native value stored as ``self.fractals`` (for serialization) when one exists."""
+    """What ``self.fractals`` holds: a JSON-native description (``str`` / ``dict``) when the source has
+    one - that is what ``A.to_dict`` / ``A.save`` write - else the source object itself (pickles, and
+    keeps in-memory pictures in one place)."""
     if spec is None or isinstance(spec, (str, dict)):
         return spec
     if isinstance(spec, os.PathLike):
         return str(spec)
-    if isinstance(spec, MixingSource):
-        try:
-            return spec.to_config()
-        except TypeError:
-            return spec
-    return spec
+    assert source is not None
+    try:
+        return source.to_config()
+    except TypeError:
+        return source
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,7 +125,6 @@ class _MixingTransform(ImageOnlyTransform):
 
     def _init_source(self, fractals: Any, metadata_key: str) -> None:
         self.metadata_key = metadata_key
-        self._source_spec = fractals
         self._source: MixingSource | None = None
         if fractals is not None:
             self._source = as_source(fractals)
@@ -204,12 +204,6 @@ class _MixingTransform(ImageOnlyTransform):
                 "save the pictures to a folder and pass fractals='path/to/folder' (pickling works as is)"
             )
         return super().to_dict_private()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        if isinstance(state.get("_source_spec"), MixingSource):
-            state["_source_spec"] = None  # the source itself travels in _source
-        return state
 
 
 # ----------------------------------------------------------------------------------------------
