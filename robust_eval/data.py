@@ -15,6 +15,7 @@ Clean sets handled here:
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -523,11 +524,14 @@ class VideoSequenceSource(SequenceSource):
         if not paths:
             raise DataLayoutError("no videos given")
         self.paths = list(paths)
-        first = read_video(self.paths[0])
-        self._shape = first.shape
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @functools.cached_property
+    def _shape(self) -> tuple[int, ...]:
+        """Shape of the first video, decoded only when needed (a cached result skips all decoding)."""
+        return read_video(self.paths[0]).shape
 
     @property
     def frames(self) -> int:

@@ -93,6 +93,35 @@ def write_project_checkpoint(path: Path, ema: bool = False) -> Path:
     return path
 
 
+def save_net_checkpoint(
+    path: Path,
+    net: torch.nn.Module,
+    model: str,
+    num_classes: int,
+    dataset: str,
+    crop_pct: float = 1.0,
+    **extra,
+) -> Path:
+    """``net`` in this project's checkpoint format, 32 px inputs normalized with mean = std = 0.5."""
+    config = {
+        "input_size": [3, 32, 32],
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "interpolation": "bilinear",
+        "crop_pct": crop_pct,
+    }
+    save_checkpoint(
+        path,
+        net.state_dict(),
+        model=model,
+        num_classes=num_classes,
+        dataset=dataset,
+        data_config=config,
+        **extra,
+    )
+    return path
+
+
 def write_timm_train_checkpoint(path: Path) -> Path:
     """What timm's train.py saves: state_dict (with DataParallel prefixes here), arch, args Namespace."""
     sd = {f"module.{k}": v for k, v in trained_state_dict().items()}

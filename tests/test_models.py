@@ -12,6 +12,7 @@ from robust_eval_fixtures import (
     DATA_CONFIG,
     MODEL,
     heldout_digits,
+    save_net_checkpoint,
     trained_state_dict,
     write_bare_state_dict,
     write_project_checkpoint,
@@ -167,24 +168,9 @@ def test_project_cifar_models_load_without_flags(tmp_path):
     import timm
 
     import timm_ext.models  # noqa: F401
-    from robust_eval.checkpoint import save_checkpoint
 
     net = timm.create_model("resnet18_cifar", num_classes=10)
-    config = {
-        "input_size": [3, 32, 32],
-        "mean": [0.5] * 3,
-        "std": [0.5] * 3,
-        "interpolation": "bilinear",
-        "crop_pct": 1.0,
-    }
-    save_checkpoint(
-        tmp_path / "r18.pth",
-        net.state_dict(),
-        model="resnet18_cifar",
-        num_classes=10,
-        dataset="cifar10",
-        data_config=config,
-    )
+    save_net_checkpoint(tmp_path / "r18.pth", net, "resnet18_cifar", 10, "cifar10")
     wrapped, meta = load_checkpoint(tmp_path / "r18.pth")
     assert (meta["kind"], meta["model"], meta["dataset"]) == ("robust-eval", "resnet18_cifar", "cifar10")
     x = torch.rand(2, 3, 32, 32)
@@ -195,24 +181,7 @@ def test_project_cifar_models_load_without_flags(tmp_path):
 def test_checkpoint_model_kwargs_reach_timm(tmp_path):
     import timm
 
-    from robust_eval.checkpoint import save_checkpoint
-
     net = timm.create_model("test_vit", num_classes=10, img_size=32)
-    config = {
-        "input_size": [3, 32, 32],
-        "mean": [0.5] * 3,
-        "std": [0.5] * 3,
-        "interpolation": "bilinear",
-        "crop_pct": 1.0,
-    }
-    save_checkpoint(
-        tmp_path / "vit.pth",
-        net.state_dict(),
-        model="test_vit",
-        num_classes=10,
-        dataset="cifar10",
-        data_config=config,
-        model_kwargs={"img_size": 32},
-    )
+    save_net_checkpoint(tmp_path / "vit.pth", net, "test_vit", 10, "cifar10", model_kwargs={"img_size": 32})
     wrapped, _ = load_checkpoint(tmp_path / "vit.pth")
     assert wrapped(torch.rand(1, 3, 32, 32)).shape == (1, 10)

@@ -11,6 +11,7 @@ from robust_eval_fixtures import (
     heldout_digits,
     make_context,
     make_data_root,
+    save_net_checkpoint,
     write_png_tree,
     write_project_checkpoint,
 )
@@ -237,26 +238,11 @@ def test_imagenet_masks_for_a_r_o_and_imagenet_c(tmp_path):
     """A 1000-class checkpoint on a fake ImageNet: 200-class masks for -A/-R/-O, ImageNet-C folders."""
     import timm
 
-    from robust_eval.checkpoint import save_checkpoint
     from robust_eval.suites import run_imagenet_ar
 
     torch.manual_seed(0)
     net = timm.create_model("test_resnet", num_classes=1000)
-    config = {
-        "input_size": [3, 32, 32],
-        "mean": [0.5] * 3,
-        "std": [0.5] * 3,
-        "interpolation": "bilinear",
-        "crop_pct": 0.875,
-    }
-    save_checkpoint(
-        tmp_path / "in.pth",
-        net.state_dict(),
-        model="test_resnet",
-        num_classes=1000,
-        dataset="imagenet",
-        data_config=config,
-    )
+    save_net_checkpoint(tmp_path / "in.pth", net, "test_resnet", 1000, "imagenet", crop_pct=0.875)
     data = tmp_path / "data"
     wnids = [f"n{i:08d}" for i in range(1000)]
     images, _ = heldout_digits(12)
