@@ -95,7 +95,10 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--figures", metavar="FOLDER", help="only write the corruption grids into FOLDER")
+    parser.add_argument("--smoke", action="store_true", help="a few images, one run: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.batch, args.repeats = 4, 1
     cv2.setNumThreads(1)
     if args.figures:
         write_grids(args.figures)

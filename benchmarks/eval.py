@@ -34,7 +34,7 @@ from robust_eval.cache import CellCache
 from robust_eval.checkpoint import save_checkpoint
 from robust_eval.constants import ALL_CORRUPTIONS, SEVERITIES
 from robust_eval.data import write_cifar
-from robust_eval.models import load_checkpoint, register_project_models
+from robust_eval.models import load_checkpoint
 from robust_eval.suites import Context, run_corruptions
 
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -98,13 +98,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few images, one repeat: checks the script runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.corruptions, args.repeats, args.model = 8, 1, 1, "test_resnet"
     if args.threads:
         torch.set_num_threads(args.threads)
 
     import timm
 
-    register_project_models()
+    import timm_ext.models  # noqa: F401 - registers the CIFAR architectures with timm
+
     name = args.model if timm.is_model(args.model) else "resnet18"
     torch.manual_seed(0)
     net = timm.create_model(name, num_classes=10).eval()

@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="set seed (default 0)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds (default all)")
+    parser.add_argument("--smoke", action="store_true", help="tiny renders, one run: checks the script runs")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.size, args.count, args.repeat = 32, 2, 1
     if args.size < 8 or args.count < 1 or args.repeat < 1:
         parser.error("--size must be >= 8, --count and --repeat >= 1")
     kinds = parse_kinds(args.kinds)

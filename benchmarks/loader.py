@@ -100,15 +100,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="fewer images (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="fewer images (a quick but meaningful run)")
+    parser.add_argument("--smoke", action="store_true", help="a few batches at 32 px: checks the script runs")
     parser.add_argument("--fractals", type=str, default=None, help="folder of mixing pictures")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.rounds, args.workers, args.batch_size = [32], 1, 0, 16
     torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory() as tmp:
         fractals = args.fractals or str(_mixing_folder(Path(tmp)))
         registry.register(fractals=fractals)
         images = {32: 1024 if args.quick else 4096, 224: 256 if args.quick else 1024}
+        if args.smoke:
+            images = {32: 32}
         results: dict[tuple[int, str], float] = {}
         for size in args.sizes:
             n = images.get(size, 1024)

@@ -1,10 +1,12 @@
 """Throughput of robust_eval.metrics on CIFAR/ImageNet-sized inputs, against peers in the same process.
 
 Usage: python benchmarks/metrics.py   (prints a Markdown table; best of several runs, milliseconds)
+       python benchmarks/metrics.py --smoke   (tiny inputs: checks that the script runs)
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 
@@ -28,18 +30,22 @@ def loop_flip_probability(preds: np.ndarray) -> float:
     return float(np.mean([np.mean([seq[t] != seq[t - 1] for t in range(1, len(seq))]) for seq in preds]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs: checks that the script runs")
+    args = parser.parse_args(argv)
+    n = 200 if args.smoke else 10_000  # the CIFAR test-set size; row labels below assume the full size
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(10_000, 100)).astype(np.float32)  # CIFAR-100 test set
-    labels = rng.integers(0, 100, 10_000)
-    frames10 = rng.normal(size=(10_000 * 31, 10)).astype(np.float32)  # one CIFAR-10-P perturbation
-    frames1k = rng.normal(size=(20_000, 1000)).astype(np.float32)  # ImageNet-P-like frames
-    top5 = metrics.topk_indices(frames10, 5).reshape(10_000, 31, 5)
+    logits = rng.normal(size=(n, 100)).astype(np.float32)  # CIFAR-100 test set
+    labels = rng.integers(0, 100, n)
+    frames10 = rng.normal(size=(n * 31, 10)).astype(np.float32)  # one CIFAR-10-P perturbation
+    frames1k = rng.normal(size=(2 * n, 1000)).astype(np.float32)  # ImageNet-P-like frames
+    top5 = metrics.topk_indices(frames10, 5).reshape(n, 31, 5)
     preds = top5[..., 0]
-    conf = rng.uniform(size=10_000)
-    correct = rng.uniform(size=10_000) < conf
-    ins, outs = rng.normal(size=10_000), rng.normal(1, 1, 2_000)
-    y_ood = np.r_[np.ones(2_000), np.zeros(10_000)]
+    conf = rng.uniform(size=n)
+    correct = rng.uniform(size=n) < conf
+    ins, outs = rng.normal(size=n), rng.normal(1, 1, n // 5)
+    y_ood = np.r_[np.ones(n // 5), np.zeros(n)]
     rows = [
         (
             "topk_error k=5, 10k x 100",

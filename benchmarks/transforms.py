@@ -65,7 +65,10 @@ def main() -> None:
     )
     parser.add_argument("--images", type=int, default=300, help="images per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per transform (best is kept)")
+    parser.add_argument("--smoke", action="store_true", help="a few images, one run: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.repeats = 4, 1
 
     cv2.setNumThreads(1)
     try:

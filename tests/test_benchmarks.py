@@ -1,0 +1,46 @@
+"""Every benchmark script runs (``--smoke``), so none can rot while the README cites its numbers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+
+
+def test_every_benchmark_is_collected():
+    assert len(BENCHMARKS) >= 6, [p.name for p in BENCHMARKS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
+def test_benchmark_smoke_run(script: Path, tmp_path: Path):
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(script.parents[1]), env.get("PYTHONPATH", "")])
+    run = subprocess.run(
+        [sys.executable, str(script), "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert "|" in run.stdout or "ratio" in run.stdout, run.stdout[-1000:]
+    assert list(tmp_path.iterdir()) == [], "a smoke run must not write into the working directory"
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
+def test_benchmark_help_exits_cleanly(script: Path):
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(script.parents[1]), env.get("PYTHONPATH", "")])
+    run = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "--smoke" in run.stdout
