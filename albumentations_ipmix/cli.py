@@ -15,7 +15,6 @@ import math
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,6 +33,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
 from .fractals import DEFAULT_KINDS, RENDERER_VERSION, kind_of, parse_kinds, render_fractal
 
 __all__ = ["MANIFEST_NAME", "app", "main", "picture_path"]
@@ -42,7 +42,8 @@ __all__ = ["MANIFEST_NAME", "app", "main", "picture_path"]
 MANIFEST_NAME = "ipmix-fractals.json"
 #: Size limits (pixels) accepted by the commands.
 MIN_SIZE, MAX_SIZE = 16, 2048
-TMP_MARK = ".ipmix-tmp-"
+#: Prefix of the temporary files (the project-wide one; leftovers of a killed run are deleted).
+TMP_MARK = TMP_PREFIX
 
 app = typer.Typer(
     name="ipmix-fractals",
@@ -69,9 +70,9 @@ class BadInput(Exception):
     """Invalid command-line input: reported as one line, exit status 2."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"ipmix-fractals: error: {message}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def picture_path(out: Path, kind: str, index: int) -> Path:
@@ -104,30 +105,6 @@ def _manifest(count: int, size: int, seed: int, kinds: tuple[str, ...]) -> dict[
     }
 
 
-def _file_mode() -> int:
-    """Permissions of a newly created regular file under the current umask (mkstemp would give 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_MARK}{path.name}.", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
-            os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-_FILE_MODE = _file_mode()
-
-
 def _encode_png(image: np.ndarray, compression: int = 3) -> bytes:
     """RGB uint8 -> PNG bytes (``compression`` 0-9: zlib level; 3 is fast, 9 smallest)."""
     params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
@@ -149,7 +126,7 @@ def _prepare_out(out: Path, manifest: dict[str, Any], resume: bool, force: bool)
     """Decide how to write into ``out``: returns ``"new"``, ``"resume"`` or ``"force"`` (or raises)."""
     if out.exists() and not out.is_dir():
         raise BadInput(f"OUT '{out}' exists and is not a folder; pass a folder path")
-    entries = list(out.iterdir()) if out.exists() else []
+    entries = [e for e in out.iterdir() if e.name != OutputLock.NAME] if out.exists() else []
     if not entries:
         if resume:
             raise BadInput(
@@ -191,29 +168,71 @@ def _clean_temporaries(out: Path, kinds: tuple[str, ...]) -> int:
 def _render_to_file(job: tuple[str, tuple[str, ...], int, int, int]) -> int:
     """Render picture ``index`` of a set and write it atomically (runs in worker processes too)."""
     out, kinds, seed, size, index = job
+    if not _command_alive():
+        os._exit(1)  # the command was killed: write nothing more
     kind = kind_of(index, kinds)
-    _write_atomic(
+    atomic_write(
         picture_path(Path(out), kind, index), _encode_png(render_fractal(kind, seed, index, size, size))
     )
     return index
 
 
 def _start_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of rendering processes that never inherit thread pools (BLAS, OpenCV) by ``fork``.
+    """A pool of rendering processes that die with the command.
 
-    Uses a fork server that has imported this module once (cheap workers) where the platform has
-    one, else ``spawn``. A forked copy of a process whose BLAS or OpenCV threads are running can
-    deadlock, so plain ``fork`` is not used.
+    Workers are started with ``spawn`` (never ``fork``: a forked copy of a process whose BLAS or
+    OpenCV threads are running can deadlock), so their parent is the command itself. Each worker
+    watches the command (:func:`_init_worker`): when the command is killed, even by SIGKILL, the
+    workers stop before writing another picture.
     """
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if "forkserver" in methods:
-        # run as ``python -m``: the server re-imports the main module itself (under ``__mp_main__``)
-        context.set_forkserver_preload(["__main__" if __name__ == "__main__" else __name__])
-    # one OpenCV thread per worker: the workers already use every core
+    context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=cv2.setNumThreads, initargs=(1,)
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
     )
+
+
+def _init_worker(command_pid: int) -> None:
+    """Worker set-up: one OpenCV thread (the workers already use every core), and die with the command.
+
+    On Linux the kernel sends SIGKILL to the worker when its parent exits (``PR_SET_PDEATHSIG``); on
+    every platform a daemon thread checks every 0.1 s that the command is alive and ends the worker
+    otherwise, and :func:`_render_to_file` checks again before each picture.
+    """
+    cv2.setNumThreads(1)
+    global _COMMAND_PID
+    _COMMAND_PID = command_pid
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    import threading
+
+    threading.Thread(target=_watch_command, daemon=True, name="watch-command").start()
+
+
+def _command_alive() -> bool:
+    if _COMMAND_PID is None:
+        return True
+    if os.getppid() != _COMMAND_PID:
+        return False  # re-parented: the command is gone
+    try:
+        os.kill(_COMMAND_PID, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch_command() -> None:
+    while _command_alive():
+        time.sleep(0.1)
+    os._exit(1)
+
+
+_COMMAND_PID: int | None = None  # set in worker processes only
 
 
 def _progress(console: Console, disable: bool) -> Progress:
@@ -226,6 +245,37 @@ def _progress(console: Console, disable: bool) -> Progress:
         console=console,
         disable=disable,
     )
+
+
+def _generate_into(
+    out: Path, manifest: dict[str, Any], mode: str, workers: int, console: Console, quiet: bool
+) -> tuple[list[int], int, float]:
+    """Render the missing pictures of a set into ``out`` (locked by the caller); returns (todo, kept, s)."""
+    count, seed, size = manifest["count"], manifest["seed"], manifest["size"]
+    kind_list = tuple(manifest["kinds"])
+    for kind in set(kind_list):
+        (out / kind).mkdir(exist_ok=True)
+    _clean_temporaries(out, kind_list)
+    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+
+    todo = []
+    for index in range(count):
+        path = picture_path(out, kind_of(index, kind_list), index)
+        if not (mode == "resume" and path.is_file()):
+            todo.append(index)
+    kept = count - len(todo)
+    start = time.perf_counter()
+    jobs = [(str(out), kind_list, seed, size, index) for index in todo]
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers > 1 and len(todo) > 1:
+            pool = stack.enter_context(_start_pool(min(workers, len(todo))))
+        progress = stack.enter_context(_progress(console, disable=quiet))
+        task = progress.add_task(f"fractals -> {out}", total=count, completed=kept)
+        results = pool.map(_render_to_file, jobs, chunksize=4) if pool else map(_render_to_file, jobs)
+        for _ in results:
+            progress.advance(task)
+    return todo, kept, time.perf_counter() - start
 
 
 @app.command()
@@ -279,31 +329,12 @@ def generate(
     except BadInput as exc:
         _fail(str(exc))
     console = Console(stderr=True)
-    out.mkdir(parents=True, exist_ok=True)
-    for kind in set(kind_list):
-        (out / kind).mkdir(exist_ok=True)
-    _clean_temporaries(out, kind_list)
-    _write_atomic(out / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
-
-    todo = []
-    for index in range(count):
-        path = picture_path(out, kind_of(index, kind_list), index)
-        if not (mode == "resume" and path.is_file()):
-            todo.append(index)
-    kept = count - len(todo)
-    start = time.perf_counter()
-    jobs = [(str(out), kind_list, seed, size, index) for index in todo]
-    with contextlib.ExitStack() as stack:
-        pool = None
-        if workers > 1 and len(todo) > 1:
-            pool = stack.enter_context(_start_pool(min(workers, len(todo))))
-        progress = stack.enter_context(_progress(console, disable=quiet or as_json))
-        task = progress.add_task(f"fractals -> {out}", total=count, completed=kept)
-        results = pool.map(_render_to_file, jobs, chunksize=4) if pool else map(_render_to_file, jobs)
-        for _ in results:
-            progress.advance(task)
+    try:
+        with OutputLock(out, "ipmix-fractals generate"):
+            todo, kept, seconds = _generate_into(out, manifest, mode, workers, console, quiet or as_json)
+    except FileProblem as exc:
+        _fail(str(exc), code=1)
     written = len(todo)
-    seconds = time.perf_counter() - start
     summary = {
         "out": str(out),
         "count": count,
@@ -365,7 +396,10 @@ def preview(
                 kind_of(index, kind_list), seed, index, size, size
             )
             progress.advance(task)
-    _write_atomic(out, _encode_png(sheet, compression=9))
+    try:
+        atomic_write(out, _encode_png(sheet, compression=9))
+    except FileProblem as exc:
+        _fail(str(exc), code=1)
     console.print(f"wrote a {rows}x{cols} contact sheet ({sheet.shape[1]}x{sheet.shape[0]} px) -> {out}")
 
 

@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from .files import FileProblem, decode_image, list_images
+
 __all__ = [
     "FIT_SCALE",
     "ArraySource",
@@ -183,19 +185,17 @@ def _as_rgb_uint8(picture: np.ndarray, what: str) -> np.ndarray:
     return picture
 
 
-def _image_extensions() -> frozenset[str]:
-    from PIL import Image
-
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
-
-
 @register_source("folder")
 class FolderSource(MixingSource):
     """Every picture under a folder, searched recursively, in sorted path order.
 
-    Any file whose extension Pillow knows is considered; files Pillow cannot identify are skipped
-    with one warning (count and first path). An ImageFolder layout (``root/<class>/<file>``) works
-    unchanged - class folders are simply more pictures.
+    Image files (:data:`albumentations_ipmix.files.IMAGE_EXTENSIONS`) are listed by
+    :func:`albumentations_ipmix.files.list_images` (links followed, loops and repeated folders visited
+    once); files whose header Pillow cannot read are skipped with one warning (count and first path).
+    Pictures are decoded by :func:`albumentations_ipmix.files.decode_image` (EXIF orientation, 16-bit
+    scaled to 8 bits). A picture that turns out truncated when it is first used is replaced by the next
+    readable one (one warning per file), so a damaged file cannot abort a training run. An ImageFolder
+    layout (``root/<class>/<file>``) works unchanged - class folders are simply more pictures.
 
     Args:
         root: the folder (``str`` or ``Path``).
@@ -209,6 +209,7 @@ class FolderSource(MixingSource):
         super().__init__(cache_size)
         self.root = str(root)
         self.paths = self._scan(Path(self.root))
+        self._broken: set[str] = set()  # per process: pictures found truncated when first decoded
 
     @staticmethod
     def _scan(root: Path) -> list[str]:
@@ -223,15 +224,7 @@ class FolderSource(MixingSource):
             raise MixingSourceError(f"mixing folder '{root}' does not exist; {hint}")
         if not root.is_dir():
             raise MixingSourceError(f"mixing folder '{root}' is not a folder; {hint}")
-        extensions = _image_extensions()
-        candidates: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            dirnames.sort()
-            candidates.extend(
-                os.path.join(dirpath, name)
-                for name in sorted(filenames)
-                if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
-            )
+        candidates = [str(p) for p in list_images(root)]
         if not candidates:
             raise MixingSourceError(f"mixing folder '{root}' contains no image files; {hint}")
         readable: list[str] = []
@@ -261,14 +254,20 @@ class FolderSource(MixingSource):
         return len(self.paths)
 
     def load(self, index: int, size_hint: tuple[int, int] | None = None) -> np.ndarray:
-        from PIL import Image
-
-        path = self.paths[index]
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except OSError as exc:
-            raise MixingSourceError(f"mixing picture '{path}' could not be read: {exc}") from exc
+        first_error: FileProblem | None = None
+        for step in range(len(self.paths)):
+            path = self.paths[(index + step) % len(self.paths)]
+            if path in self._broken:
+                continue
+            try:
+                return decode_image(path)
+            except FileProblem as exc:
+                self._broken.add(path)
+                first_error = first_error or exc
+                warnings.warn(
+                    f"mixing folder '{self.root}': {exc}; using the next picture instead", stacklevel=2
+                )
+        raise MixingSourceError(f"mixing folder '{self.root}': no picture could be decoded ({first_error})")
 
     def to_config(self) -> str:
         return self.root

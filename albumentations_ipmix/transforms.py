@@ -98,8 +98,11 @@ def _check_image(img: np.ndarray, name: str) -> None:
             f"{name} got an image of dtype {img.dtype}; supported dtypes are uint8 [0, 255] and "
             "float32 [0, 1] (convert with img.astype(np.float32) / 255 or A.ToFloat first)"
         )
-    if img.dtype == np.float32 and np.isnan(img).any():
-        raise ValueError(f"{name} got a float32 image containing NaN values; clean the input first")
+    if img.dtype == np.float32 and not np.isfinite(img).all():
+        raise ValueError(
+            f"{name} got a float32 image containing NaN or infinite values; expected values in [0, 1] "
+            "(clean the input first, e.g. np.nan_to_num(img, nan=0, posinf=1, neginf=0))"
+        )
 
 
 def _describe_source(spec: Any, source: MixingSource | None) -> Any:

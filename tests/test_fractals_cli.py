@@ -250,3 +250,64 @@ def test_written_files_follow_the_umask_not_mkstemp_0600(tmp_path: Path) -> None
     os.umask(umask)
     for path in [*out.rglob("*.png"), out / MANIFEST_NAME]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+# -- hardening: one run per folder, kills, read-only and full disks ----------------------------------
+
+
+def test_second_run_into_a_locked_folder_refuses_cleanly(tmp_path: Path) -> None:
+    from albumentations_ipmix.files import OutputLock
+
+    out = tmp_path / "set"
+    with OutputLock(out, "ipmix-fractals generate"):  # another live run (this process) holds it
+        result = _invoke("generate", out, "--count", 3, "--size", 32, "--quiet")
+    assert result.exit_code == 1
+    assert "in use by ipmix-fractals generate" in _error_line(result)
+    assert list(out.rglob("*.png")) == []
+    result = _invoke("generate", out, "--count", 3, "--size", 32, "--quiet")  # free again
+    assert result.exit_code == 0, result.output
+    assert len(list(out.rglob("*.png"))) == 3 and not (out / OutputLock.NAME).exists()
+
+
+def _mount_tmpfs(mount: Path, options: str) -> None:
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True)
+    if done.returncode:
+        pytest.skip("cannot mount a tmpfs here")
+
+
+@pytest.mark.parametrize("options", ["size=48k", "ro,size=1m"], ids=["full", "read-only"])
+def test_full_or_read_only_output_gives_one_line(tmp_path: Path, options: str) -> None:
+    mount = tmp_path / "mnt"
+    _mount_tmpfs(mount, options)
+    try:
+        result = _invoke("generate", mount / "set", "--count", 40, "--size", 128, "--quiet")
+        assert result.exit_code == 1, result.output
+        line = _error_line(result)
+        assert line.startswith("ipmix-fractals: error: cannot ")
+        assert ("no space left" in line) or ("read-only" in line), line
+        assert "Traceback" not in result.output
+        assert not list(mount.rglob(f"{TMP_MARK}*"))
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_sigkill_with_workers_leaves_no_process_writing(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    cmd = [sys.executable, "-m", "albumentations_ipmix.cli", "generate", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--count", "400", "--size", "768", "--workers", "2", "--quiet"], env=ENV, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.rglob("*.png"))) < 4:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.3)  # workers get SIGKILL from the kernel when their parent goes away
+    settled = len(list(out.rglob("*.png")))
+    time.sleep(3)
+    assert len(list(out.rglob("*.png"))) == settled < 400
+    resumed = subprocess.run([*cmd, "--count", "60", "--size", "64", "--quiet"], env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 2  # a different count: the killed run's manifest is still there
+    assert "different parameters" in resumed.stderr
