@@ -4,10 +4,6 @@ Importing this package registers the transforms for ``A.from_dict`` / ``A.load``
 OpenCV and Albumentations only (no torch).
 """
 
-import os as _os
-
-_os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 from albumentations_ipmix.fractals import FractalSource
 from albumentations_ipmix.sources import (
     ArraySource,

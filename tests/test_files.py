@@ -53,7 +53,7 @@ def test_atomic_write_creates_file_with_umask_permissions(tmp_path):
 def test_atomic_write_refuses_to_replace_when_asked(tmp_path):
     target = tmp_path / "mine.md"
     target.write_text("the user's notes")
-    with pytest.raises(FileExistsError, match="mine.md"):
+    with pytest.raises(FileExistsError, match=r"mine\.md"):
         atomic_write(target, "generated", overwrite=False)
     assert target.read_text() == "the user's notes"
     assert [p.name for p in tmp_path.iterdir()] == ["mine.md"]  # no temporary left
@@ -81,7 +81,9 @@ def tiny_tmpfs(tmp_path):
     """A 64 KiB tmpfs (root only; skipped where mounting is not allowed)."""
     mount = tmp_path / "mnt"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here")
     yield mount
     subprocess.run(["umount", str(mount)], check=False)
@@ -91,7 +93,10 @@ def test_real_full_disk_atomic_write_and_preallocate(tiny_tmpfs):
     with pytest.raises(FileProblem, match="no space left"):
         atomic_write(tiny_tmpfs / "big.bin", b"\0" * 1_000_000)
     assert list(tiny_tmpfs.iterdir()) == []
-    with open(tiny_tmpfs / "map.npy", "wb") as handle, pytest.raises(FileProblem, match=r"map\.npy.*no space"):
+    with (
+        open(tiny_tmpfs / "map.npy", "wb") as handle,
+        pytest.raises(FileProblem, match=r"map\.npy.*no space"),
+    ):
         preallocate(handle, 10_000_000, tiny_tmpfs / "map.npy")
 
 
@@ -99,9 +104,11 @@ def test_real_full_disk_atomic_write_and_preallocate(tiny_tmpfs):
 
 
 def test_lock_refuses_a_second_live_run_and_releases(tmp_path):
-    with OutputLock(tmp_path / "out", "timm train"):
-        with pytest.raises(FileProblem, match=r"in use by timm train \(pid"):
-            OutputLock(tmp_path / "out", "timm train").acquire()
+    with (
+        OutputLock(tmp_path / "out", "timm train"),
+        pytest.raises(FileProblem, match=r"in use by timm train \(pid"),
+    ):
+        OutputLock(tmp_path / "out", "timm train").acquire()
     assert not (tmp_path / "out" / OutputLock.NAME).exists()
     with OutputLock(tmp_path / "out", "timm train"):  # free again
         pass
@@ -115,7 +122,9 @@ def test_lock_left_by_a_killed_run_is_taken_over(tmp_path):
     import json
     import socket
 
-    (folder / OutputLock.NAME).write_text(json.dumps({"command": "x", "pid": dead.pid, "host": socket.gethostname()}))
+    (folder / OutputLock.NAME).write_text(
+        json.dumps({"command": "x", "pid": dead.pid, "host": socket.gethostname()})
+    )
     with OutputLock(folder, "robust-eval"):
         assert json.loads((folder / OutputLock.NAME).read_text())["pid"] == os.getpid()
 
@@ -201,7 +210,7 @@ def test_decode_bomb_is_refused_by_name(tmp_path):
 def test_decode_not_a_picture(tmp_path):
     path = tmp_path / "fake.png"
     path.write_text("hello")
-    with pytest.raises(FileProblem, match="fake.png' is not a readable picture"):
+    with pytest.raises(FileProblem, match=r"fake\.png' is not a readable picture"):
         decode_image(path)
 
 

@@ -337,16 +337,50 @@ def test_create_loader_with_prefetcher_and_random_erasing(pictures, photo):
 
 def test_timm_randaugment_survives_zero_bit_posterize_on_current_pillow():
     """rand-m9-mstd0.5-inc1 reaches magnitude 10 -> posterize 0 bits, which Pillow >= 12 rejects;
-    importing timm_ext restores the old black-image behaviour."""
+    timm_ext.register() restores the old black-image behaviour (and unregister() removes the fix)."""
     import numpy as np
     from PIL import Image
+    from timm.data import auto_augment
     from timm.data.auto_augment import NAME_TO_OP, rand_augment_transform
 
-    import timm_ext  # noqa: F401
+    import timm_ext
 
+    timm_own = NAME_TO_OP["PosterizeIncreasing"]
+    timm_ext.register()
     img = Image.fromarray(np.full((8, 8, 3), 200, np.uint8))
     assert np.asarray(NAME_TO_OP["PosterizeIncreasing"](img, 0)).max() == 0
     assert np.array_equal(np.asarray(NAME_TO_OP["PosterizeIncreasing"](img, 4)), np.full((8, 8, 3), 192))
     transform = rand_augment_transform("rand-m10-n3-mstd0-inc1", {"translate_const": 3})
     for _ in range(200):
         transform(img)
+    timm_ext.unregister()
+    assert NAME_TO_OP["PosterizeIncreasing"] is timm_own and auto_augment.posterize is timm_own
+
+
+def test_importing_the_packages_changes_neither_the_environment_nor_timm():
+    """A library must not change its host on import: no environment variables, no patched timm."""
+    code = """
+import os, socket, sys
+def offline(*a, **k):
+    raise OSError("offline")
+socket.getaddrinfo = offline  # Albumentations' update check fails at once instead of waiting
+import cv2, albumentations  # third-party imports first: cv2 itself sets LD_LIBRARY_PATH
+import timm, timm.data, timm.data.auto_augment, timm.data.transforms_factory, timm.models
+mods = [m for n, m in sorted(sys.modules.items()) if n == "timm" or n.startswith("timm.")]
+before_env = dict(os.environ)
+before = {(m.__name__, k): id(v) for m in mods for k, v in vars(m).items()}
+import albumentations_ipmix, timm_ext, robust_eval
+after = {(m.__name__, k): id(v) for m in mods for k, v in vars(m).items()}
+changed = sorted(k for k in before if after.get(k) != before[k])
+assert dict(os.environ) == before_env, set(os.environ.items()) ^ set(before_env.items())
+assert not changed, changed
+print("clean")
+"""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "clean"

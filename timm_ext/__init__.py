@@ -3,19 +3,13 @@
 Importing the package registers the CIFAR architectures (``wrn40_4``, ``wrn28_10``,
 ``resnext29_32x4d``, ``resnet18_cifar``) with timm; ``timm_ext.register()`` (or
 ``import timm_ext.enable``) adds the ``ipmix-...`` / ``pixmix-...`` auto-augment strings to timm's
-transform factory.
+transform factory and makes timm's RandAugment survive 0-bit posterize on Pillow >= 12. Importing
+changes neither environment variables nor timm's attributes (model registration aside).
 """
 
-import os as _os
-
-_os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 from timm_ext import models
-from timm_ext.compat import fix_posterize
 from timm_ext.registry import is_registered, register, unregister
 from timm_ext.transforms import AlbumentationsAdapter, mixing_transform, parse_mixing_config
-
-fix_posterize()  # timm RandAugment on Pillow >= 12 (see timm_ext.compat)
 
 __version__ = "0.1.0"
 

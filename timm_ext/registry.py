@@ -27,6 +27,7 @@ from typing import Any
 
 import timm.data.transforms_factory as _factory
 
+from .compat import fix_posterize, restore_posterize
 from .transforms import is_mixing_config, mixing_transform, set_default_fractals
 
 __all__ = ["is_registered", "register", "unregister"]
@@ -67,6 +68,7 @@ def register(fractals: Any = None) -> None:
             set_default_fractals(fractals)
         if is_registered():
             return
+        fix_posterize()  # timm's RandAugment on Pillow >= 12 (see timm_ext.compat)
         _original = _factory.auto_augment_transform
         _factory.auto_augment_transform = _make_hook(_original)
 
@@ -78,6 +80,7 @@ def unregister() -> None:
         set_default_fractals(None)
         if not is_registered():
             return
+        restore_posterize()
         if _original is not None:
             _factory.auto_augment_transform = _original
         else:  # pragma: no cover - hook installed by another copy of this module

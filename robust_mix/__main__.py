@@ -1,0 +1,3 @@
+from robust_mix.launch import main
+
+main()

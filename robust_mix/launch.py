@@ -1,0 +1,56 @@
+"""Entry points: set the process environment, then hand over to the command's own ``main``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+__all__ = ["COMMANDS", "ipmix_fractals", "main", "robust_eval", "timm"]
+
+
+def _prepare() -> None:
+    """What every command sets before importing a library (an explicit value from the user wins)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def ipmix_fractals() -> None:
+    """The ``ipmix-fractals`` command."""
+    _prepare()
+    from albumentations_ipmix.cli import main as run
+
+    run()
+
+
+def robust_eval() -> None:
+    """The ``robust-eval`` command."""
+    _prepare()
+    from robust_eval.cli import main as run
+
+    run()
+
+
+def timm() -> None:
+    """The ``timm`` command (``timm train ...``)."""
+    _prepare()
+    from timm_ext.cli import main as run
+
+    run()
+
+
+COMMANDS: dict[str, Callable[[], None]] = {
+    "ipmix-fractals": ipmix_fractals,
+    "robust-eval": robust_eval,
+    "timm": timm,
+}
+
+
+def main() -> None:
+    """``python -m robust_mix COMMAND ...``: run one of :data:`COMMANDS` with the remaining arguments."""
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        names = ", ".join(COMMANDS)
+        print(f"usage: python -m robust_mix COMMAND [ARGS]...  (COMMAND: {names})", file=sys.stderr)
+        sys.exit(2)
+    command = sys.argv.pop(1)
+    sys.argv[0] = command
+    COMMANDS[command]()
