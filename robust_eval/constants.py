@@ -80,3 +80,7 @@ VALIDATION_PERTURBATIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "
 #: Perturbations whose flip probability compares every frame with frame 0 (the clean frame);
 #: all others compare consecutive frames.
 NOISE_PERTURBATIONS: frozenset[str] = frozenset({"gaussian_noise", "shot_noise", "speckle_noise"})
+
+#: Largest top-5 distance (T5D) of one compared frame pair: the 3 best classes leave the later top 5
+#: (5 + 4 + 3) and the other two move to the front (3 + 3). Every T5D value lies in [0, 18].
+MAX_TOP5_DISTANCE: float = 18.0

@@ -164,10 +164,13 @@ def write_cifar(
         raise DataLayoutError(f"CIFAR images must be uint8 (N, 32, 32, 3), got {images.shape}")
     data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
     files = _CIFAR_FILES[dataset][train]
+    # str keys and str class names, as the published files read with encoding="latin1" (what
+    # torchvision.datasets.CIFAR10/100 and our reader do); bytes keys would break torchvision.
     for name, idx in zip(files, np.array_split(np.arange(len(images)), len(files))):
         batch = {
-            b"data": data[idx],
-            _CIFAR_LABEL_KEY[dataset].encode(): [int(v) for v in np.asarray(labels)[idx]],
+            "batch_label": name,
+            "data": data[idx],
+            _CIFAR_LABEL_KEY[dataset]: [int(v) for v in np.asarray(labels)[idx]],
         }
         with open(folder / name, "wb") as fh:
             pickle.dump(batch, fh, protocol=2)
@@ -175,7 +178,7 @@ def write_cifar(
     names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(n_classes)]
     meta_file, meta_key = _CIFAR_META[dataset]
     with open(folder / meta_file, "wb") as fh:
-        pickle.dump({meta_key.encode(): [n.encode() for n in names]}, fh, protocol=2)
+        pickle.dump({meta_key: [str(n) for n in names]}, fh, protocol=2)
     return folder
 
 
