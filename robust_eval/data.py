@@ -647,11 +647,13 @@ def _synthetic_block(name: str, size: int, seed: int, block: int) -> np.ndarray:
         return rng.integers(0, 2, shape).astype(np.float32)
     from scipy.ndimage import gaussian_filter
 
-    blobs = rng.binomial(1, 0.7, shape).astype(np.float32)
-    # per image and channel, as skimage's gaussian(sigma=1.5) in the reference (mode "nearest").
-    out = gaussian_filter(blobs, sigma=(0, 1.5, 1.5, 0), mode="nearest", truncate=4.0)
+    blobs = rng.binomial(1, 0.7, shape).astype(np.float64)
+    # One 3-D Gaussian over (H, W, C) per image -- the reference's skimage gaussian(sigma=1.5,
+    # multichannel=False) blurs across the colour channels too (mode "nearest", truncate 4) -- in
+    # float64 as skimage computes it, then the 0.75 threshold.
+    out = gaussian_filter(blobs, sigma=(0, 1.5, 1.5, 1.5), mode="nearest", truncate=4.0)
     out[out < 0.75] = 0.0
-    return out
+    return out.astype(np.float32)
 
 
 def synthetic_ood(name: str, n: int, size: int = 32, seed: int = 0, start: int = 0) -> np.ndarray:
@@ -663,8 +665,10 @@ def synthetic_ood(name: str, n: int, size: int = 32, seed: int = 0, start: int =
 
     - ``gaussian``: ``clip(N(0, 0.5), -1, 1)`` per pixel and channel;
     - ``rademacher``: ``+-1`` with probability 0.5 each;
-    - ``blobs``: Bernoulli(0.7) image, Gaussian blur (sigma 1.5, per channel), values below 0.75 set
-      to 0 (in [0, 1] space, then used as is: the reference maps it with ``2x - 1``).
+    - ``blobs``: Bernoulli(0.7) image ``(size, size, 3)``, one 3-D Gaussian blur with sigma 1.5 over
+      height, width AND channels (the reference's ``skimage.filters.gaussian(..., multichannel=False)``;
+      not a per-channel blur), values below 0.75 set to 0 (in [0, 1] space, then used as is: the
+      reference maps it with ``2x - 1``).
 
     Deterministic and streamable: image ``i`` depends only on (name, size, seed, i), so a set can be
     generated batch by batch (:class:`SyntheticSource`) and equals the one-shot array.

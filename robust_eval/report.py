@@ -147,8 +147,12 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("-C-bar mean error (%)", _pct(corr["c_bar"].get("mean_error")), ""))
     pert = s.get("perturbations")
     if pert:
-        rows.append(("mFR (%)", _pct(pert["mfr"]), f"over {len(pert['perturbations'])} perturbations"))
+        level = f"difficulty {pert.get('difficulty', 1)}, "
+        rows.append(("mFR (%)", _pct(pert["mfr"]), f"{level}over {len(pert['perturbations'])} perturbations"))
         rows.append(("mT5D", _num(pert["mt5d"], 3), ""))
+        for d, block in (pert.get("difficulties") or {}).items():
+            note = "" if block["complete"] else f"only {', '.join(block['perturbations'])}"
+            rows.append((f"mFR, difficulty {d} (%)", _pct(block["mfr"]), note or "not in the headline"))
         if pert.get("normalized"):
             rows.append(
                 (
@@ -179,6 +183,13 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 )
             )
         rows.append(("ECE (%)", _pct(cal["ece"]), "15 bins"))
+    under = (corr or {}).get("calibration") or {}
+    if under.get("corrupted_mean"):
+        mean = under["corrupted_mean"]
+        rows.append(
+            ("RMS calib. error under -C (%)", _pct(mean["rms_calibration_error"]), "mean over 15x5 cells")
+        )
+        rows.append(("ECE under -C (%)", _pct(mean["ece"]), "mean over 15x5 cells"))
     ood = s.get("ood")
     if ood:
         rows.append(("OOD AUROC (%)", _pct(ood["mean_auroc"]), f"mean over {len(ood['sets'])} sets"))
@@ -225,6 +236,37 @@ def _error_grid(errors: Mapping[str, Mapping[str, float]], names: list[str]) -> 
         mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
         rows.append([c, *[_pct(v) for v in vals], _pct(mean)])
     return _md_table(["corruption", "s1", "s2", "s3", "s4", "s5", "mean"], rows)
+
+
+def _calibration_under_corruption(corr: Mapping[str, Any] | None) -> list[str]:
+    """Markdown lines: RMS / ECE per -C corruption (mean over severities), their means over the
+    15 x 5 benchmark cells, and the clean-set values beside them."""
+    c = (corr or {}).get("c") or {}
+    cal = c.get("calibration")
+    if not cal:
+        return []
+    per = cal["per_cell"]
+
+    def mean_of(key: str, name: str) -> Any:
+        values = list(per.get(key, {}).get(name, {}).values())
+        return None if not values or None in values else sum(values) / len(values)
+
+    rows = [
+        [name, _pct(mean_of("rms_calibration_error", name)), _pct(mean_of("ece", name))]
+        for name in per.get("rms_calibration_error", {})
+    ]
+    rows.append(["**mean (15 x 5 cells)**", _pct(cal["mean_rms_calibration_error"]), _pct(cal["mean_ece"])])
+    clean = ((corr or {}).get("calibration") or {}).get("clean")
+    if clean:
+        rows.append(["clean test set", _pct(clean["rms_calibration_error"]), _pct(clean["ece"])])
+    return [
+        "### Calibration under corruption",
+        "",
+        f"Per -C cell, confidence = {cal['confidence']}; per corruption the mean over severities 1-5.",
+        "",
+        _md_table(["corruption", "RMS (%)", "ECE (%)"], rows),
+        "",
+    ]
 
 
 def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None = None) -> str:
@@ -290,6 +332,22 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
             for p, v in pert["per_perturbation"].items()
         ]
         out += [_md_table(["perturbation", "frames", "compared with", "FP (%)", "T5D"], rows), ""]
+        if pert.get("difficulty_aggregation"):
+            out += [f"Difficulty levels: {pert['difficulty_aggregation']}", ""]
+        for d, block in (pert.get("difficulties") or {}).items():
+            rows = [
+                [p, v["source"], _pct(v["flip_probability"]), _num(v["top5_distance"], 3)]
+                for p, v in block["per_perturbation"].items()
+            ]
+            rows.append(
+                [
+                    "**mean**",
+                    "complete" if block["complete"] else "partial",
+                    _pct(block["mfr"]),
+                    _num(block["mt5d"], 3),
+                ]
+            )
+            out += [f"### Difficulty {d}", "", _md_table(["perturbation", "from", "FP (%)", "T5D"], rows), ""]
     adv = s.get("adversarial")
     if adv:
         a = adv["attack"]
@@ -314,6 +372,7 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
         ]
         if "reliability" in plots:
             out += [f"![reliability diagram]({plots['reliability']})", ""]
+    out += _calibration_under_corruption(corr)
     ood = s.get("ood")
     if ood:
         out += [
