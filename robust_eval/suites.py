@@ -819,14 +819,7 @@ def _slice(source: rdata.ImageSource, start: int, stop: int) -> rdata.ImageSourc
         )
     if isinstance(source, rdata.FileSource):
         labels = None if source.labels is None else source.labels[start:stop]
-        return rdata.FileSource(
-            source.paths[start:stop],
-            labels,
-            source.size,
-            source.crop_pct,
-            source.interpolation,
-            source.workers,
-        )
+        return source.with_paths(source.paths[start:stop], labels)
     raise TypeError(f"cannot slice {type(source).__name__}")
 
 
@@ -837,10 +830,7 @@ def _take(source: rdata.ImageSource, idx: np.ndarray) -> rdata.ImageSource:
         )
     if isinstance(source, rdata.FileSource):
         labels = None if source.labels is None else source.labels[idx]
-        paths = [source.paths[i] for i in idx]
-        return rdata.FileSource(
-            paths, labels, source.size, source.crop_pct, source.interpolation, source.workers
-        )
+        return source.with_paths([source.paths[i] for i in idx], labels)
     raise TypeError(f"cannot index {type(source).__name__}")
 
 
@@ -919,10 +909,46 @@ def _ood_cell(ctx: Context, in_scores: np.ndarray, source: rdata.ImageSource, na
     return {"n": len(source), **values, **_curves(in_scores, out_scores)}
 
 
+def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """AUROC / AUPR / FPR95 of every real OOD set present (``robust_eval.ood_data``; arrays -- SVHN,
+    the other CIFAR, ``.npy`` -- are fed at their stored size, as the reference does), and the sets
+    that could not be read, with why."""
+    from robust_eval import ood_data
+
+    found, _ = ood_data.find_ood_sets(ctx.data_dir, ctx.dataset)
+    sets: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for entry in found:
+        try:
+            src = ood_data.ood_source(entry, ctx.size, ctx.workers)
+        except rdata.DataLayoutError as exc:
+            skipped[entry.name] = str(exc)
+            continue
+        src = src.head(ctx.subset)
+        if len(src) > n_ood:
+            rng = np.random.default_rng([ctx.seed, len(src)])
+            src = _take(src, np.sort(rng.choice(len(src), n_ood, replace=False)))
+        opts = ctx.options(
+            n_ood=n_ood, seed=ctx.seed, path=str(entry.path), softmax=SOFTMAX, reader=entry.kind
+        )
+        values, _ = ctx.cache.cell(
+            "ood",
+            f"real-{entry.name}",
+            opts,
+            lambda s=src, n=entry.name: (_ood_cell(ctx, in_scores, s, n), {}),
+        )
+        sets[entry.name] = {"kind": "real", "format": entry.kind, "path": str(entry.path), **values}
+    return sets, skipped
+
+
 def run_ood(ctx: Context) -> dict[str, Any]:
     """Anomaly detection with -max softmax (OOD = positive): AUROC, AUPR, FPR95 per OOD set against the
-    clean test set; synthetic Gaussian / Rademacher / Blobs always, real sets from ``<data>/ood``,
-    ImageNet-O (200-class masking) for ImageNet checkpoints."""
+    clean test set. The sets of the published CIFAR protocol (Outlier Exposure): Gaussian, Rademacher
+    and Blobs always, Textures, SVHN, Places365, LSUN and the other CIFAR when present in their
+    published formats (``robust_eval.ood_data``), plus any other ``<data>/ood`` set; means over the
+    sets present (listed). ImageNet-O (200-class masking) for ImageNet checkpoints."""
+    from robust_eval.ood_data import PROTOCOL_OOD_SETS, find_ood_sets
+
     cell = _clean_cell(ctx)
     in_scores = np.asarray(cell["scores"], dtype=np.float64)
     n_ood = max(1, len(in_scores) // 5)
@@ -934,23 +960,9 @@ def run_ood(ctx: Context) -> dict[str, Any]:
             "ood", f"synthetic-{name}", opts, lambda s=src, n=name: (_ood_cell(ctx, in_scores, s, n), {})
         )
         sets[name] = {"kind": "synthetic", **values}
-    for name, path in rdata.list_ood_sets(ctx.data_dir).items():
-        if path.suffix == ".npy":
-            src = rdata.ArraySource(rdata.load_npy_images(path))
-        else:
-            files = rdata.list_image_files(path)
-            if not files:
-                continue
-            src = rdata.FileSource(files, None, ctx.size, ctx.crop_pct, ctx.interpolation, ctx.workers)
-        src = src.head(ctx.subset)
-        if len(src) > n_ood:
-            rng = np.random.default_rng([ctx.seed, len(src)])
-            src = _take(src, np.sort(rng.choice(len(src), n_ood, replace=False)))
-        opts = ctx.options(n_ood=n_ood, seed=ctx.seed, path=str(path), softmax=SOFTMAX)
-        values, _ = ctx.cache.cell(
-            "ood", f"real-{name}", opts, lambda s=src, n=name: (_ood_cell(ctx, in_scores, s, n), {})
-        )
-        sets[name] = {"kind": "real", "path": str(path), **values}
+    real, skipped = _real_ood_sets(ctx, in_scores, n_ood)
+    sets.update(real)
+    _, missing = find_ood_sets(ctx.data_dir, ctx.dataset)
     out: dict[str, Any] = {
         "score": "negative max softmax probability; OOD is the positive class",
         "softmax": f"{SOFTMAX} (as the reference: confident predictions tie at exactly 1.0)",
@@ -958,6 +970,11 @@ def run_ood(ctx: Context) -> dict[str, Any]:
         "n_ood_per_set": n_ood,
         "selection": "first --subset examples, then a seeded random choice of n_ood (sorted indices)",
         "sets": sets,
+        "sets_present": list(sets),
+        "protocol_sets": list(PROTOCOL_OOD_SETS),
+        "protocol_sets_missing": missing,
+        "skipped_sets": skipped,
+        "mean_over": list(sets),
     }
     for key in ("auroc", "aupr", "fpr95"):
         out[f"mean_{key}"] = float(np.mean([s[key] for s in sets.values()]))
