@@ -381,6 +381,15 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
             f"Score: {ood['score']}. {ood['n_ood_per_set']} OOD images per set.",
             "",
         ]
+        if "sets_present" in ood:
+            missing = ood.get("protocol_sets_missing") or []
+            out += [
+                f"Softmax: {ood.get('softmax', 'float64')}. Means over the {len(ood['sets_present'])} sets "
+                f"present ({', '.join(ood['sets_present'])}); sets of the published CIFAR protocol not "
+                f"found: {', '.join(missing) if missing else 'none'} (`robust-eval data check` says where "
+                "each goes).",
+                "",
+            ]
         rows = [
             [n, v["kind"], str(v["n"]), _pct(v["auroc"]), _pct(v["aupr"]), _pct(v["fpr95"])]
             for n, v in ood["sets"].items()

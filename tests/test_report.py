@@ -114,3 +114,10 @@ def test_calibration_under_corruption_is_reported_next_to_clean(result):
     rows = {name: value for name, value, _ in summary_rows(result)}
     assert rows["ECE under -C (%)"] == f"{mean['ece'] * 100:.2f}"
     assert rows["ECE (%)"] == f"{result['suites']['calibration']['ece'] * 100:.2f}"
+
+
+def test_ood_section_lists_the_sets_averaged_and_the_protocol_sets_missing(result):
+    md = render_markdown(result)
+    ood = result["suites"]["ood"]
+    assert f"Means over the {len(ood['sets'])} sets present ({', '.join(ood['sets'])})" in md
+    assert "not found: svhn, places365, lsun, cifar" in md
