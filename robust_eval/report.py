@@ -173,7 +173,13 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         )
     cal = s.get("calibration")
     if cal:
-        rows.append(("RMS calibration error (%)", _pct(cal["rms_calibration_error"]), "corrected (all bins)"))
+        rows.append(
+            (
+                "RMS calibration error (%)",
+                _pct(cal["rms_calibration_error"]),
+                "ours (all bins, ties averaged)",
+            )
+        )
         if cal.get("rms_calibration_error_reference_compatible") is not None:
             rows.append(
                 (
@@ -252,7 +258,11 @@ def _calibration_under_corruption(corr: Mapping[str, Any] | None) -> list[str]:
         return None if not values or None in values else sum(values) / len(values)
 
     rows = [
-        [name, _pct(mean_of("rms_calibration_error", name)), _pct(mean_of("ece", name))]
+        [
+            name if name in cal["mean_over"] else f"{name} (extra)",
+            _pct(mean_of("rms_calibration_error", name)),
+            _pct(mean_of("ece", name)),
+        ]
         for name in per.get("rms_calibration_error", {})
     ]
     rows.append(["**mean (15 x 5 cells)**", _pct(cal["mean_rms_calibration_error"]), _pct(cal["mean_ece"])])
@@ -365,8 +375,9 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
         out += [
             "## Calibration",
             "",
-            f"RMS calibration error {_pct(cal['rms_calibration_error'])}% (corrected: equal-count bins of 100, "
-            f"all bins). Reference-compatible (skips the last bin): "
+            f"RMS calibration error {_pct(cal['rms_calibration_error'])}% (ours: equal-count bins of 100, all "
+            f"bins, tied confidences share their mean accuracy). Reference-compatible (the reference's "
+            f"sort order, skips the last bin): "
             f"{_pct(cal['rms_calibration_error_reference_compatible'])}%. ECE (15 bins): {_pct(cal['ece'])}%.",
             "",
         ]
