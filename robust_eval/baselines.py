@@ -18,7 +18,7 @@ file, e.g. written by ``robust-eval corruptions BASE.pth --save-baseline b.json`
     }
 
 Severity keys are the strings ``"1".."5"`` on disk (JSON object keys are strings) and ints in memory.
-All errors and flip probabilities are fractions in [0, 1]; top-5 distances are in [0, 15].
+All errors and flip probabilities are fractions in [0, 1]; top-5 distances are in [0, 18].
 Files are read with :mod:`json` only (never unpickled) and written atomically.
 """
 
@@ -38,6 +38,7 @@ from robust_eval.constants import (
     ALL_CORRUPTIONS,
     CIFAR_CBAR_CORRUPTIONS,
     IMAGENET_CBAR_CORRUPTIONS,
+    MAX_TOP5_DISTANCE,
     SEVERITIES,
     TEST_PERTURBATIONS,
     VALIDATION_PERTURBATIONS,
@@ -102,8 +103,6 @@ KNOWN_CORRUPTIONS: frozenset[str] = frozenset(
 KNOWN_PERTURBATIONS: frozenset[str] = frozenset(TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS)
 _DIFFICULTY_SUFFIX = re.compile(r"^(?P<base>.+)_(?P<d>[1-9])$")
 
-#: Largest possible top-5 distance of one frame pair (5 + 4 + 3 + 2 + 1).
-_MAX_TOP5_DISTANCE = 15.0
 
 _JSON_KEYS = frozenset(
     {
@@ -234,7 +233,7 @@ class Baseline:
     clean_error : float in [0, 1] or None
         Clean top-1 error (needed for relative mCE).
     flip_probability : dict perturbation -> flip probability in [0, 1]
-    top5_distance : dict perturbation -> top-5 distance in [0, 15]
+    top5_distance : dict perturbation -> top-5 distance in [0, 18]
     source : str
         Provenance: paper, or the run (checkpoint hash, data, package version) that produced it.
 
@@ -269,7 +268,7 @@ class Baseline:
             self.clean_error = _number(self.clean_error, "clean_error", high=1.0)
         self.flip_probability = _normalize_per_perturbation(self.flip_probability, "flip_probability", 1.0)
         self.top5_distance = _normalize_per_perturbation(
-            self.top5_distance, "top5_distance", _MAX_TOP5_DISTANCE
+            self.top5_distance, "top5_distance", MAX_TOP5_DISTANCE
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -132,7 +132,8 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
             "imagenet_c_bar": list(constants.IMAGENET_CBAR_CORRUPTIONS),
             "severities": list(constants.SEVERITIES),
         },
-        "perturbations": list(ctx.perturbations),
+        "perturbations": list(ctx.perturbation_list),
+        "perturbations_default": not ctx.perturbations,
         "generate_corruptions": ctx.generate,
         "pgd": ctx.pgd.as_dict(),
         "calibration": {"rms_bin_size": 100, "ece_bins": 15},
@@ -161,7 +162,6 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
 
     from robust_eval import suites as S
     from robust_eval.cache import CellCache
-    from robust_eval.constants import TEST_PERTURBATIONS
     from robust_eval.data import DataLayoutError
     from robust_eval.models import load_checkpoint
     from robust_eval.report import build_result, print_summary, write_report, write_result
@@ -187,7 +187,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         from robust_eval.baselines import get_baseline
 
         baseline = get_baseline(opts["baseline"])
-    perturbations = tuple(TEST_PERTURBATIONS)
+    perturbations = None  # the data set's default list (suites.default_perturbations)
     if opts.get("perturbations"):
         from robust_eval.constants import TEST_PERTURBATIONS as TP
         from robust_eval.constants import VALIDATION_PERTURBATIONS as VP
@@ -284,7 +284,9 @@ def _save_baseline(path: Path, result: dict[str, Any]) -> None:
         if name in ALL_CORRUPTIONS and len(per) == 5
     }
     pert = suites.get("perturbations") or {}
-    per = pert.get("per_perturbation", {})
+    per = dict(pert.get("per_perturbation", {}))
+    for level, block in (pert.get("difficulties") or {}).items():  # ImageNet-P levels 2-3 as '<p>_<d>'
+        per.update({f"{p}_{level}": v for p, v in block["per_perturbation"].items()})
     ck = result["checkpoint"]
     clean_error = (suites.get("clean") or {}).get(
         "top1_error", (suites.get("corruptions") or {}).get("clean_error")
@@ -500,7 +502,8 @@ PERTURBATION_PARAMS = [
             str | None,
             typer.Option(
                 "--perturbations",
-                help="Comma-separated -P list averaged into mFR (default: the 10 test perturbations).",
+                help="Comma-separated -P list averaged into mFR (default: the authors' list per data set; "
+                "CIFAR-P: spatter instead of snow, ImageNet-P: the 10 test perturbations).",
             ),
         ],
     ),

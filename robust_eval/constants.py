@@ -74,9 +74,39 @@ TEST_PERTURBATIONS: tuple[str, ...] = (
     "scale",
 )
 
+#: The 10 perturbations the authors' CIFAR-10/100-P evaluation script (hendrycks/robustness,
+#: ImageNet-P/cifar-p-eval.py) averages into mFR: spatter instead of snow (CIFAR-10-P ships spatter).
+CIFAR_P_PERTURBATIONS: tuple[str, ...] = tuple("spatter" if p == "snow" else p for p in TEST_PERTURBATIONS)
+
 #: The 4 -P validation perturbations.
 VALIDATION_PERTURBATIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "shear")
 
 #: Perturbations whose flip probability compares every frame with frame 0 (the clean frame);
 #: all others compare consecutive frames.
 NOISE_PERTURBATIONS: frozenset[str] = frozenset({"gaussian_noise", "shot_noise", "speckle_noise"})
+
+#: Largest top-5 distance (T5D) of one compared frame pair: the 3 best classes leave the later top 5
+#: (5 + 4 + 3) and the other two move to the front (3 + 3). Every T5D value lies in [0, 18].
+MAX_TOP5_DISTANCE: float = 18.0
+
+#: ImageNet-P difficulty levels. Noise perturbations have one video folder per level
+#: (``gaussian_noise``, ``gaussian_noise_2``, ``gaussian_noise_3``: stronger noise); for the others
+#: level d compares frames d apart in the same videos (the reference ``--difficulty`` stride).
+P_DIFFICULTIES: tuple[int, ...] = (1, 2, 3)
+
+
+def split_difficulty(name: str) -> tuple[str, int]:
+    """``"gaussian_noise_2"`` -> ``("gaussian_noise", 2)``; a name without a level suffix -> level 1.
+
+    Only a trailing ``_<d>`` with ``d`` in :data:`P_DIFFICULTIES` (2 or 3 written out) is a level.
+    """
+    base, sep, tail = name.rpartition("_")
+    if sep and tail.isdecimal() and int(tail) in P_DIFFICULTIES[1:]:
+        return base, int(tail)
+    return name, 1
+
+
+def is_noise_perturbation(name: str) -> bool:
+    """Whether ``name`` (with or without a difficulty suffix) is a noise perturbation, whose flip
+    probability compares every frame with frame 0 rather than consecutive frames."""
+    return split_difficulty(name)[0] in NOISE_PERTURBATIONS

@@ -164,10 +164,13 @@ def write_cifar(
         raise DataLayoutError(f"CIFAR images must be uint8 (N, 32, 32, 3), got {images.shape}")
     data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
     files = _CIFAR_FILES[dataset][train]
+    # str keys and str class names, as the published files read with encoding="latin1" (what
+    # torchvision.datasets.CIFAR10/100 and our reader do); bytes keys would break torchvision.
     for name, idx in zip(files, np.array_split(np.arange(len(images)), len(files))):
         batch = {
-            b"data": data[idx],
-            _CIFAR_LABEL_KEY[dataset].encode(): [int(v) for v in np.asarray(labels)[idx]],
+            "batch_label": name,
+            "data": data[idx],
+            _CIFAR_LABEL_KEY[dataset]: [int(v) for v in np.asarray(labels)[idx]],
         }
         with open(folder / name, "wb") as fh:
             pickle.dump(batch, fh, protocol=2)
@@ -175,7 +178,7 @@ def write_cifar(
     names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(n_classes)]
     meta_file, meta_key = _CIFAR_META[dataset]
     with open(folder / meta_file, "wb") as fh:
-        pickle.dump({meta_key.encode(): [n.encode() for n in names]}, fh, protocol=2)
+        pickle.dump({meta_key: [str(n) for n in names]}, fh, protocol=2)
     return folder
 
 
@@ -383,11 +386,14 @@ class FileSource(ImageSource):
             images = [self._load(p) for p in paths]
         return np.stack(images) if images else np.zeros((0, self.size, self.size, 3), np.uint8)
 
+    def with_paths(self, paths: Sequence[str], labels: np.ndarray | None) -> FileSource:
+        """A source of the same kind and settings over other files (a slice or a selection)."""
+        return FileSource(paths, labels, self.size, self.crop_pct, self.interpolation, self.workers)
+
     def head(self, n: int | None) -> FileSource:
         if n is None or n >= len(self):
             return self
-        labels = None if self.labels is None else self.labels[:n]
-        return FileSource(self.paths[:n], labels, self.size, self.crop_pct, self.interpolation, self.workers)
+        return self.with_paths(self.paths[:n], None if self.labels is None else self.labels[:n])
 
 
 class SequenceSource:
@@ -644,11 +650,13 @@ def _synthetic_block(name: str, size: int, seed: int, block: int) -> np.ndarray:
         return rng.integers(0, 2, shape).astype(np.float32)
     from scipy.ndimage import gaussian_filter
 
-    blobs = rng.binomial(1, 0.7, shape).astype(np.float32)
-    # per image and channel, as skimage's gaussian(sigma=1.5) in the reference (mode "nearest").
-    out = gaussian_filter(blobs, sigma=(0, 1.5, 1.5, 0), mode="nearest", truncate=4.0)
+    blobs = rng.binomial(1, 0.7, shape).astype(np.float64)
+    # One 3-D Gaussian over (H, W, C) per image -- the reference's skimage gaussian(sigma=1.5,
+    # multichannel=False) blurs across the colour channels too (mode "nearest", truncate 4) -- in
+    # float64 as skimage computes it, then the 0.75 threshold.
+    out = gaussian_filter(blobs, sigma=(0, 1.5, 1.5, 1.5), mode="nearest", truncate=4.0)
     out[out < 0.75] = 0.0
-    return out
+    return out.astype(np.float32)
 
 
 def synthetic_ood(name: str, n: int, size: int = 32, seed: int = 0, start: int = 0) -> np.ndarray:
@@ -660,8 +668,10 @@ def synthetic_ood(name: str, n: int, size: int = 32, seed: int = 0, start: int =
 
     - ``gaussian``: ``clip(N(0, 0.5), -1, 1)`` per pixel and channel;
     - ``rademacher``: ``+-1`` with probability 0.5 each;
-    - ``blobs``: Bernoulli(0.7) image, Gaussian blur (sigma 1.5, per channel), values below 0.75 set
-      to 0 (in [0, 1] space, then used as is: the reference maps it with ``2x - 1``).
+    - ``blobs``: Bernoulli(0.7) image ``(size, size, 3)``, one 3-D Gaussian blur with sigma 1.5 over
+      height, width AND channels (the reference's ``skimage.filters.gaussian(..., multichannel=False)``;
+      not a per-channel blur), values below 0.75 set to 0 (in [0, 1] space, then used as is: the
+      reference maps it with ``2x - 1``).
 
     Deterministic and streamable: image ``i`` depends only on (name, size, seed, i), so a set can be
     generated batch by batch (:class:`SyntheticSource`) and equals the one-shot array.
@@ -856,7 +866,17 @@ def _check_imagenet_p(folder: Path | None, expected: Path, members: Sequence[str
             found.append(member)
         except DataLayoutError as exc:
             problems.append(str(exc))
-    return _array_set_entry(name, folder, problems, found, missing, unit="perturbations")
+    entry = _array_set_entry(name, folder, problems, found, missing, unit="perturbations")
+    from robust_eval.constants import NOISE_PERTURBATIONS, P_DIFFICULTIES
+
+    levels = [
+        f"{p}_{d}"
+        for p in sorted(NOISE_PERTURBATIONS)
+        for d in P_DIFFICULTIES[1:]
+        if list_perturbation_videos(folder, f"{p}_{d}")
+    ]
+    entry.detail += f"; difficulty folders: {', '.join(levels) if levels else 'none (difficulty 1 only)'}"
+    return entry
 
 
 def check_layouts(root: str | os.PathLike[str]) -> list[LayoutEntry]:
@@ -931,6 +951,7 @@ def check_layouts(root: str | os.PathLike[str]) -> list[LayoutEntry]:
     )
     for name in ("imagenet-a", "imagenet-r", "imagenet-o"):
         entries.append(_check_tree(root / name, name, 200))
+    entries += _check_protocol_ood(root)
     for name, path in list_ood_sets(root).items():
         entries.append(_check_ood(name, path))
     if not (root / "ood").is_dir():
@@ -938,6 +959,71 @@ def check_layouts(root: str | os.PathLike[str]) -> list[LayoutEntry]:
             LayoutEntry("ood", str(root / "ood"), "missing", "put <name>.npy or <name>/ image trees there")
         )
     return entries
+
+
+#: What each real OOD set of the published CIFAR protocol is, for "put X at Y" lines.
+_OOD_SET_TITLES = {
+    "textures": ("Textures (DTD)", "the DTD archive's images/<class>/*.jpg"),
+    "svhn": ("SVHN", "the official test split test_32x32.mat"),
+    "places365": ("Places365", "an image tree (e.g. the test images)"),
+    "lsun": ("LSUN", "an image tree of LSUN images"),
+}
+
+
+def _check_protocol_ood(root: Path) -> list[LayoutEntry]:
+    """One entry per real OOD set of the CIFAR protocol: where it was found, or where it goes."""
+    from robust_eval import ood_data
+
+    entries = []
+    for name, places in ood_data.OOD_SET_PLACES.items():
+        title, what = _OOD_SET_TITLES[name]
+        label = f"ood: {title}"
+        found = next((root / p for p in places if (root / p).exists()), None)
+        if found is None:
+            where = root / places[0]
+            entries.append(LayoutEntry(label, str(where), "missing", f"put {what} at '{where}'"))
+        elif name == "svhn":
+            entries.append(_check_svhn(label, found))
+        else:
+            files = list_image_files(found)
+            status = "present" if files else "malformed"
+            entries.append(
+                LayoutEntry(label, str(found), status, f"{len(files)} images" if files else "no image files")
+            )
+    entries.append(
+        LayoutEntry(
+            "ood: the other CIFAR",
+            str(root),
+            "present" if all(_has_cifar(root, d) for d in CIFAR_FOLDERS) else "partial",
+            "CIFAR-100's test set is OOD for CIFAR-10 models and vice versa, read from the cifar10 / "
+            "cifar100 folders above",
+        )
+    )
+    return entries
+
+
+def _has_cifar(root: Path, dataset: str) -> bool:
+    try:
+        find_cifar_folder(root, dataset)
+    except DataLayoutError:
+        return False
+    return True
+
+
+def _check_svhn(label: str, path: Path) -> LayoutEntry:
+    """SVHN's .mat header (shapes only, nothing loaded): X (32, 32, 3, N) and y (N, 1)."""
+    from scipy.io import whosmat
+
+    try:
+        shapes = {name: shape for name, shape, _ in whosmat(str(path))}
+    except (OSError, ValueError) as exc:
+        return LayoutEntry(label, str(path), "malformed", f"unreadable .mat file ({exc})")
+    x, y = shapes.get("X"), shapes.get("y")
+    if x is None or y is None or len(x) != 4 or tuple(x[:3]) != (32, 32, 3) or y[0] != x[3]:
+        return LayoutEntry(
+            label, str(path), "malformed", f"expected X (32, 32, 3, N) and y (N, 1), got {shapes}"
+        )
+    return LayoutEntry(label, str(path), "present", f"{x[3]} images 32x32")
 
 
 def _check_ood(name: str, path: Path) -> LayoutEntry:

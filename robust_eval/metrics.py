@@ -26,6 +26,7 @@ import numpy as np
 from robust_eval.constants import BENCHMARK_CORRUPTIONS, SEVERITIES, TEST_PERTURBATIONS
 
 __all__ = [
+    "SOFTMAX_PRECISIONS",
     "CorruptionErrors",
     "SeverityErrors",
     "anomaly_scores",
@@ -689,6 +690,13 @@ def _confidence_correct(confidence: object, correct: object) -> tuple[np.ndarray
     return conf, corr
 
 
+def _tie_mean_correct(conf: np.ndarray, corr: np.ndarray) -> np.ndarray:
+    """``corr`` (sorted by ``conf``) with every run of equal confidences replaced by its mean accuracy."""
+    starts = np.r_[0, np.flatnonzero(np.diff(conf)) + 1]
+    sizes = np.diff(np.r_[starts, conf.size])
+    return np.repeat(np.add.reduceat(corr.astype(np.float64), starts) / sizes, sizes)
+
+
 def rms_calibration_error(
     confidence: np.ndarray,
     correct: np.ndarray,
@@ -697,18 +705,24 @@ def rms_calibration_error(
 ) -> float:
     """RMS calibration error with equal-count bins (Hendrycks et al.; PixMix / Outlier Exposure).
 
-    Samples are sorted by confidence (ties: incorrect before correct, so the result does not depend
-    on input order) and cut into ``B = max(1, N // bin_size)`` bins of ``bin_size`` consecutive
-    samples, the last bin taking the remainder. With ``n_b`` samples, mean confidence ``conf_b`` and
-    accuracy ``acc_b`` per bin::
+    Samples are sorted by confidence and cut into ``B = max(1, N // bin_size)`` bins of ``bin_size``
+    consecutive samples, the last bin taking the remainder. With ``n_b`` samples, mean confidence
+    ``conf_b`` and accuracy ``acc_b`` per bin::
 
         RMS = sqrt( sum_b (n_b / N) * (conf_b - acc_b)^2 )
 
-    ``reference_compatible=True`` reproduces the reference loop exactly: the sum skips the LAST bin
-    (the most confident samples) while still dividing by the full N, and fewer than ``bin_size``
-    samples is an error (the reference code crashes there). The default, corrected value sums every
-    bin (and uses a single bin when N < ``bin_size``). Published PixMix/OE numbers are the
-    reference-compatible ones; report which you use.
+    Tied confidences: a bin edge may cut a run of equal confidences, and which of the tied samples
+    fall on which side is arbitrary. The default gives every sample of a run of equal confidences
+    the run's mean accuracy before binning, so the result does not depend on input order and is not
+    inflated by an unlucky order (N = 1000 all at confidence 0.5, half correct, gives 0, as ECE
+    does). Without ties this changes nothing.
+
+    ``reference_compatible=True`` reproduces the reference ``calib_err`` loop exactly: the order of
+    ``np.argsort(confidence)`` (ties keep whatever order that gives, so the value depends on the input
+    order), and the sum skips the LAST bin (the most confident samples) while still dividing by the
+    full N; fewer than ``bin_size`` samples is an error (the reference code crashes there). The
+    default sums every bin (and uses a single bin when N < ``bin_size``). Published PixMix/OE numbers
+    are the reference-compatible ones; report which you use.
 
     Parameters
     ----------
@@ -719,7 +733,7 @@ def rms_calibration_error(
     bin_size : int, default 100
         Samples per bin.
     reference_compatible : bool, default False
-        Skip the last bin as the reference code does (see above).
+        The reference loop: its tie order and its skipped last bin (see above).
 
     Returns
     -------
@@ -734,6 +748,8 @@ def rms_calibration_error(
     0.1
     >>> round(rms_calibration_error(conf, correct, bin_size=2, reference_compatible=True), 6)
     0.070711
+    >>> rms_calibration_error(np.full(4, 0.5), np.array([1, 1, 0, 0]), bin_size=2)   # ties: order-free
+    0.0
     """
     conf, corr = _confidence_correct(confidence, correct)
     bin_size = _positive_int(bin_size, "bin_size")
@@ -744,12 +760,17 @@ def rms_calibration_error(
             f"(got {n}); the reference code fails here. Evaluate more samples or use "
             "reference_compatible=False"
         )
-    order = np.lexsort((corr, conf))  # by confidence, then incorrect (False) first
-    conf, corr = conf[order], corr[order]
+    if reference_compatible:
+        order = np.argsort(conf)  # the reference's (default-kind) sort, ties included
+        conf, acc = conf[order], corr[order].astype(np.float64)
+    else:
+        order = np.argsort(conf, kind="stable")
+        conf = conf[order]
+        acc = _tie_mean_correct(conf, corr[order])
     n_bins = max(1, n // bin_size)
     bin_of = np.minimum(np.arange(n) // bin_size, n_bins - 1)
     counts = np.bincount(bin_of, minlength=n_bins).astype(np.float64)
-    gap = (np.bincount(bin_of, conf, n_bins) - np.bincount(bin_of, corr.astype(np.float64), n_bins)) / counts
+    gap = (np.bincount(bin_of, conf, n_bins) - np.bincount(bin_of, acc, n_bins)) / counts
     terms = counts / n * gap**2
     if reference_compatible:
         terms = terms[:-1]
@@ -832,29 +853,46 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
 # --------------------------------------------------------------------------------------------------
 
 
-def anomaly_scores(logits: np.ndarray) -> np.ndarray:
+#: Floating-point precisions :func:`anomaly_scores` computes the softmax in.
+SOFTMAX_PRECISIONS: tuple[str, ...] = ("float32", "float64")
+
+
+def anomaly_scores(logits: np.ndarray, precision: str = "float32") -> np.ndarray:
     """Anomaly score = negative maximum softmax probability (higher = more anomalous), in [-1, -1/K].
 
-    Computed stably: ``max softmax = 1 / sum_j exp(z_j - max_j z_j)``, so huge logits do not overflow.
+    ``max softmax = 1 / sum_j exp(z_j - max_j z_j)``, computed stably (huge logits do not overflow).
+    The default ``precision="float32"`` is the reference computation (``F.softmax`` of float32
+    logits in the Outlier Exposure / PixMix / IPMix scripts): there a confident prediction whose logit
+    margin exceeds about 16.6 has a max softmax of exactly 1.0, so very confident samples TIE, which
+    moves AUROC / FPR95 and the RMS calibration error; published tables include those ties, so the
+    headline numbers use float32. ``precision="float64"`` separates them (logits are converted to
+    float64 first); label any number computed that way.
     To restrict to a class subset (ImageNet-O/-A/-R: 200 classes), mask the logits BEFORE calling.
 
     Parameters
     ----------
     logits : array of shape (N, K), finite.
+    precision : "float32" (default, the reference) or "float64".
 
     Returns
     -------
-    ndarray of shape (N,), float64.
+    ndarray of shape (N,), float64 holding the values computed at ``precision``.
 
     Examples
     --------
     >>> import numpy as np
     >>> anomaly_scores(np.array([[0.0, 0.0], [1000.0, 0.0]]))
     array([-0.5, -1. ])
+    >>> z = np.array([[20.0, 0.0]])   # margin 20: float32 rounds the max softmax to exactly 1
+    >>> float(anomaly_scores(z)[0]), float(anomaly_scores(z, "float64")[0] + 1.0) > 0
+    (-1.0, True)
     """
-    lg = _array(logits, "logits", ndim=2)
+    if precision not in SOFTMAX_PRECISIONS:
+        raise ValueError(f"precision must be one of {SOFTMAX_PRECISIONS}, got {precision!r}")
+    lg = _array(logits, "logits", ndim=2).astype(np.dtype(precision), copy=False)
     shifted = lg - lg.max(axis=1, keepdims=True)
-    return -1.0 / np.exp(shifted).sum(axis=1)
+    one = lg.dtype.type(1.0)
+    return (-(one / np.exp(shifted).sum(axis=1))).astype(np.float64)
 
 
 def _in_out_scores(in_scores: object, out_scores: object) -> tuple[np.ndarray, np.ndarray]:

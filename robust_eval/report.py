@@ -147,8 +147,12 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("-C-bar mean error (%)", _pct(corr["c_bar"].get("mean_error")), ""))
     pert = s.get("perturbations")
     if pert:
-        rows.append(("mFR (%)", _pct(pert["mfr"]), f"over {len(pert['perturbations'])} perturbations"))
+        level = f"difficulty {pert.get('difficulty', 1)}, "
+        rows.append(("mFR (%)", _pct(pert["mfr"]), f"{level}over {len(pert['perturbations'])} perturbations"))
         rows.append(("mT5D", _num(pert["mt5d"], 3), ""))
+        for d, block in (pert.get("difficulties") or {}).items():
+            note = "" if block["complete"] else f"only {', '.join(block['perturbations'])}"
+            rows.append((f"mFR, difficulty {d} (%)", _pct(block["mfr"]), note or "not in the headline"))
         if pert.get("normalized"):
             rows.append(
                 (
@@ -169,7 +173,13 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         )
     cal = s.get("calibration")
     if cal:
-        rows.append(("RMS calibration error (%)", _pct(cal["rms_calibration_error"]), "corrected (all bins)"))
+        rows.append(
+            (
+                "RMS calibration error (%)",
+                _pct(cal["rms_calibration_error"]),
+                "ours (all bins, ties averaged)",
+            )
+        )
         if cal.get("rms_calibration_error_reference_compatible") is not None:
             rows.append(
                 (
@@ -179,6 +189,13 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 )
             )
         rows.append(("ECE (%)", _pct(cal["ece"]), "15 bins"))
+    under = (corr or {}).get("calibration") or {}
+    if under.get("corrupted_mean"):
+        mean = under["corrupted_mean"]
+        rows.append(
+            ("RMS calib. error under -C (%)", _pct(mean["rms_calibration_error"]), "mean over 15x5 cells")
+        )
+        rows.append(("ECE under -C (%)", _pct(mean["ece"]), "mean over 15x5 cells"))
     ood = s.get("ood")
     if ood:
         rows.append(("OOD AUROC (%)", _pct(ood["mean_auroc"]), f"mean over {len(ood['sets'])} sets"))
@@ -225,6 +242,41 @@ def _error_grid(errors: Mapping[str, Mapping[str, float]], names: list[str]) -> 
         mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
         rows.append([c, *[_pct(v) for v in vals], _pct(mean)])
     return _md_table(["corruption", "s1", "s2", "s3", "s4", "s5", "mean"], rows)
+
+
+def _calibration_under_corruption(corr: Mapping[str, Any] | None) -> list[str]:
+    """Markdown lines: RMS / ECE per -C corruption (mean over severities), their means over the
+    15 x 5 benchmark cells, and the clean-set values beside them."""
+    c = (corr or {}).get("c") or {}
+    cal = c.get("calibration")
+    if not cal:
+        return []
+    per = cal["per_cell"]
+
+    def mean_of(key: str, name: str) -> Any:
+        values = list(per.get(key, {}).get(name, {}).values())
+        return None if not values or None in values else sum(values) / len(values)
+
+    rows = [
+        [
+            name if name in cal["mean_over"] else f"{name} (extra)",
+            _pct(mean_of("rms_calibration_error", name)),
+            _pct(mean_of("ece", name)),
+        ]
+        for name in per.get("rms_calibration_error", {})
+    ]
+    rows.append(["**mean (15 x 5 cells)**", _pct(cal["mean_rms_calibration_error"]), _pct(cal["mean_ece"])])
+    clean = ((corr or {}).get("calibration") or {}).get("clean")
+    if clean:
+        rows.append(["clean test set", _pct(clean["rms_calibration_error"]), _pct(clean["ece"])])
+    return [
+        "### Calibration under corruption",
+        "",
+        f"Per -C cell, confidence = {cal['confidence']}; per corruption the mean over severities 1-5.",
+        "",
+        _md_table(["corruption", "RMS (%)", "ECE (%)"], rows),
+        "",
+    ]
 
 
 def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None = None) -> str:
@@ -290,6 +342,22 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
             for p, v in pert["per_perturbation"].items()
         ]
         out += [_md_table(["perturbation", "frames", "compared with", "FP (%)", "T5D"], rows), ""]
+        if pert.get("difficulty_aggregation"):
+            out += [f"Difficulty levels: {pert['difficulty_aggregation']}", ""]
+        for d, block in (pert.get("difficulties") or {}).items():
+            rows = [
+                [p, v["source"], _pct(v["flip_probability"]), _num(v["top5_distance"], 3)]
+                for p, v in block["per_perturbation"].items()
+            ]
+            rows.append(
+                [
+                    "**mean**",
+                    "complete" if block["complete"] else "partial",
+                    _pct(block["mfr"]),
+                    _num(block["mt5d"], 3),
+                ]
+            )
+            out += [f"### Difficulty {d}", "", _md_table(["perturbation", "from", "FP (%)", "T5D"], rows), ""]
     adv = s.get("adversarial")
     if adv:
         a = adv["attack"]
@@ -307,13 +375,15 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
         out += [
             "## Calibration",
             "",
-            f"RMS calibration error {_pct(cal['rms_calibration_error'])}% (corrected: equal-count bins of 100, "
-            f"all bins). Reference-compatible (skips the last bin): "
+            f"RMS calibration error {_pct(cal['rms_calibration_error'])}% (ours: equal-count bins of 100, all "
+            f"bins, tied confidences share their mean accuracy). Reference-compatible (the reference's "
+            f"sort order, skips the last bin): "
             f"{_pct(cal['rms_calibration_error_reference_compatible'])}%. ECE (15 bins): {_pct(cal['ece'])}%.",
             "",
         ]
         if "reliability" in plots:
             out += [f"![reliability diagram]({plots['reliability']})", ""]
+    out += _calibration_under_corruption(corr)
     ood = s.get("ood")
     if ood:
         out += [
@@ -322,6 +392,15 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
             f"Score: {ood['score']}. {ood['n_ood_per_set']} OOD images per set.",
             "",
         ]
+        if "sets_present" in ood:
+            missing = ood.get("protocol_sets_missing") or []
+            out += [
+                f"Softmax: {ood.get('softmax', 'float64')}. Means over the {len(ood['sets_present'])} sets "
+                f"present ({', '.join(ood['sets_present'])}); sets of the published CIFAR protocol not "
+                f"found: {', '.join(missing) if missing else 'none'} (`robust-eval data check` says where "
+                "each goes).",
+                "",
+            ]
         rows = [
             [n, v["kind"], str(v["n"]), _pct(v["auroc"]), _pct(v["aupr"]), _pct(v["fpr95"])]
             for n, v in ood["sets"].items()

@@ -27,11 +27,14 @@ from robust_eval.constants import (
     ALL_CORRUPTIONS,
     BENCHMARK_CORRUPTIONS,
     CIFAR_CBAR_CORRUPTIONS,
+    CIFAR_P_PERTURBATIONS,
     EXTRA_CORRUPTIONS,
     IMAGENET_CBAR_CORRUPTIONS,
-    NOISE_PERTURBATIONS,
+    P_DIFFICULTIES,
     SEVERITIES,
     TEST_PERTURBATIONS,
+    is_noise_perturbation,
+    split_difficulty,
 )
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "Context",
     "PGDSettings",
     "SuiteSkipped",
+    "default_perturbations",
     "run_adversarial",
     "run_calibration",
     "run_clean",
@@ -52,6 +56,8 @@ __all__ = [
 PGD_CHUNK = 1000
 #: Clean images per on-the-fly corruption chunk (each chunk has its own seeded generator).
 GENERATE_CHUNK = 1000
+#: Precision of the softmax behind every anomaly score and confidence (the reference's float32).
+SOFTMAX = "float32"
 #: Bins of the stored anomaly-score histograms (scores = -max softmax lie in [-1, 0]).
 HIST_BINS = 50
 
@@ -83,6 +89,12 @@ def _no_progress(description: str, total: int) -> Iterator[_NoProgress]:
     yield _NoProgress()
 
 
+def default_perturbations(dataset: str) -> tuple[str, ...]:
+    """The -P list of the authors' evaluation scripts: CIFAR-10/100-P average spatter instead of snow
+    (``cifar-p-eval.py``); ImageNet-P (and anything else) the 10 test perturbations of the paper."""
+    return CIFAR_P_PERTURBATIONS if dataset in rdata.CIFAR_FOLDERS else TEST_PERTURBATIONS
+
+
 @dataclass
 class Context:
     """Everything a runner needs: the wrapped model, where data lives, and the run's options."""
@@ -98,7 +110,8 @@ class Context:
     split: str | None = None
     seed: int = 0
     pgd: PGDSettings = field(default_factory=PGDSettings)
-    perturbations: tuple[str, ...] = TEST_PERTURBATIONS
+    #: -P list averaged into mFR / mT5D; None = the data set's default (:func:`default_perturbations`).
+    perturbations: tuple[str, ...] | None = None
     generate: bool = False
     imagenet_c_protocol: str = "resize_crop"
     baseline: Any = None  # robust_eval.baselines.Baseline
@@ -108,6 +121,11 @@ class Context:
     @property
     def dataset(self) -> str:
         return str(self.metadata["dataset"])
+
+    @property
+    def perturbation_list(self) -> tuple[str, ...]:
+        """The -P perturbations averaged into mFR: the explicit list, else the data set's default."""
+        return tuple(self.perturbations) if self.perturbations else default_perturbations(self.dataset)
 
     @property
     def size(self) -> int:
@@ -175,21 +193,52 @@ def forward(ctx: Context, source: rdata.ImageSource, description: str) -> Iterat
             yield start, logits
 
 
+#: RMS calibration bin size and ECE bin count (PixMix / Outlier Exposure; Guo et al. 2017).
+RMS_BIN_SIZE = 100
+ECE_BINS = 15
+#: The calibration errors reported per set, and per -C cell.
+CALIBRATION_KEYS = ("rms_calibration_error", "rms_calibration_error_reference_compatible", "ece")
+
+
+def calibration_values(confidence: np.ndarray, correct: np.ndarray) -> dict[str, float | None]:
+    """RMS (ours: ties averaged, every bin), the reference-compatible RMS (None below 100 samples,
+    where the reference code fails) and ECE, all fractions, from max-softmax confidences."""
+    from robust_eval import metrics
+
+    ref = None
+    if len(confidence) >= RMS_BIN_SIZE:
+        ref = metrics.rms_calibration_error(confidence, correct, RMS_BIN_SIZE, reference_compatible=True)
+    return {
+        "rms_calibration_error": metrics.rms_calibration_error(confidence, correct, RMS_BIN_SIZE),
+        "rms_calibration_error_reference_compatible": ref,
+        "ece": metrics.expected_calibration_error(confidence, correct, n_bins=ECE_BINS),
+    }
+
+
 def _error_counts(ctx: Context, source: rdata.ImageSource, description: str) -> dict[str, Any]:
     """Top-1 / top-5 errors of a labelled source, streamed over batches with ``metrics.topk_correct``
-    (the per-sample form of ``metrics.topk_error``)."""
-    from robust_eval.metrics import topk_correct
+    (the per-sample form of ``metrics.topk_error``), and its calibration errors (float32 max softmax,
+    as the reference)."""
+    from robust_eval.metrics import anomaly_scores, topk_correct
 
     assert source.labels is not None
     k5 = min(5, int(ctx.metadata["num_classes"]))
     hit1 = hit5 = 0.0
+    n = len(source)
+    confidence, correct = np.empty(n), np.empty(n, bool)
     for start, logits in forward(ctx, source, description):
         lab = source.labels[start : start + len(logits)]
         arr = logits.numpy()
         hit1 += float(topk_correct(arr, lab, k=1).sum())
         hit5 += float(topk_correct(arr, lab, k=k5).sum())
-    n = len(source)
-    return {"n": n, "top1_error": (n - hit1) / n, "top5_error": (n - hit5) / n}
+        confidence[start : start + len(arr)] = -anomaly_scores(arr)
+        correct[start : start + len(arr)] = arr.argmax(1) == lab
+    return {
+        "n": n,
+        "top1_error": (n - hit1) / n,
+        "top5_error": (n - hit5) / n,
+        **calibration_values(confidence, correct),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -249,7 +298,7 @@ def _clean_cell(ctx: Context) -> dict[str, Any]:
         values = {"n": n, "top1_error": (n - hit1) / n, "top5_error": (n - hit5) / n, "source": where}
         return values, {"scores": scores, "correct": correct}
 
-    values, arrays = ctx.cache.cell("clean", "test", ctx.options(), compute)
+    values, arrays = ctx.cache.cell("clean", "test", ctx.options(softmax=SOFTMAX), compute)
     ctx._clean = {**values, "scores": arrays["scores"], "correct": arrays["correct"].astype(bool)}
     return ctx._clean
 
@@ -378,6 +427,7 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
     errors: dict[str, dict[str, float]] = {}
     top5: dict[str, dict[str, float]] = {}
     counts: dict[str, int] = {}
+    calib: dict[str, dict[str, dict[str, float | None]]] = {}
     cells: list[tuple[str, int, Callable[[], rdata.ImageSource]]] = []
     if folder is None and not (ctx.generate and not bar and ds in rdata.CIFAR_FOLDERS):
         return None
@@ -417,7 +467,10 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
                 for s, sev_dir in zip(SEVERITIES, rdata.severity_folders(folder / c)):
                     cells.append((c, s, lambda d=sev_dir: _tree_source(ctx, d, classes, crop)))
     options = ctx.options(
-        generated=info["generated_on_the_fly"], seed=ctx.seed if info["generated_on_the_fly"] else None
+        generated=info["generated_on_the_fly"],
+        seed=ctx.seed if info["generated_on_the_fly"] else None,
+        cell_metrics="errors+calibration",
+        softmax=SOFTMAX,
     )
     if ds == "imagenet":
         options["imagenet_c_protocol"] = ctx.imagenet_c_protocol
@@ -430,17 +483,37 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
         )
         errors.setdefault(c, {})[str(s)] = values["top1_error"]
         top5.setdefault(c, {})[str(s)] = values["top5_error"]
+        for key in CALIBRATION_KEYS:
+            calib.setdefault(key, {}).setdefault(c, {})[str(s)] = values[key]
         counts[c] = values["n"]
     out: dict[str, Any] = {**info, "corruptions": [c for c in names if c in errors], "errors": errors}
     out["top5_errors"] = top5
     out["n_per_cell"] = counts
     out["missing"] = [c for c in names if c not in errors]
+    averaged = [c for c in (names if bar else BENCHMARK_CORRUPTIONS) if c in errors]
+    out["calibration"] = _cell_calibration(calib, averaged)
     if bar:
         out["mean_error"] = None
         if not out["missing"]:
             from robust_eval.metrics import mean_corruption_error
 
             out["mean_error"] = mean_corruption_error(_sev_map(errors, names), corruptions=names)
+    return out
+
+
+def _cell_calibration(
+    calib: dict[str, dict[str, dict[str, float | None]]], averaged: list[str]
+) -> dict[str, Any]:
+    """Per-cell RMS / reference RMS / ECE tables and their means over the cells of ``averaged``
+    (the 15 benchmark corruptions for -C, every -C-bar corruption); a mean is None when a cell lacks it."""
+    out: dict[str, Any] = {
+        "per_cell": calib,
+        "mean_over": averaged,
+        "confidence": f"max softmax ({SOFTMAX}, as the reference)",
+    }
+    for key in CALIBRATION_KEYS:
+        values = [v for c in averaged for v in calib.get(key, {}).get(c, {}).values()]
+        out[f"mean_{key}"] = float(np.mean(values)) if values and None not in values else None
     return out
 
 
@@ -466,6 +539,12 @@ def run_corruptions(ctx: Context) -> dict[str, Any]:
             clean_error = _clean_cell(ctx)["top1_error"]
             out["clean_error"] = clean_error
         out["summary"] = _summaries(ctx, c_set["errors"], out.get("clean_error"))
+        clean_cal = None
+        with contextlib.suppress(SuiteSkipped):
+            cell = _clean_cell(ctx)
+            clean_cal = calibration_values(-np.asarray(cell["scores"]), np.asarray(cell["correct"], bool))
+        mean = {k: c_set["calibration"][f"mean_{k}"] for k in CALIBRATION_KEYS}
+        out["calibration"] = {"clean": clean_cal, "corrupted_mean": mean, "mean_over": "-C benchmark cells"}
     return out
 
 
@@ -474,7 +553,24 @@ def run_corruptions(ctx: Context) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _perturbation_cell(ctx: Context, seqs: rdata.SequenceSource, name: str) -> dict[str, Any]:
+#: Bumped when a cached -P cell gains fields (old cells are then recomputed, not misread).
+_P_CELL_VERSION = 2
+
+#: How the headline -P numbers treat difficulty levels (recorded in every -P result).
+P_DIFFICULTY_AGGREGATION = (
+    "mfr / mt5d (and their normalized values) are difficulty 1 only, the level of the published "
+    "ImageNet-P tables and the default of the reference script (ImageNet-P/test.py --difficulty 1), "
+    "which evaluates one level per run and never averages levels. Levels 2 and 3 are reported "
+    "separately under 'difficulties': noise perturbations from their '<p>_<d>' folders (frames vs "
+    "frame 0), the others from the level-1 videos with frames d apart."
+)
+
+
+def _perturbation_cell(
+    ctx: Context, seqs: rdata.SequenceSource, name: str, strides: Sequence[int] = ()
+) -> dict[str, Any]:
+    """FP / T5D of one perturbation's sequences; ``strides`` > 1 add the stride-d values (the
+    difficulty-d comparisons of a non-noise perturbation) from the same predictions."""
     from robust_eval.metrics import flip_probability, top5_distance, topk_indices
 
     t = seqs.frames
@@ -489,73 +585,144 @@ def _perturbation_cell(ctx: Context, seqs: rdata.SequenceSource, name: str) -> d
                 logits = ctx.model(_to_tensor(flat, ctx.device)).float().cpu()
             top[start : start + len(block)] = topk_indices(logits.numpy(), k).reshape(len(block), t, k)
             bar.advance(len(flat))
-    noise = name in NOISE_PERTURBATIONS
-    values: dict[str, Any] = {
-        "n": len(seqs),
-        "frames": t,
-        "noise_rule": noise,
-        "flip_probability": flip_probability(top[..., 0], noise=noise, stride=1),
-        "top5_distance": top5_distance(top, noise=noise, stride=1) if k == 5 else None,
-    }
+    noise = is_noise_perturbation(name)
+
+    def at(stride: int) -> dict[str, Any]:
+        return {
+            "flip_probability": flip_probability(top[..., 0], noise=noise, stride=stride),
+            "top5_distance": top5_distance(top, noise=noise, stride=stride) if k == 5 else None,
+        }
+
+    values: dict[str, Any] = {"n": len(seqs), "frames": t, "noise_rule": noise, **at(1)}
+    if not noise:
+        values["by_stride"] = {str(d): at(d) for d in strides if 1 < d < t}
     return values
+
+
+def _p_means(
+    ctx: Context, fp: dict[str, float], t5d: dict[str, float], names: Sequence[str], level: int
+) -> dict[str, Any]:
+    """mFR / mT5D over ``names`` (plain; normalized when the baseline has every name at ``level``:
+    ``<p>`` for level 1, ``<p>_<level>`` above)."""
+    from robust_eval.metrics import mean_flip_rate
+
+    out: dict[str, Any] = {"mfr": None, "mt5d": None, "normalized": None}
+    if not names or any(p not in fp for p in names):
+        return out
+    out["mfr"] = mean_flip_rate(fp, None, perturbations=names)
+    has_t5d = all(p in t5d for p in names)
+    if has_t5d:
+        out["mt5d"] = mean_flip_rate(t5d, None, perturbations=names)
+    b = ctx.baseline
+    key = {p: p if level == 1 else f"{p}_{level}" for p in names}
+    if b is not None and all(key[p] in b.flip_probability for p in names):
+        base_fp = {p: b.flip_probability[key[p]] for p in names}
+        norm: dict[str, Any] = {"baseline": b.name, "mfr": mean_flip_rate(fp, base_fp, names)}
+        if has_t5d and all(key[p] in b.top5_distance for p in names):
+            base_t5d = {p: b.top5_distance[key[p]] for p in names}
+            norm["mt5d"] = mean_flip_rate(t5d, base_t5d, names)
+        out["normalized"] = norm
+    return out
+
+
+def _difficulty_levels(
+    ctx: Context, folder: Path, per: dict[str, Any], strides: Sequence[int]
+) -> dict[str, Any]:
+    """Levels 2..3: the noise perturbations' ``<p>_<d>`` sets that are present, and the stride-d
+    values of the others; per level the FP / T5D per perturbation and their means."""
+    levels: dict[str, Any] = {}
+    for level in P_DIFFICULTIES[1:]:
+        cells: dict[str, Any] = {}
+        for name, values in per.items():
+            base, d = split_difficulty(name)
+            if d != 1:
+                continue
+            if not values["noise_rule"]:
+                if str(level) in values.get("by_stride", {}):
+                    cells[base] = {
+                        **values["by_stride"][str(level)],
+                        "source": f"{name}, frames {level} apart",
+                    }
+                continue
+            seqs = rdata.load_perturbation(folder, f"{base}_{level}")
+            if seqs is None:
+                continue
+            seqs = seqs.head(ctx.subset)
+            got, _ = ctx.cache.cell(
+                "perturbations",
+                f"{base}_{level}",
+                ctx.options(p_cell=_P_CELL_VERSION),
+                lambda s=seqs, n=f"{base}_{level}": (_perturbation_cell(ctx, s, n), {}),
+            )
+            cells[base] = {k: got[k] for k in ("flip_probability", "top5_distance", "n", "frames")}
+            cells[base]["source"] = f"{base}_{level}"
+        if not cells:
+            continue
+        names = [p for p in (split_difficulty(n)[0] for n in per) if p in cells]
+        fp = {p: cells[p]["flip_probability"] for p in names}
+        t5d = {p: cells[p]["top5_distance"] for p in names if cells[p]["top5_distance"] is not None}
+        levels[str(level)] = {
+            "per_perturbation": cells,
+            "perturbations": names,
+            "complete": len(names) == len(per),
+            **_p_means(ctx, fp, t5d, names, level),
+        }
+    return levels
+
+
+def _no_p_data(ctx: Context) -> SuiteSkipped:
+    if ctx.dataset == "imagenet":
+        where = ctx.data_dir / "ImageNet-P"
+        return SuiteSkipped(f"no -P data: put <perturbation>/<wnid>/<name>.mp4 videos in '{where}'")
+    if ctx.dataset not in rdata.CIFAR_FOLDERS:
+        return SuiteSkipped(f"-P evaluation needs CIFAR-10/100-P or ImageNet-P; nothing for {ctx.dataset!r}")
+    where = ctx.data_dir / ("CIFAR-10-P" if ctx.dataset == "cifar10" else "CIFAR-100-P")
+    return SuiteSkipped(f"no -P data: put <perturbation>.npy (uint8 [N, T, 32, 32, 3]) in '{where}'")
 
 
 def run_perturbations(ctx: Context) -> dict[str, Any]:
     """-P stability: flip probability and top-5 distance per perturbation, mFR / mT5D (plain mean for
-    CIFAR; baseline-normalized when a baseline with -P numbers is given)."""
-    from robust_eval.metrics import mean_flip_rate
+    CIFAR; baseline-normalized when a baseline with -P numbers is given), at difficulty 1 (the
+    headline) and, where the data allow, at difficulties 2 and 3 (see :data:`P_DIFFICULTY_AGGREGATION`).
 
+    The noise rule (every frame vs frame 0) follows the name, difficulty suffix included
+    (``gaussian_noise_2``); the averaged list defaults per data set (:func:`default_perturbations`)."""
     folder = rdata.perturbation_folder(ctx.data_dir, ctx.dataset)
     if folder is None:
-        if ctx.dataset == "imagenet":
-            where = ctx.data_dir / "ImageNet-P"
-            raise SuiteSkipped(f"no -P data: put <perturbation>/<wnid>/<name>.mp4 videos in '{where}'")
-        if ctx.dataset not in rdata.CIFAR_FOLDERS:
-            raise SuiteSkipped(
-                f"-P evaluation needs CIFAR-10/100-P or ImageNet-P; nothing for {ctx.dataset!r}"
-            )
-        where = ctx.data_dir / ("CIFAR-10-P" if ctx.dataset == "cifar10" else "CIFAR-100-P")
-        raise SuiteSkipped(f"no -P data: put <perturbation>.npy (uint8 [N, T, 32, 32, 3]) in '{where}'")
-    fp: dict[str, float] = {}
-    t5d: dict[str, float] = {}
+        raise _no_p_data(ctx)
+    names = ctx.perturbation_list
+    # the reference ImageNet-P script's --difficulty is a frame stride for non-noise perturbations
+    strides = P_DIFFICULTIES[1:] if ctx.dataset == "imagenet" else ()
     per: dict[str, Any] = {}
-    for name in ctx.perturbations:
+    for name in names:
         sequences = rdata.load_perturbation(folder, name)
         if sequences is None:
             continue
         seqs = sequences.head(ctx.subset)
         values, _ = ctx.cache.cell(
-            "perturbations", name, ctx.options(), lambda s=seqs, n=name: (_perturbation_cell(ctx, s, n), {})
+            "perturbations",
+            name,
+            ctx.options(p_cell=_P_CELL_VERSION, strides=list(strides)),
+            lambda s=seqs, n=name: (_perturbation_cell(ctx, s, n, strides), {}),
         )
         per[name] = values
-        fp[name] = values["flip_probability"]
-        if values["top5_distance"] is not None:
-            t5d[name] = values["top5_distance"]
     if not per:
-        raise SuiteSkipped(f"'{folder}' has none of the perturbations {list(ctx.perturbations)}")
-    missing = [p for p in ctx.perturbations if p not in per]
+        raise SuiteSkipped(f"'{folder}' has none of the perturbations {list(names)}")
+    fp = {p: v["flip_probability"] for p, v in per.items()}
+    t5d = {p: v["top5_distance"] for p, v in per.items() if v["top5_distance"] is not None}
+    missing = [p for p in names if p not in per]
     out: dict[str, Any] = {
         "source": str(folder),
-        "perturbations": list(ctx.perturbations),
+        "perturbations": list(names),
+        "perturbations_default": not ctx.perturbations,
+        "perturbation_list": "explicit" if ctx.perturbations else f"default for {ctx.dataset}",
         "per_perturbation": per,
         "missing": missing,
-        "mfr": None,
-        "mt5d": None,
-        "normalized": None,
+        **_p_means(ctx, fp, t5d, names if not missing else [], 1),
+        "difficulty": 1,
+        "difficulty_aggregation": P_DIFFICULTY_AGGREGATION,
+        "difficulties": _difficulty_levels(ctx, folder, per, strides),
     }
-    if not missing:
-        out["mfr"] = mean_flip_rate(fp, None, perturbations=ctx.perturbations)
-        if len(t5d) == len(per):
-            out["mt5d"] = mean_flip_rate(t5d, None, perturbations=ctx.perturbations)
-        b = ctx.baseline
-        if b is not None and all(p in b.flip_probability for p in ctx.perturbations):
-            norm: dict[str, Any] = {
-                "baseline": b.name,
-                "mfr": mean_flip_rate(fp, b.flip_probability, ctx.perturbations),
-            }
-            if len(t5d) == len(per) and all(p in b.top5_distance for p in ctx.perturbations):
-                norm["mt5d"] = mean_flip_rate(t5d, b.top5_distance, ctx.perturbations)
-            out["normalized"] = norm
     return out
 
 
@@ -652,14 +819,7 @@ def _slice(source: rdata.ImageSource, start: int, stop: int) -> rdata.ImageSourc
         )
     if isinstance(source, rdata.FileSource):
         labels = None if source.labels is None else source.labels[start:stop]
-        return rdata.FileSource(
-            source.paths[start:stop],
-            labels,
-            source.size,
-            source.crop_pct,
-            source.interpolation,
-            source.workers,
-        )
+        return source.with_paths(source.paths[start:stop], labels)
     raise TypeError(f"cannot slice {type(source).__name__}")
 
 
@@ -670,10 +830,7 @@ def _take(source: rdata.ImageSource, idx: np.ndarray) -> rdata.ImageSource:
         )
     if isinstance(source, rdata.FileSource):
         labels = None if source.labels is None else source.labels[idx]
-        paths = [source.paths[i] for i in idx]
-        return rdata.FileSource(
-            paths, labels, source.size, source.crop_pct, source.interpolation, source.workers
-        )
+        return source.with_paths([source.paths[i] for i in idx], labels)
     raise TypeError(f"cannot index {type(source).__name__}")
 
 
@@ -683,8 +840,9 @@ def _take(source: rdata.ImageSource, idx: np.ndarray) -> rdata.ImageSource:
 
 
 def run_calibration(ctx: Context) -> dict[str, Any]:
-    """RMS calibration error (corrected; reference-compatible variant labelled), ECE (15 bins) and
-    reliability bins, from the clean pass (confidence = max softmax)."""
+    """RMS calibration error (ours; reference-compatible variant labelled), ECE (15 bins) and
+    reliability bins, from the clean pass (confidence = float32 max softmax, as the reference).
+    Per -C cell calibration is part of the corruptions suite (``c.calibration``)."""
     from robust_eval import metrics
 
     cell = _clean_cell(ctx)
@@ -692,19 +850,19 @@ def run_calibration(ctx: Context) -> dict[str, Any]:
     correct = np.asarray(cell["correct"], dtype=bool)
     out: dict[str, Any] = {
         "n": len(confidence),
-        "rms_calibration_error": metrics.rms_calibration_error(confidence, correct),
-        "rms_calibration_error_reference_compatible": None,
-        "ece": metrics.expected_calibration_error(confidence, correct, n_bins=15),
-        "bin_size": 100,
-        "ece_bins": 15,
+        **calibration_values(confidence, correct),
+        "bin_size": RMS_BIN_SIZE,
+        "ece_bins": ECE_BINS,
+        "confidence": f"max softmax ({SOFTMAX}, as the reference)",
+        "rms_ties": "tied confidences share their mean accuracy (order-free); the reference-compatible "
+        "value keeps the reference's sort order and skips its last bin",
     }
-    try:
-        out["rms_calibration_error_reference_compatible"] = metrics.rms_calibration_error(
-            confidence, correct, reference_compatible=True
+    if out["rms_calibration_error_reference_compatible"] is None:
+        out["reference_compatible_note"] = (
+            f"the reference-compatible RMS needs at least bin_size = {RMS_BIN_SIZE} samples (got "
+            f"{len(confidence)}); the reference code fails there"
         )
-    except ValueError as exc:
-        out["reference_compatible_note"] = str(exc)
-    bins = metrics.reliability_bins(confidence, correct, n_bins=15)
+    bins = metrics.reliability_bins(confidence, correct, n_bins=ECE_BINS)
     out["reliability"] = {k: np.asarray(v).tolist() for k, v in bins.items()}
     return out
 
@@ -751,44 +909,72 @@ def _ood_cell(ctx: Context, in_scores: np.ndarray, source: rdata.ImageSource, na
     return {"n": len(source), **values, **_curves(in_scores, out_scores)}
 
 
+def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """AUROC / AUPR / FPR95 of every real OOD set present (``robust_eval.ood_data``; arrays -- SVHN,
+    the other CIFAR, ``.npy`` -- are fed at their stored size, as the reference does), and the sets
+    that could not be read, with why."""
+    from robust_eval import ood_data
+
+    found, _ = ood_data.find_ood_sets(ctx.data_dir, ctx.dataset)
+    sets: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for entry in found:
+        try:
+            src = ood_data.ood_source(entry, ctx.size, ctx.workers)
+        except rdata.DataLayoutError as exc:
+            skipped[entry.name] = str(exc)
+            continue
+        src = src.head(ctx.subset)
+        if len(src) > n_ood:
+            rng = np.random.default_rng([ctx.seed, len(src)])
+            src = _take(src, np.sort(rng.choice(len(src), n_ood, replace=False)))
+        opts = ctx.options(
+            n_ood=n_ood, seed=ctx.seed, path=str(entry.path), softmax=SOFTMAX, reader=entry.kind
+        )
+        values, _ = ctx.cache.cell(
+            "ood",
+            f"real-{entry.name}",
+            opts,
+            lambda s=src, n=entry.name: (_ood_cell(ctx, in_scores, s, n), {}),
+        )
+        sets[entry.name] = {"kind": "real", "format": entry.kind, "path": str(entry.path), **values}
+    return sets, skipped
+
+
 def run_ood(ctx: Context) -> dict[str, Any]:
     """Anomaly detection with -max softmax (OOD = positive): AUROC, AUPR, FPR95 per OOD set against the
-    clean test set; synthetic Gaussian / Rademacher / Blobs always, real sets from ``<data>/ood``,
-    ImageNet-O (200-class masking) for ImageNet checkpoints."""
+    clean test set. The sets of the published CIFAR protocol (Outlier Exposure): Gaussian, Rademacher
+    and Blobs always, Textures, SVHN, Places365, LSUN and the other CIFAR when present in their
+    published formats (``robust_eval.ood_data``), plus any other ``<data>/ood`` set; means over the
+    sets present (listed). ImageNet-O (200-class masking) for ImageNet checkpoints."""
+    from robust_eval.ood_data import PROTOCOL_OOD_SETS, find_ood_sets
+
     cell = _clean_cell(ctx)
     in_scores = np.asarray(cell["scores"], dtype=np.float64)
     n_ood = max(1, len(in_scores) // 5)
     sets: dict[str, Any] = {}
     for name in rdata.SYNTHETIC_OOD:
-        opts = ctx.options(n_ood=n_ood, seed=ctx.seed, size=ctx.size)
+        opts = ctx.options(n_ood=n_ood, seed=ctx.seed, size=ctx.size, softmax=SOFTMAX, blobs="3d")
         src = rdata.SyntheticSource(name, n_ood, ctx.size, seed=ctx.seed)
         values, _ = ctx.cache.cell(
             "ood", f"synthetic-{name}", opts, lambda s=src, n=name: (_ood_cell(ctx, in_scores, s, n), {})
         )
         sets[name] = {"kind": "synthetic", **values}
-    for name, path in rdata.list_ood_sets(ctx.data_dir).items():
-        if path.suffix == ".npy":
-            src = rdata.ArraySource(rdata.load_npy_images(path))
-        else:
-            files = rdata.list_image_files(path)
-            if not files:
-                continue
-            src = rdata.FileSource(files, None, ctx.size, ctx.crop_pct, ctx.interpolation, ctx.workers)
-        src = src.head(ctx.subset)
-        if len(src) > n_ood:
-            rng = np.random.default_rng([ctx.seed, len(src)])
-            src = _take(src, np.sort(rng.choice(len(src), n_ood, replace=False)))
-        opts = ctx.options(n_ood=n_ood, seed=ctx.seed, path=str(path))
-        values, _ = ctx.cache.cell(
-            "ood", f"real-{name}", opts, lambda s=src, n=name: (_ood_cell(ctx, in_scores, s, n), {})
-        )
-        sets[name] = {"kind": "real", "path": str(path), **values}
+    real, skipped = _real_ood_sets(ctx, in_scores, n_ood)
+    sets.update(real)
+    _, missing = find_ood_sets(ctx.data_dir, ctx.dataset)
     out: dict[str, Any] = {
         "score": "negative max softmax probability; OOD is the positive class",
+        "softmax": f"{SOFTMAX} (as the reference: confident predictions tie at exactly 1.0)",
         "n_in_distribution": len(in_scores),
         "n_ood_per_set": n_ood,
         "selection": "first --subset examples, then a seeded random choice of n_ood (sorted indices)",
         "sets": sets,
+        "sets_present": list(sets),
+        "protocol_sets": list(PROTOCOL_OOD_SETS),
+        "protocol_sets_missing": missing,
+        "skipped_sets": skipped,
+        "mean_over": list(sets),
     }
     for key in ("auroc", "aupr", "fpr95"):
         out[f"mean_{key}"] = float(np.mean([s[key] for s in sets.values()]))
@@ -829,7 +1015,7 @@ def _imagenet_o(ctx: Context) -> dict[str, Any] | None:
         outs = _scores(ctx, out_src, "imagenet-o", mask)
         return {"n_in": len(ins), "n_out": len(outs), **ood_metrics(ins, outs), **_curves(ins, outs)}, {}
 
-    values, _ = ctx.cache.cell("ood", "imagenet-o", ctx.options(), compute)
+    values, _ = ctx.cache.cell("ood", "imagenet-o", ctx.options(softmax=SOFTMAX), compute)
     return {"masked_to_classes": int(mask.sum()), "headline": "aupr", **values}
 
 

@@ -163,7 +163,10 @@ def write_c_folder(folder: Path, images: np.ndarray, labels: np.ndarray, names: 
 
 
 def write_p_folder(
-    folder: Path, images: np.ndarray, names: tuple[str, ...] = TEST_PERTURBATIONS, frames: int = 6
+    folder: Path,
+    images: np.ndarray,
+    names: tuple[str, ...] = (*TEST_PERTURBATIONS, "spatter"),
+    frames: int = 6,
 ) -> Path:
     """-P arrays uint8 [N, T, 32, 32, 3]: shifted / noisier frames."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -170,7 +170,7 @@ def test_unknown_baseline_name_is_a_clear_error(tmp_path):
         ({"flip_probability": {"wobble": 0.1}}, "unknown perturbation 'wobble'"),
         ({"flip_probability": {"wobble_2": 0.1}}, "unknown perturbation 'wobble_2'"),
         ({"flip_probability": {"rotate": 1.5}}, "outside \\[0, 1\\]"),
-        ({"top5_distance": {"rotate": 16.0}}, "rank distance in \\[0, 15\\]"),
+        ({"top5_distance": {"rotate": 18.5}}, "rank distance in \\[0, 18\\]"),
         ({"name": ""}, "non-empty name"),
         ({"format_version": 2}, "format_version 2 is not supported"),
         ({"format": "something.else"}, "not a baseline"),
@@ -209,3 +209,17 @@ def test_alexnet_has_no_errors_for_the_extras_so_normalizing_them_fails_clearly(
     mine = {c: [0.5] * 5 for c in EXTRA_CORRUPTIONS}
     with pytest.raises(ValueError, match=r"baseline_errors lacks 4 .*speckle_noise \(all severities\)"):
         mce_normalized(mine, b.corruption_errors, EXTRA_CORRUPTIONS)
+
+
+def test_a_baseline_accepts_the_largest_top5_distance_the_metric_reaches():
+    """T5D reaches 18 (not 15): the 3 best classes leave the top 5 and the last two move to the front."""
+    import numpy as np
+
+    from robust_eval.metrics import top5_distance
+
+    worst = np.array([[[0, 1, 2, 3, 4], [3, 4, 7, 8, 9]]])
+    reached = top5_distance(worst, noise=False)
+    assert reached == 18.0
+    b = Baseline(name="worst", top5_distance={"rotate": reached})
+    assert b.top5_distance == {"rotate": 18.0}
+    assert Baseline.from_dict(b.to_dict()).top5_distance == {"rotate": 18.0}

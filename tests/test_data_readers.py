@@ -72,3 +72,29 @@ def test_imagefolder_and_npy(tmp_path):
     np.save(tmp_path / "bad.npy", arr.astype(np.float32))
     with pytest.raises(DataLayoutError, match="expected uint8"):
         load_npy_images(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_write_cifar_is_read_by_torchvision(tmp_path, monkeypatch, dataset):
+    """The published reader parses what we write (its md5 check of the official files is bypassed:
+    our bytes differ by design; the parsing is what matters)."""
+    import torchvision.datasets as tvd
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
+    rng = np.random.default_rng(3)
+    n_classes = 10 if dataset == "cifar10" else 100
+    images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, n_classes, 12)
+    names = [f"name{i}" for i in range(n_classes)]
+    folder = tmp_path / ("cifar-10-batches-py" if dataset == "cifar10" else "cifar-100-python")
+    for train in (False, True):
+        write_cifar(folder, dataset, images, labels, train=train, class_names=names)
+        cls = tvd.CIFAR10 if dataset == "cifar10" else tvd.CIFAR100
+        ds = cls(str(tmp_path), train=train, download=False)
+        np.testing.assert_array_equal(ds.data, images)
+        assert ds.targets == labels.tolist()
+        assert ds.classes == names
+        image, target = ds[5]
+        np.testing.assert_array_equal(np.asarray(image), images[5])
+        assert target == labels[5]

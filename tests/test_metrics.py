@@ -477,11 +477,70 @@ def test_anomaly_scores_are_negative_max_softmax_and_stable():
     rng = np.random.default_rng(8)
     logits = rng.normal(size=(50, 7))
     softmax = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    np.testing.assert_allclose(anomaly_scores(logits), -softmax.max(1))
+    np.testing.assert_allclose(anomaly_scores(logits, "float64"), -softmax.max(1), rtol=1e-13)
+    np.testing.assert_allclose(anomaly_scores(logits), -softmax.max(1), rtol=2e-7)
     huge = np.array([[1e4, 0.0, -1e4], [1e4, 1e4, 1e4]])
     np.testing.assert_allclose(anomaly_scores(huge), [-1.0, -1 / 3])
     with pytest.raises(ValueError, match="NaN"):
         anomaly_scores(np.array([[np.inf, 0.0]]))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        anomaly_scores(logits, "float16")
+
+
+def test_anomaly_scores_are_the_reference_float32_softmax():
+    """The reference scores are ``-F.softmax(float32 logits).max(1)``: confident rows tie at exactly -1.
+    Ours equal torch's to an ulp, tie on exactly the same rows, and give the reference AUROC; the
+    float64 variant separates the ties and moves AUROC (the case of issue 11: logit scale 80)."""
+    import torch
+
+    rng = np.random.default_rng(11)
+    ins = (rng.normal(size=(2000, 10)) * 80).astype(np.float32)
+    outs = (rng.normal(size=(400, 10)) * 80 / 3).astype(np.float32)
+    ref_in = -torch.softmax(torch.from_numpy(ins), 1).max(1).values.double().numpy()
+    ref_out = -torch.softmax(torch.from_numpy(outs), 1).max(1).values.double().numpy()
+    ours_in, ours_out = anomaly_scores(ins), anomaly_scores(outs)
+    np.testing.assert_allclose(ours_in, ref_in, rtol=0, atol=1.2e-7)
+    np.testing.assert_array_equal(ours_in == -1.0, ref_in == -1.0)
+    np.testing.assert_array_equal(ours_out == -1.0, ref_out == -1.0)
+    assert (ref_in == -1.0).mean() > 0.3  # many exact ties: the point of the test
+    ref_auroc = ood_metrics(ref_in, ref_out)["auroc"]
+    assert ood_metrics(ours_in, ours_out)["auroc"] == pytest.approx(ref_auroc, abs=1e-4)
+    f64 = ood_metrics(anomaly_scores(ins, "float64"), anomaly_scores(outs, "float64"))["auroc"]
+    assert abs(f64 - ref_auroc) > 1e-3
+
+
+def test_rms_ties_get_their_mean_accuracy_and_the_reference_variant_keeps_its_order():
+    """N = 1000 all at confidence 0.5, half correct (ECE 0). Ours: 0 whatever the order. The
+    reference-compatible variant equals the reference loop (written below from outlier-exposure
+    utils/calibration_tools.py calib_err, p='2') on each input order, and moves with it."""
+
+    def reference_calib_err(confidence, correct, beta=100):
+        idx = np.argsort(confidence)
+        confidence, correct = confidence[idx], correct[idx]
+        bins = [[i * beta, (i + 1) * beta] for i in range(len(confidence) // beta)]
+        bins[-1] = [bins[-1][0], len(confidence)]
+        total = 0.0
+        for lo, hi in bins[:-1]:
+            total += (hi - lo) / len(confidence) * (confidence[lo:hi].mean() - correct[lo:hi].mean()) ** 2
+        return math.sqrt(total)
+
+    conf = np.full(1000, 0.5)
+    half = np.arange(1000) < 500
+    assert expected_calibration_error(conf, half) == 0.0
+    rng = np.random.default_rng(0)
+    ref_values = []
+    for correct in (half, ~half, *(rng.permutation(half) for _ in range(5))):
+        assert rms_calibration_error(conf, correct) == 0.0
+        ref = rms_calibration_error(conf, correct, reference_compatible=True)
+        assert ref == pytest.approx(reference_calib_err(conf, correct.astype(float)), abs=1e-12)
+        ref_values.append(ref)
+    assert max(ref_values) - min(ref_values) > 0.01  # the reference value depends on input order
+    # two runs, the middle bin straddles them: each sample carries its run's accuracy (.6 / .8), so
+    # bins [.6 x100], [.6 x50 + .9 x50], [.9 x100] have gaps 0, |.75 - .7|, |.9 - .8|
+    conf2 = np.r_[np.full(150, 0.6), np.full(150, 0.9)]
+    correct2 = np.r_[np.arange(150) < 90, np.arange(150) < 120]
+    expected = math.sqrt((0.0 + 0.05**2 + 0.1**2) / 3)
+    assert rms_calibration_error(conf2, correct2) == pytest.approx(expected, abs=1e-12)
 
 
 def _auroc_by_pairs(ins: np.ndarray, outs: np.ndarray) -> float:
@@ -603,10 +662,12 @@ def test_calibration_in_range_and_permutation_invariant(data, bin_size, n_bins):
     assert expected_calibration_error(conf[perm], correct[perm], n_bins) == pytest.approx(ece, abs=1e-12)
     if conf.size >= bin_size:
         ref = rms_calibration_error(conf, correct, bin_size, reference_compatible=True)
-        assert 0.0 <= ref <= rms + 1e-12
-        assert rms_calibration_error(conf[perm], correct[perm], bin_size, True) == pytest.approx(
-            ref, abs=1e-12
-        )
+        assert 0.0 <= ref <= 1.0
+        if np.unique(conf).size == conf.size:  # the reference's order only matters among ties
+            assert ref <= rms + 1e-12
+            assert rms_calibration_error(conf[perm], correct[perm], bin_size, True) == pytest.approx(
+                ref, abs=1e-12
+            )
 
 
 @PROPS

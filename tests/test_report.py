@@ -98,3 +98,26 @@ def test_terminal_table(result):
     print_summary(Console(file=buf, width=150), result)
     text = buf.getvalue()
     assert "Clean top-1 error" in text and "skipped" in text and "perturbations" in text
+
+
+def test_calibration_under_corruption_is_reported_next_to_clean(result):
+    corr = result["suites"]["corruptions"]
+    mean = corr["calibration"]["corrupted_mean"]
+    md = render_markdown(result)
+    assert "### Calibration under corruption" in md
+    assert (
+        f"| **mean (15 x 5 cells)** | {mean['rms_calibration_error'] * 100:.2f} | {mean['ece'] * 100:.2f} |"
+        in md
+    )
+    clean = corr["calibration"]["clean"]
+    assert f"| clean test set | {clean['rms_calibration_error'] * 100:.2f} | {clean['ece'] * 100:.2f} |" in md
+    rows = {name: value for name, value, _ in summary_rows(result)}
+    assert rows["ECE under -C (%)"] == f"{mean['ece'] * 100:.2f}"
+    assert rows["ECE (%)"] == f"{result['suites']['calibration']['ece'] * 100:.2f}"
+
+
+def test_ood_section_lists_the_sets_averaged_and_the_protocol_sets_missing(result):
+    md = render_markdown(result)
+    ood = result["suites"]["ood"]
+    assert f"Means over the {len(ood['sets'])} sets present ({', '.join(ood['sets'])})" in md
+    assert "not found: svhn, places365, lsun, cifar" in md

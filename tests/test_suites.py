@@ -295,32 +295,47 @@ def test_imagenet_masks_for_a_r_o_and_imagenet_c(tmp_path):
     assert c["n_per_cell"]["fog"] == 2 and "gaussian_noise" in c["missing"]
 
 
-def test_imagenet_p_videos(setup, tmp_path):
-    """ImageNet-P layout (<perturbation>/<wnid>/<name>.mp4): decoded with OpenCV, same metrics as CIFAR-P."""
+def _rotate_frame(img, i):
     import cv2
 
-    from robust_eval.data import check_layouts, read_video
+    return cv2.warpAffine(img, cv2.getRotationMatrix2D((16, 16), 8 * i, 1.0), (32, 32))
+
+
+def _noise_frame(strength):
+    return lambda img, i: np.clip(img + (i > 0) * strength * np.sin(np.arange(32) * i)[:, None, None], 0, 255)
+
+
+def _write_videos(folder, images, frame_fn, frames=5):
+    """ImageNet-P videos ``folder/<wnid>/<k>.mp4`` (two wnids), frame i = frame_fn(image, i)."""
+    import cv2
+
+    for k, img in enumerate(images):
+        path = folder / f"n0000000{k % 2}" / f"{k}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
+        for i in range(frames):
+            writer.write(cv2.cvtColor(frame_fn(img, i).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        writer.release()
+
+
+def _video_top5(ctx, folder):
+    from robust_eval.data import read_video
+
+    frames = np.stack([read_video(v) for v in sorted(folder.glob("*/*.mp4"))])
+    x = torch.from_numpy(frames.reshape(-1, 32, 32, 3)).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        return metrics.topk_indices(ctx.model(x).numpy(), 5).reshape(*frames.shape[:2], 5)
+
+
+def test_imagenet_p_videos(setup, tmp_path):
+    """ImageNet-P layout (<perturbation>/<wnid>/<name>.mp4): decoded with OpenCV, same metrics as CIFAR-P."""
+    from robust_eval.data import check_layouts
 
     _, ckpt, _ = setup
     images, _ = heldout_digits(6)
     root = tmp_path / "data"
-    for name, frame_fn in (
-        (
-            "rotate",
-            lambda img, i: cv2.warpAffine(img, cv2.getRotationMatrix2D((16, 16), 8 * i, 1.0), (32, 32)),
-        ),
-        (
-            "gaussian_noise",
-            lambda img, i: np.clip(img + (i > 0) * 40.0 * np.sin(np.arange(32) * i)[:, None, None], 0, 255),
-        ),
-    ):
-        for k, img in enumerate(images):
-            path = root / "ImageNet-P" / name / f"n0000000{k % 2}" / f"{k}.mp4"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
-            for i in range(5):
-                writer.write(cv2.cvtColor(frame_fn(img, i).astype(np.uint8), cv2.COLOR_RGB2BGR))
-            writer.release()
+    _write_videos(root / "ImageNet-P" / "rotate", images, _rotate_frame)
+    _write_videos(root / "ImageNet-P" / "gaussian_noise", images, _noise_frame(40.0))
     ctx = make_context(ckpt, root, tmp_path / "cache", perturbations=("rotate", "gaussian_noise"))
     ctx.metadata = {**ctx.metadata, "dataset": "imagenet"}
     out = run_perturbations(ctx)
@@ -328,11 +343,7 @@ def test_imagenet_p_videos(setup, tmp_path):
     for name, noise in (("rotate", False), ("gaussian_noise", True)):
         cell = out["per_perturbation"][name]
         assert (cell["n"], cell["frames"], cell["noise_rule"]) == (6, 5, noise)
-        videos = sorted((root / "ImageNet-P" / name).glob("*/*.mp4"))
-        frames = np.stack([read_video(v) for v in videos])  # (6, 5, 32, 32, 3)
-        x = torch.from_numpy(frames.reshape(-1, 32, 32, 3)).permute(0, 3, 1, 2).float() / 255
-        with torch.inference_mode():
-            top5 = metrics.topk_indices(ctx.model(x).numpy(), 5).reshape(6, 5, 5)
+        top5 = _video_top5(ctx, root / "ImageNet-P" / name)
         assert cell["flip_probability"] == pytest.approx(metrics.flip_probability(top5[..., 0], noise=noise))
         assert cell["top5_distance"] == pytest.approx(metrics.top5_distance(top5, noise=noise))
     assert out["mfr"] == pytest.approx(
@@ -340,3 +351,97 @@ def test_imagenet_p_videos(setup, tmp_path):
     )
     entry = next(e for e in check_layouts(root) if e.name == "ImageNet-P")
     assert entry.status == "partial" and "2 perturbations" in entry.detail
+
+
+def test_imagenet_p_reads_every_difficulty_and_keeps_difficulty_1_as_headline(setup, tmp_path):
+    """Noise levels come from '<p>_<d>' folders (frames vs frame 0), other levels are frame strides of
+    the level-1 videos (the reference test.py --difficulty); the headline mFR stays difficulty 1."""
+    _, ckpt, _ = setup
+    images, _ = heldout_digits(6)
+    p_root = tmp_path / "data" / "ImageNet-P"
+    _write_videos(p_root / "rotate", images, _rotate_frame)
+    _write_videos(p_root / "gaussian_noise", images, _noise_frame(20.0))
+    _write_videos(p_root / "gaussian_noise_2", images, _noise_frame(60.0))
+    ctx = make_context(ckpt, p_root.parent, tmp_path / "cache", perturbations=("rotate", "gaussian_noise"))
+    ctx.metadata = {**ctx.metadata, "dataset": "imagenet"}
+    out = run_perturbations(ctx)
+    assert out["difficulty"] == 1 and "difficulty 1 only" in out["difficulty_aggregation"]
+    assert out["mfr"] == pytest.approx(
+        np.mean([out["per_perturbation"][p]["flip_probability"] for p in ("rotate", "gaussian_noise")])
+    )
+    rot, noise2 = _video_top5(ctx, p_root / "rotate"), _video_top5(ctx, p_root / "gaussian_noise_2")
+    level2 = out["difficulties"]["2"]
+    assert level2["complete"] and set(level2["perturbations"]) == {"rotate", "gaussian_noise"}
+    cells = level2["per_perturbation"]
+    assert cells["gaussian_noise"]["source"] == "gaussian_noise_2"
+    assert cells["gaussian_noise"]["flip_probability"] == pytest.approx(
+        metrics.flip_probability(noise2[..., 0], noise=True)
+    )
+    assert cells["rotate"]["flip_probability"] == pytest.approx(
+        metrics.flip_probability(rot[..., 0], noise=False, stride=2)
+    )
+    assert cells["rotate"]["top5_distance"] == pytest.approx(
+        metrics.top5_distance(rot, noise=False, stride=2)
+    )
+    assert level2["mfr"] == pytest.approx(
+        np.mean([cells["rotate"]["flip_probability"], cells["gaussian_noise"]["flip_probability"]])
+    )
+    level3 = out["difficulties"]["3"]  # no gaussian_noise_3 folder: rotate only, flagged incomplete
+    assert level3["perturbations"] == ["rotate"] and not level3["complete"]
+    # through the Python API a difficulty folder gets the noise rule by its name
+    ctx2 = make_context(ckpt, p_root.parent, tmp_path / "cache2", perturbations=("gaussian_noise_2",))
+    ctx2.metadata = {**ctx2.metadata, "dataset": "imagenet"}
+    cell = run_perturbations(ctx2)["per_perturbation"]["gaussian_noise_2"]
+    assert cell["noise_rule"] is True
+    assert cell["flip_probability"] == pytest.approx(metrics.flip_probability(noise2[..., 0], noise=True))
+
+
+def test_cifar_p_default_list_averages_spatter_not_snow(setup):
+    """The authors' CIFAR-P script averages spatter (CIFAR-10-P ships it) in the place of snow."""
+    _, ckpt, data = setup
+    ctx = make_context(ckpt, data, setup[0] / "c_p_default", subset=4)
+    out = run_perturbations(ctx)
+    assert "spatter" in out["perturbations"] and "snow" not in out["perturbations"]
+    assert out["perturbations_default"] is True and out["perturbation_list"] == "default for cifar10"
+    assert out["mfr"] == pytest.approx(
+        np.mean([out["per_perturbation"][p]["flip_probability"] for p in out["perturbations"]])
+    )
+    from robust_eval.constants import TEST_PERTURBATIONS
+    from robust_eval.suites import default_perturbations
+
+    assert default_perturbations("imagenet") == TEST_PERTURBATIONS
+
+
+def test_calibration_under_corruption_per_cell_and_mean(setup):
+    """RMS and ECE on every -C cell (float32 max softmax, as PixMix / IPMix report them), their mean
+    over the 15 x 5 benchmark cells, next to the clean-set numbers."""
+    from robust_eval.data import load_corruption_cell, load_corruption_labels
+
+    _, ckpt, data = setup
+    ctx = make_context(ckpt, data, setup[0] / "c_cal", subset=20)
+    out = run_corruptions(ctx)
+    cal = out["c"]["calibration"]
+    folder = data / "CIFAR-10-C"
+    cell = load_corruption_cell(folder, "fog", 3, load_corruption_labels(folder)).head(20)
+    x = torch.from_numpy(cell.batch(0, 20)).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        logits = ctx.model(x).numpy()
+    conf, correct = -metrics.anomaly_scores(logits), logits.argmax(1) == cell.labels
+    assert cal["per_cell"]["rms_calibration_error"]["fog"]["3"] == pytest.approx(
+        metrics.rms_calibration_error(conf, correct)
+    )
+    assert cal["per_cell"]["ece"]["fog"]["3"] == pytest.approx(
+        metrics.expected_calibration_error(conf, correct)
+    )
+    assert cal["per_cell"]["rms_calibration_error_reference_compatible"]["fog"]["3"] is None  # 20 < 100
+    assert cal["mean_over"] == list(BENCHMARK_CORRUPTIONS)
+    rms = cal["per_cell"]["rms_calibration_error"]
+    assert cal["mean_rms_calibration_error"] == pytest.approx(
+        np.mean([rms[c][str(s)] for c in BENCHMARK_CORRUPTIONS for s in range(1, 6)])
+    )
+    assert cal["mean_rms_calibration_error_reference_compatible"] is None
+    assert "speckle_noise" in rms  # extras get per-cell numbers, outside the mean
+    summary = out["calibration"]
+    assert summary["clean"]["ece"] == pytest.approx(run_calibration(ctx)["ece"])
+    assert summary["corrupted_mean"]["ece"] == pytest.approx(cal["mean_ece"])
+    assert out["c_bar"]["calibration"]["mean_ece"] is not None

@@ -1,0 +1,180 @@
+"""The real OOD sets of the published CIFAR protocol (Outlier Exposure; used by PixMix and IPMix).
+
+Outlier Exposure's CIFAR test (``CIFAR/test.py``) scores the test set against Gaussian, Rademacher
+and Blobs noise (:data:`robust_eval.data.SYNTHETIC_OOD`) and five real sets, each read in its
+published format and brought to the model's size the way that script does:
+
+- Textures (DTD): the image tree of the DTD archive, ``<data>/dtd/images/<class>/*.jpg``;
+- SVHN: the test split ``<data>/svhn/test_32x32.mat`` (MATLAB file, read with ``scipy.io``);
+- Places365: an image tree at ``<data>/places365/``;
+- LSUN: an image tree at ``<data>/LSUN/``;
+- the other CIFAR (CIFAR-100 for a CIFAR-10 model and vice versa): its official python folder,
+  through :func:`robust_eval.data.load_cifar`.
+
+Image trees are decoded with Pillow and resized as torchvision's ``Resize(size)`` +
+``CenterCrop(size)`` do in the reference (shorter side to ``size`` with Pillow's bilinear filter,
+longer side ``int(size * long / short)``, crop offsets ``round((extent - size) / 2)``); SVHN and CIFAR
+are already 32 x 32. Each set may also sit under ``<data>/ood/<name>`` (see :data:`OOD_SET_PLACES`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robust_eval import data as rdata
+
+__all__ = [
+    "OOD_SET_PLACES",
+    "PROTOCOL_OOD_SETS",
+    "OODSet",
+    "find_ood_sets",
+    "load_svhn",
+    "ood_source",
+    "other_cifar",
+    "read_image_pil",
+    "reference_resize_crop",
+]
+
+#: Where each real set of the protocol is looked for, relative to the data root, first match wins.
+OOD_SET_PLACES: dict[str, tuple[str, ...]] = {
+    "textures": ("dtd/images", "ood/dtd/images", "ood/textures"),
+    "svhn": ("svhn/test_32x32.mat", "ood/svhn/test_32x32.mat"),
+    "places365": ("places365", "ood/places365"),
+    "lsun": ("LSUN", "ood/LSUN", "ood/lsun"),
+}
+
+#: The OOD sets of the published CIFAR protocol, in its order; "cifar" is the other CIFAR.
+PROTOCOL_OOD_SETS: tuple[str, ...] = (*rdata.SYNTHETIC_OOD, *OOD_SET_PLACES, "cifar")
+
+
+@dataclass(frozen=True)
+class OODSet:
+    """A real OOD set found under the data root: its name, where it is, and how it is stored."""
+
+    name: str
+    path: Path
+    kind: str  # "images" (image tree) | "svhn" (test_32x32.mat) | "cifar" (python folder) | "npy"
+
+
+def other_cifar(dataset: str) -> str | None:
+    """The CIFAR data set that is OOD for ``dataset`` (cifar10 <-> cifar100), None otherwise."""
+    return {"cifar10": "cifar100", "cifar100": "cifar10"}.get(dataset)
+
+
+def _protocol_set(root: Path, name: str) -> OODSet | None:
+    for rel in OOD_SET_PLACES[name]:
+        path = root / rel
+        if name == "svhn" and path.is_file():
+            return OODSet(name, path, "svhn")
+        if name != "svhn" and path.is_dir():
+            return OODSet(name, path, "images")
+    return None
+
+
+def find_ood_sets(root: str | os.PathLike[str], dataset: str) -> tuple[list[OODSet], list[str]]:
+    """The real OOD sets present under ``root`` for a ``dataset`` model, and the protocol's real sets
+    that are missing (by name, "cifar" standing for the other CIFAR).
+
+    Protocol sets come first, in the protocol's order; then any other ``<root>/ood/<name>.npy`` array
+    or ``<root>/ood/<name>/`` image tree (:func:`robust_eval.data.list_ood_sets`) whose name is not a
+    protocol set. The other CIFAR counts only for CIFAR models.
+    """
+    root = Path(root)
+    found: list[OODSet] = []
+    missing: list[str] = []
+    for name in OOD_SET_PLACES:
+        entry = _protocol_set(root, name)
+        if entry is None:
+            missing.append(name)
+        else:
+            found.append(entry)
+    other = other_cifar(dataset)
+    if other is not None:
+        try:
+            found.append(OODSet(other, rdata.find_cifar_folder(root, other), "cifar"))
+        except rdata.DataLayoutError:
+            missing.append("cifar")
+    for name, path in rdata.list_ood_sets(root).items():
+        if name in OOD_SET_PLACES or name in {"dtd", "svhn"}:
+            continue  # a protocol set's own folder (used above when it holds the published layout)
+        found.append(OODSet(name, path, "npy" if path.suffix == ".npy" else "images"))
+    return found, missing
+
+
+def load_svhn(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """SVHN's ``test_32x32.mat``: uint8 images ``(N, 32, 32, 3)`` and int64 labels 0..9 (the file
+    stores digit 0 as label 10)."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    try:
+        mat = loadmat(str(path))
+    except (OSError, ValueError) as exc:
+        raise rdata.DataLayoutError(f"'{path}' is not a readable SVHN .mat file: {exc}") from exc
+    images, labels = mat.get("X"), mat.get("y")
+    if images is None or labels is None or images.ndim != 4 or images.shape[:3] != (32, 32, 3):
+        raise rdata.DataLayoutError(
+            f"'{path}' lacks SVHN's 'X' (32, 32, 3, N) uint8 and 'y' (N, 1) arrays; use the official "
+            "test_32x32.mat"
+        )
+    x = np.ascontiguousarray(np.asarray(images, dtype=np.uint8).transpose(3, 0, 1, 2))
+    return x, np.asarray(labels, dtype=np.int64).reshape(-1) % 10
+
+
+def read_image_pil(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image decoded with Pillow as uint8 ``(H, W, 3)`` RGB (torchvision ImageFolder's loader)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as exc:
+        raise rdata.DataLayoutError(f"image file '{path}' could not be read: {exc}") from exc
+
+
+def reference_resize_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """torchvision ``Resize(size)`` (Pillow bilinear, antialiased) then ``CenterCrop(size)`` on a uint8
+    ``(H, W, 3)`` image, pixel for pixel, for images at least ``size`` on each side after the resize."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    short, long = (h, w) if h <= w else (w, h)
+    new_long = int(size * long / short)
+    nh, nw = (size, new_long) if h <= w else (new_long, size)
+    if (nh, nw) != (h, w):
+        resized = Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.BILINEAR)
+        image = np.asarray(resized)
+    top, left = round((nh - size) / 2.0), round((nw - size) / 2.0)
+    return np.ascontiguousarray(image[top : top + size, left : left + size])
+
+
+class ReferenceFileSource(rdata.FileSource):
+    """Image files decoded with Pillow and brought to ``size`` by :func:`reference_resize_crop`."""
+
+    def __init__(self, paths: Sequence[str], size: int, workers: int = 0) -> None:
+        super().__init__(paths, None, size, 1.0, "bilinear", workers)
+
+    def _load(self, path: str) -> np.ndarray:
+        return reference_resize_crop(read_image_pil(path), self.size)
+
+    def with_paths(self, paths: Sequence[str], labels: np.ndarray | None) -> ReferenceFileSource:
+        return ReferenceFileSource(paths, self.size, self.workers)
+
+
+def ood_source(entry: OODSet, size: int, workers: int = 0) -> rdata.ImageSource:
+    """The images of one OOD set at ``size`` pixels (see the module docstring for each format)."""
+    if entry.kind == "svhn":
+        return rdata.ArraySource(load_svhn(entry.path)[0])
+    if entry.kind == "cifar":
+        return rdata.ArraySource(rdata.load_cifar(entry.path, entry.name)[0])
+    if entry.kind == "npy":
+        return rdata.ArraySource(rdata.load_npy_images(entry.path))
+    files = rdata.list_image_files(entry.path)
+    if not files:
+        raise rdata.DataLayoutError(f"OOD set '{entry.name}' at '{entry.path}' holds no image files")
+    return ReferenceFileSource(files, size, workers)
