@@ -297,7 +297,9 @@ def test_sigkill_with_workers_leaves_no_process_writing(tmp_path: Path) -> None:
     out = tmp_path / "set"
     cmd = [sys.executable, "-m", "albumentations_ipmix.cli", "generate", str(out)]
     proc = subprocess.Popen(
-        [*cmd, "--count", "400", "--size", "768", "--workers", "2", "--quiet"], env=ENV, stderr=subprocess.PIPE
+        [*cmd, "--count", "400", "--size", "768", "--workers", "2", "--quiet"],
+        env=ENV,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(out.rglob("*.png"))) < 4:
@@ -308,6 +310,8 @@ def test_sigkill_with_workers_leaves_no_process_writing(tmp_path: Path) -> None:
     settled = len(list(out.rglob("*.png")))
     time.sleep(3)
     assert len(list(out.rglob("*.png"))) == settled < 400
-    resumed = subprocess.run([*cmd, "--count", "60", "--size", "64", "--quiet"], env=ENV, capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*cmd, "--count", "60", "--size", "64", "--quiet"], env=ENV, capture_output=True, text=True
+    )
     assert resumed.returncode == 2  # a different count: the killed run's manifest is still there
     assert "different parameters" in resumed.stderr
