@@ -26,6 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from albumentations_ipmix.files import (
+    FileProblem,
+    decode_image,
+    list_images,
+    resize_center_crop,
+)
+
 __all__ = [
     "CIFAR_FOLDERS",
     "DataLayoutError",
@@ -49,9 +56,6 @@ _CIFAR_FILES: dict[str, dict[bool, tuple[str, ...]]] = {
 _CIFAR_LABEL_KEY = {"cifar10": "labels", "cifar100": "fine_labels"}
 _CIFAR_META = {"cifar10": ("batches.meta", "label_names"), "cifar100": ("meta", "fine_label_names")}
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
-)
 
 
 class DataLayoutError(ValueError):
@@ -198,32 +202,22 @@ def list_imagefolder(root: str | os.PathLike[str]) -> tuple[list[str], np.ndarra
     paths: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-            dirnames.sort()
-            for fname in sorted(filenames):
-                if os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS:
-                    paths.append(os.path.join(dirpath, fname))
-                    labels.append(label)
+        found = list_images(root / name)
+        paths.extend(str(f) for f in found)
+        labels.extend([label] * len(found))
     if not paths:
         raise DataLayoutError(f"image folder '{root}' has class folders but no image files")
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file as uint8 ``(H, W, 3)`` RGB."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except OSError as exc:
-            raise DataLayoutError(f"image file '{path}' could not be read: {exc}") from exc
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """An image file as uint8 ``(H, W, 3)`` RGB, decoded by the project's one decoder
+    (:func:`albumentations_ipmix.files.decode_image`: Pillow, as torchvision's ImageFolder loader, plus
+    EXIF orientation, 16-bit scaling and decompression-bomb limits)."""
+    try:
+        return decode_image(path)
+    except FileProblem as exc:
+        raise DataLayoutError(f"image file {exc}") from None
 
 
 def load_npy_images(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
@@ -279,32 +273,6 @@ SYNTHETIC_OOD: tuple[str, ...] = ("gaussian", "rademacher", "blobs")
 
 _CIFAR_TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 _CIFAR_TEST_SIZE = 10000
-_INTERPOLATIONS = {"bilinear": 1, "bicubic": 2, "nearest": 0, "area": 3, "lanczos": 4}
-
-
-def resize_center_crop(
-    image: np.ndarray, size: int, crop_pct: float = 1.0, interpolation: str = "bilinear"
-) -> np.ndarray:
-    """The standard evaluation transform on one uint8 ``(H, W, 3)`` image.
-
-    Resize the shorter side to ``round(size / crop_pct)`` pixels (keeping the aspect ratio), then
-    center-crop ``size x size``. ``crop_pct = 0.875`` with ``size = 224`` is the 256-resize + 224-crop
-    protocol. An image already at the target size with ``crop_pct = 1`` is returned unchanged.
-    """
-    import cv2
-
-    if size < 1 or not 0 < crop_pct <= 1:
-        raise ValueError(f"size must be >= 1 and crop_pct in (0, 1], got {size}, {crop_pct}")
-    h, w = image.shape[:2]
-    short = round(size / crop_pct)
-    if min(h, w) != short:
-        scale = short / min(h, w)
-        nh, nw = max(short, round(h * scale)), max(short, round(w * scale))
-        flag = cv2.INTER_AREA if scale < 1 else _INTERPOLATIONS.get(interpolation, 1)
-        image = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=flag)
-        h, w = nh, nw
-    top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(image[top : top + size, left : left + size])
 
 
 class ImageSource:
@@ -607,16 +575,7 @@ def imagefolder_split(root: str | os.PathLike[str], split: str | None = None) ->
 
 def list_image_files(root: str | os.PathLike[str]) -> list[str]:
     """Every image file under ``root`` (recursively, sorted); for unlabelled sets such as OOD trees."""
-    root = Path(root)
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        out.extend(
-            os.path.join(dirpath, f)
-            for f in sorted(filenames)
-            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
-        )
-    return out
+    return [str(p) for p in list_images(root)]
 
 
 def list_ood_sets(root: str | os.PathLike[str]) -> dict[str, Path]:

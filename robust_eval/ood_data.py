@@ -127,14 +127,9 @@ def load_svhn(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_image_pil(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image decoded with Pillow as uint8 ``(H, W, 3)`` RGB (torchvision ImageFolder's loader)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as exc:
-        raise rdata.DataLayoutError(f"image file '{path}' could not be read: {exc}") from exc
+    """An image decoded with Pillow as uint8 ``(H, W, 3)`` RGB (torchvision ImageFolder's loader; the
+    project's one decoder, :func:`robust_eval.data.read_image`, which also applies EXIF orientation)."""
+    return rdata.read_image(path)
 
 
 def reference_resize_crop(image: np.ndarray, size: int) -> np.ndarray:
