@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from albumentations_ipmix.files import atomic_writer
 from robust_eval.cache import atomic_write_text
+from robust_eval.markdown import escape_tree, md_table, md_text
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -228,10 +230,7 @@ def print_summary(console: Any, result: Mapping[str, Any]) -> None:
     console.print(table)
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+_md_table = md_table
 
 
 def _error_grid(errors: Mapping[str, Mapping[str, float]], names: list[str]) -> str:
@@ -280,18 +279,24 @@ def _calibration_under_corruption(corr: Mapping[str, Any] | None) -> list[str]:
 
 
 def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None = None) -> str:
-    """The human-readable report (errors in %, every per-cell number, protocol notes)."""
+    """The human-readable report (errors in %, every per-cell number, protocol notes).
+
+    Every string of ``result`` (names and messages that may come from a checkpoint or a file) is
+    rendered as literal text (:func:`robust_eval.markdown.md_text`).
+    """
     plots = plots or {}
+    data_config = md_text(json.dumps(result.get("checkpoint", {}).get("data_config")))
+    result = escape_tree(result)
     ck = result["checkpoint"]
     proto = result.get("protocol", {})
     s = result.get("suites", {})
     out = [
         f"# robust-eval report: {ck.get('model')} on {ck.get('dataset')}",
         "",
-        f"Checkpoint `{ck.get('path')}` (sha256 `{str(ck.get('sha256'))[:16]}...`, {ck.get('kind')}"
+        f"Checkpoint {ck.get('path')} (sha256 `{str(ck.get('sha256'))[:16]}...`, {ck.get('kind')}"
         f"{', EMA weights' if ck.get('ema') else ''}). Result schema v{result['schema_version']}.",
         "",
-        f"**Input contract:** {ck.get('input_contract')}. Data config: `{json.dumps(ck.get('data_config'))}`.",
+        f"**Input contract:** {ck.get('input_contract')}. Data config: {data_config}.",
         "",
         "## Summary",
         "",
@@ -313,7 +318,7 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
             out += [
                 f"### {title}: top-1 error (%) per severity{flag}",
                 "",
-                f"Source: `{part.get('source')}`",
+                f"Source: {part.get('source')}",
                 "",
             ]
             out += [_error_grid(part["errors"], part["corruptions"]), ""]
@@ -441,10 +446,11 @@ def make_plots(result: Mapping[str, Any], folder: str | os.PathLike[str], stem: 
 
     def save(fig: Any, kind: str) -> None:
         name = f"{stem}-{kind}.png"
-        tmp = folder / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        os.replace(tmp, folder / name)
+        try:  # a unique temporary per call: concurrent runs into one folder cannot collide
+            with atomic_writer(folder / name) as handle:
+                fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        finally:
+            plt.close(fig)
         made[kind] = name
 
     corr = s.get("corruptions")

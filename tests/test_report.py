@@ -121,3 +121,26 @@ def test_ood_section_lists_the_sets_averaged_and_the_protocol_sets_missing(resul
     ood = result["suites"]["ood"]
     assert f"Means over the {len(ood['sets'])} sets present ({', '.join(ood['sets'])})" in md
     assert "not found: svhn, places365, lsun, cifar" in md
+
+
+def test_text_from_a_checkpoint_cannot_inject_markup(result):
+    """A crafted checkpoint's strings are shown as text: no HTML element, no extra table cell."""
+    import copy
+
+    crafted = copy.deepcopy(result)
+    crafted["checkpoint"]["dataset"] = '<img src=x onerror="alert(1)">'
+    crafted["checkpoint"]["model"] = "evil|model`<script>x</script>`"
+    crafted["checkpoint"]["path"] = "](javascript:alert(1))"
+    crafted["skipped"] = {"ood": "folder <b>x</b> | has *stars*"}
+    md = render_markdown(crafted)
+    assert "<img" not in md and "<script" not in md and "<b>" not in md
+    assert '&lt;img src=x onerror="alert(1)"&gt;' in md
+    assert "evil\\|model\\`&lt;script&gt;" in md
+    assert "\\](javascript:alert(1))" in md
+    assert "\\*stars\\*" in md
+    # every table row keeps the column count of its header
+    for block in md.split("\n\n"):
+        lines = [line for line in block.splitlines() if line.startswith("|")]
+        if lines:
+            cells = {len(line.replace("\\|", "").split("|")) for line in lines}
+            assert len(cells) == 1, block
