@@ -28,12 +28,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from albumentations_ipmix.files import atomic_write
 from robust_eval.constants import (
     ALL_CORRUPTIONS,
     CIFAR_CBAR_CORRUPTIONS,
@@ -425,15 +425,10 @@ def save_baseline(path: str | os.PathLike[str], baseline: Baseline, *, overwrite
             f"refusing to overwrite existing file {str(target)!r}; choose another path or pass overwrite=True"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = baseline.to_json()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(target, baseline.to_json(), overwrite=overwrite)
+    except FileExistsError:
+        raise FileExistsError(
+            f"refusing to overwrite existing file {str(target)!r}; choose another path or pass overwrite=True"
+        ) from None
     return target

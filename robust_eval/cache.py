@@ -17,31 +17,22 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from albumentations_ipmix.files import atomic_write
+
 __all__ = ["CellCache", "atomic_write_bytes", "atomic_write_text"]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file in the same folder, then ``os.replace`` it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` onto ``path`` atomically (parent folders created); see
+    :func:`albumentations_ipmix.files.atomic_write` (full or read-only disks raise ``FileProblem``)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
