@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,29 @@ import numpy as np
 
 from albumentations_ipmix.files import atomic_write
 
-__all__ = ["CellCache", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["CellCache", "atomic_write_bytes", "atomic_write_text", "fingerprint"]
+
+
+def fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """A short key that changes when any of the data files changes (so a cached cell is not reused).
+
+    Each existing file contributes its resolved path, size, modification time (ns) and inode; a folder
+    contributes every file below it. Replacing ``fog.npy``, editing a picture or adding one changes
+    the key; paths that do not exist contribute nothing. Stat calls only: no file is read.
+    """
+    h = hashlib.sha256()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            files = [path]
+        else:
+            continue
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -106,7 +128,7 @@ class CellCache:
             "values": values,
             "has_arrays": bool(arrays),
         }
-        atomic_write_text(jpath, json.dumps(record, sort_keys=True, default=str))
+        atomic_write_text(jpath, json.dumps(record, default=str))  # key order kept: resumed == fresh
         self._written.add(jpath)
 
     def cell(

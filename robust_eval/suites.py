@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from robust_eval import data as rdata
-from robust_eval.cache import CellCache
+from robust_eval.cache import CellCache, fingerprint
 from robust_eval.constants import (
     ALL_CORRUPTIONS,
     BENCHMARK_CORRUPTIONS,
@@ -252,6 +252,11 @@ def _class_count_check(ctx: Context, classes: Sequence[str], where: Path) -> Non
         raise ValueError(f"'{where}' has {len(classes)} class folders but the model has {k} outputs")
 
 
+def _p_fingerprint(folder: Path, name: str) -> str:
+    """Cache key part of one -P perturbation's data: ``<name>.npy`` or the ``<name>/`` video folder."""
+    return fingerprint([Path(folder) / f"{name}.npy", Path(folder) / name])
+
+
 def clean_source(ctx: Context) -> tuple[rdata.ImageSource, str]:
     """The clean test set of the checkpoint's data set, with a description of where it came from."""
     ds = ctx.dataset
@@ -298,7 +303,11 @@ def _clean_cell(ctx: Context) -> dict[str, Any]:
         values = {"n": n, "top1_error": (n - hit1) / n, "top5_error": (n - hit5) / n, "source": where}
         return values, {"scores": scores, "correct": correct}
 
-    values, arrays = ctx.cache.cell("clean", "test", ctx.options(softmax=SOFTMAX), compute)
+    if isinstance(source, rdata.FileSource):
+        inputs = fingerprint(source.paths)
+    else:
+        inputs = fingerprint([rdata.find_cifar_folder(ctx.data_dir, ctx.dataset)])
+    values, arrays = ctx.cache.cell("clean", "test", ctx.options(softmax=SOFTMAX, inputs=inputs), compute)
     ctx._clean = {**values, "scores": arrays["scores"], "correct": arrays["correct"].astype(bool)}
     return ctx._clean
 
@@ -428,7 +437,8 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
     top5: dict[str, dict[str, float]] = {}
     counts: dict[str, int] = {}
     calib: dict[str, dict[str, dict[str, float | None]]] = {}
-    cells: list[tuple[str, int, Callable[[], rdata.ImageSource]]] = []
+    # (corruption, severity, reader, data files whose fingerprint keys the cached cell)
+    cells: list[tuple[str, int, Callable[[], rdata.ImageSource], tuple[Path, ...]]] = []
     if folder is None and not (ctx.generate and not bar and ds in rdata.CIFAR_FOLDERS):
         return None
     if folder is None:
@@ -442,7 +452,7 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
         )
         for c in ALL_CORRUPTIONS:
             for s in SEVERITIES:
-                cells.append((c, s, lambda c=c, s=s: _generated_cell(ctx, clean, c, s)))
+                cells.append((c, s, lambda c=c, s=s: _generated_cell(ctx, clean, c, s), ()))
     elif ds in rdata.CIFAR_FOLDERS:
         labels = rdata.load_corruption_labels(folder)
         info["source"] = str(folder)
@@ -456,6 +466,7 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
                             lambda c=c, s=s: rdata.load_corruption_cell(folder, c, s, labels).head(
                                 ctx.subset
                             ),
+                            (folder / f"{c}.npy", folder / "labels.npy"),
                         )
                     )
     else:
@@ -465,7 +476,7 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
         for c in names:
             if (folder / c).is_dir():
                 for s, sev_dir in zip(SEVERITIES, rdata.severity_folders(folder / c)):
-                    cells.append((c, s, lambda d=sev_dir: _tree_source(ctx, d, classes, crop)))
+                    cells.append((c, s, lambda d=sev_dir: _tree_source(ctx, d, classes, crop), (sev_dir,)))
     options = ctx.options(
         generated=info["generated_on_the_fly"],
         seed=ctx.seed if info["generated_on_the_fly"] else None,
@@ -474,11 +485,11 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
     )
     if ds == "imagenet":
         options["imagenet_c_protocol"] = ctx.imagenet_c_protocol
-    for c, s, make in cells:
+    for c, s, make, inputs in cells:
         values, _ = ctx.cache.cell(
             suite,
             f"{c}-{s}",
-            options,
+            {**options, "inputs": fingerprint(inputs)} if inputs else options,
             lambda c=c, s=s, make=make: (_error_counts(ctx, make(), f"{c} s{s}"), {}),
         )
         errors.setdefault(c, {})[str(s)] = values["top1_error"]
@@ -651,7 +662,7 @@ def _difficulty_levels(
             got, _ = ctx.cache.cell(
                 "perturbations",
                 f"{base}_{level}",
-                ctx.options(p_cell=_P_CELL_VERSION),
+                ctx.options(p_cell=_P_CELL_VERSION, inputs=_p_fingerprint(folder, f"{base}_{level}")),
                 lambda s=seqs, n=f"{base}_{level}": (_perturbation_cell(ctx, s, n), {}),
             )
             cells[base] = {k: got[k] for k in ("flip_probability", "top5_distance", "n", "frames")}
@@ -702,7 +713,7 @@ def run_perturbations(ctx: Context) -> dict[str, Any]:
         values, _ = ctx.cache.cell(
             "perturbations",
             name,
-            ctx.options(p_cell=_P_CELL_VERSION, strides=list(strides)),
+            ctx.options(p_cell=_P_CELL_VERSION, strides=list(strides), inputs=_p_fingerprint(folder, name)),
             lambda s=seqs, n=name: (_perturbation_cell(ctx, s, n, strides), {}),
         )
         per[name] = values
@@ -929,7 +940,12 @@ def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dic
             rng = np.random.default_rng([ctx.seed, len(src)])
             src = _take(src, np.sort(rng.choice(len(src), n_ood, replace=False)))
         opts = ctx.options(
-            n_ood=n_ood, seed=ctx.seed, path=str(entry.path), softmax=SOFTMAX, reader=entry.kind
+            n_ood=n_ood,
+            seed=ctx.seed,
+            path=str(entry.path),
+            softmax=SOFTMAX,
+            reader=entry.kind,
+            inputs=fingerprint([entry.path]),
         )
         values, _ = ctx.cache.cell(
             "ood",
