@@ -10,43 +10,54 @@ Two parameter tables are provided, keyed by corruption name (see ``robust_eval.c
 
 Both tables work at any image size; they are meant for images near 32 px and 224 px respectively.
 
+Like the reference scripts, results are quantized by truncation (``np.uint8`` of the clipped value
+x 255); pixelate is Pillow's ``BOX`` shrink to ``int(size * c)`` and back; zoom blur uses the reference's
+``clipped_zoom`` sampling (quantized zoom, about the top-left corner for small factors, see
+:func:`clipped_zoom`); glass blur is quantized twice, as the reference.
+
 Differences from the reference scripts (the output is a *regenerated* set, not bit-identical):
 
 - no ImageMagick: motion blur (also used for the snow layer) uses our own line kernel with one-sided
   Gaussian weights ``exp(-i^2 / 2 sigma^2)`` for ``i = 0 .. 2 * radius``, bilinearly splatted along the
-  blur direction, the shape of ImageMagick's ``-motion-blur radius x sigma + angle``;
-- frost: the six frost photographs cannot be shipped, so frost textures are synthesized
-  procedurally (sparse ice seeds grown into needles along three directions 60 degrees apart, at two
-  scales, over a faint haze, tinted blue-white; mostly dark with bright crystals); the blend weights
-  are the published ones, the texture is not the photographs';
+  blur direction, the shape of ImageMagick's ``-motion-blur radius x sigma + angle`` (ImageMagick snaps
+  the taps to whole pixels; the strength differs by less than 10%);
+- frost: the six frost photographs cannot be shipped, so by default five procedural textures with the
+  photographs' mean colour, spread and coverage stand in for them (:mod:`robust_eval.frost`); with
+  ``frost_images`` (a folder holding the photographs) frost is the reference's, bit for bit given the
+  same crop draw;
 - glass blur: the reference's sequential per-pixel loop is reproduced exactly (same visiting order,
   displacements ``randint(-delta, delta)``, and the same effect: its tuple "swap" on numpy views copies
   the displaced pixel, see :func:`glass_shuffle_indices`), but executed as a wavefront of disjoint steps
   shared by the whole batch, so it costs milliseconds instead of a second per image;
+- float32 arithmetic where the reference uses float64: a few pixels land one level off;
 - Gaussian smoothing of the elastic displacement fields is done in the Fourier domain on the mirrored
-  field (reflect boundary, no truncation), images are rounded (not truncated) to uint8, and the
-  impulse-noise salt/pepper choice is drawn from the same uniform as the hit test.
+  field (reflect boundary, no truncation), and the impulse-noise salt/pepper choice is drawn from the
+  same uniform as the hit test.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
 from albumentations.core.transforms_interface import BaseTransformInitSchema, ImageOnlyTransform
+from PIL import Image
 from pydantic import AfterValidator, Field
 
 from robust_eval.constants import ALL_CORRUPTIONS, SEVERITIES
+from robust_eval.frost import frost_crops, frost_photos, frost_textures
 
 __all__ = [
     "PARAMS",
     "PRESETS",
     "Corrupt",
     "apply_corruption",
+    "clipped_zoom",
     "corrupt_float",
     "disk_kernel",
     "glass_shuffle_indices",
@@ -203,7 +214,15 @@ def _smooth_reflect(fields: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
-    """Anti-aliased disk (defocus) kernel of the given radius (pixels), normalized to sum 1."""
+    """Anti-aliased disk (defocus) kernel of the given radius (pixels), as the reference builds it.
+
+    A binary disk on a ``[-8, 8]`` grid (``[-r, r]`` above radius 8) normalized to sum 1, then
+    Gaussian-blurred (3x3, or 5x5 above radius 8) with ``alias_blur`` as sigma and OpenCV's default
+    reflected border. Like the reference it is *not* renormalized afterwards: a disk touching the grid
+    border (radius 8 and 10) gains about 1% of mass from the reflection. Float32 denormals (the
+    far tails of the blur) are set to zero - OpenCV multiplies them slowly and they change no output
+    value - and the all-zero border is trimmed (a symmetric crop, same result).
+    """
     half = 8 if radius <= 8 else math.ceil(radius)
     ksize = 3 if radius <= 8 else 5
     coords = np.arange(-half, half + 1, dtype=np.float32)
@@ -211,8 +230,7 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
     disk /= disk.sum()
     kernel = cv2.GaussianBlur(disk, (ksize, ksize), alias_blur)
-    kernel /= kernel.sum()  # the blur's reflected border adds ~1% mass for radius > 8; keep brightness
-    # trim all-zero border rows/columns (a symmetric crop): same result, much cheaper filtering
+    kernel[np.abs(kernel) < np.finfo(np.float32).tiny] = 0.0
     nz = np.flatnonzero(kernel.max(axis=0) > 0)
     r = half - int(nz.min()) if nz.size else 0
     return np.ascontiguousarray(kernel[half - r : half + r + 1, half - r : half + r + 1])
@@ -254,6 +272,42 @@ def _zoom(x: np.ndarray, factor: float) -> np.ndarray:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _clipped_zoom_axis(n: int, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sampling of one axis of the reference ``clipped_zoom`` (length ``n``, zoom ``factor`` >= 1).
+
+    The reference crops ``ch = ceil(n / factor)`` pixels starting at ``(n - ch) // 2``, zooms them with
+    ``scipy.ndimage.zoom(order=1)`` to ``m = round(ch * factor)`` pixels (output pixel ``o`` samples
+    ``o * (ch - 1) / (m - 1)``) and keeps ``n`` pixels from ``(m - n) // 2``. The zoom is therefore
+    quantized, and for small factors (``ch == n``) it is about the top-left corner. Returns the
+    lower source index, the upper one and the weight of the upper one, per output pixel.
+    """
+    ch = int(np.ceil(n / factor))
+    top = (n - ch) // 2
+    m = round(ch * factor)  # Python round, as scipy.ndimage.zoom sizes its output
+    scale = (ch - 1) / (m - 1) if m > 1 else 1.0
+    coord = (np.arange(n) + (m - n) // 2) * scale
+    lo = np.minimum(np.floor(coord).astype(np.intp), ch - 1)
+    hi = np.minimum(lo + 1, ch - 1)
+    return lo + top, hi + top, (coord - lo).astype(np.float32)
+
+
+def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
+    """The reference ``clipped_zoom`` of a float32 batch (N, H, W, C), bilinear, same size out.
+
+    Rows follow the reference with ``H``, columns with ``W`` (the reference assumes square images).
+    See :func:`_clipped_zoom_axis` for the quantization and the top-left behaviour for small factors.
+    """
+    _n, h, w, _c = x.shape
+    r0, r1, ty = _clipped_zoom_axis(h, float(factor))
+    c0, c1, tx = _clipped_zoom_axis(w, float(factor))
+    rows = x[:, r0]
+    rows += (x[:, r1] - rows) * ty[None, :, None, None]
+    out = rows[:, :, c0]
+    out += (rows[:, :, c1] - out) * tx[None, None, :, None]
+    return out
+
+
 def plasma_fractal(uniforms: list[np.ndarray], size: int, decay: float) -> np.ndarray:
     """Diamond-square plasma maps (N, size, size) in [0, 1] from pre-drawn uniforms in [-1, 1).
 
@@ -268,20 +322,19 @@ def plasma_fractal(uniforms: list[np.ndarray], size: int, decay: float) -> np.nd
     while step >= 2:
         half = step // 2
         u_sq, u_d1, u_d2 = uniforms[3 * level : 3 * level + 3]
+        amp = wibble * wibble
         corners = m[:, 0::step, 0::step]
-        total = (
-            corners + np.roll(corners, -1, 1) + np.roll(corners, -1, 2) + np.roll(corners, (-1, -1), (1, 2))
-        )
-        m[:, half::step, half::step] = total / 4 + wibble * wibble * u_sq
-        # diamonds: points (0::step, half::step) and (half::step, 0::step), 4 neighbours at distance half
-        for (r0, c0), u in (((0, half), u_d1), ((half, 0), u_d2)):
-            total = (
-                np.roll(m, half, 1)[:, r0::step, c0::step]
-                + np.roll(m, -half, 1)[:, r0::step, c0::step]
-                + np.roll(m, half, 2)[:, r0::step, c0::step]
-                + np.roll(m, -half, 2)[:, r0::step, c0::step]
-            )
-            m[:, r0::step, c0::step] = total / 4 + wibble * wibble * u
+        total = corners + np.roll(corners, -1, 1)
+        total += np.roll(total, -1, 2)
+        m[:, half::step, half::step] = total / 4 + amp * u_sq
+        # diamonds: neighbours are the corner and centre grids only (no whole-map shift per level)
+        centres = m[:, half::step, half::step]
+        m[:, 0::step, half::step] = (
+            centres + np.roll(centres, 1, 1) + corners + np.roll(corners, -1, 2)
+        ) / 4 + amp * u_d1
+        m[:, half::step, 0::step] = (
+            centres + np.roll(centres, 1, 2) + corners + np.roll(corners, -1, 1)
+        ) / 4 + amp * u_d2
         step, wibble, level = half, wibble / decay, level + 1
     lo = m.min(axis=(1, 2), keepdims=True)
     hi = m.max(axis=(1, 2), keepdims=True)
@@ -381,44 +434,6 @@ def _gray(x: np.ndarray) -> np.ndarray:
     return x @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def _frost_textures(count: int, h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """``count`` procedural frost textures (count, h, w, 3) float32 in [0, 1]: blue-white ice needles.
-
-    Sparse seeds are grown into needles along three directions 60 degrees apart (hexagonal ice),
-    at a long and a short scale, over a faint haze; the result is mostly dark with bright crystals
-    (mean about 0.2 at CIFAR scale, 0.4 at ImageNet scale). ``scale`` is the needle length relative
-    to a 224 px frame (1.0 at ImageNet size; about 0.2 at CIFAR size, so a 32 px crop sees a wide field
-    of ice, as the reference's 0.2x-resized photographs). Large textures are rendered at half
-    resolution and upsampled (needles are smooth anyway).
-    """
-    down = 2 if min(h, w) >= 128 else 1
-    rh, rw, rscale = -(-h // down), -(-w // down), scale / down
-    tex = np.zeros((count, rh, rw), np.float32)
-    for density, length, gain in ((0.0008, 60.0, 1.0), (0.004, 16.0, 0.7)):
-        # seed density inversely proportional to needle length keeps the ice coverage scale-free
-        hit = rng.random((count, rh, rw)) < min(0.05, density * down * down / max(scale, 0.05))
-        seeds = (hit * rng.uniform(0.5, 1.0, (count, rh, rw))).astype(np.float32)
-        base_angle = rng.uniform(0, 60, count)
-        length_px = max(2.0, length * rscale)
-        for i in range(count):
-            needles = np.zeros((rh, rw), np.float32)
-            for k in range(3):
-                ang = float(base_angle[i]) + 60 * k
-                kern = motion_blur_kernel(length_px / 2, length_px / 2.5, ang)
-                kern = (kern + kern[::-1, ::-1]) * (length_px / 2)
-                needles = np.maximum(needles, cv2.filter2D(seeds[i], -1, kern))
-            tex[i] += gain * np.clip(needles * 1.5, 0, 1)
-    haze = _smooth_reflect(rng.random((count, rh, rw)), max(1.0, 6 * rscale))
-    lo, hi = haze.min(axis=(1, 2), keepdims=True), haze.max(axis=(1, 2), keepdims=True)
-    haze = (haze - lo) / np.maximum(hi - lo, 1e-6)
-    tex = np.clip(tex, 0, 1) * 0.85 + 0.3 * haze**2
-    tex = _gaussian(tex[..., None], max(0.3, 0.5 * rscale))[..., 0]
-    if down > 1:
-        tex = np.stack([cv2.resize(t, (w, h), interpolation=cv2.INTER_LINEAR) for t in tex])
-    tint = np.array([0.82, 0.91, 1.0], np.float32)
-    return np.clip(tex[..., None] * tint, 0, 1).astype(np.float32)
-
-
 # --------------------------------------------------------------------------------------------------
 # The corruptions: float32 (N, H, W, 3) in [0, 1] -> float32, randomness drawn first from ``rng``
 # --------------------------------------------------------------------------------------------------
@@ -451,7 +466,7 @@ def _glass_blur(x, c, rng, preset):
     n, h, w, _ = x.shape
     hs, ws = max(h - 2 * delta, 0), max(w - 2 * delta, 0)
     disp = rng.integers(-delta, delta, size=(iters, n, hs, ws, 2))
-    img = np.rint(np.clip(_gaussian(x, sigma), 0, 1) * 255).astype(np.uint8).reshape(n * h * w, 3)
+    img = _quantize(_gaussian(x, sigma)).reshape(n * h * w, 3)  # truncated, as the reference
     base = (np.arange(n) * (h * w))[:, None]
     total = None  # composed permutation of all passes, as flat indices into the batch
     for it in range(iters):
@@ -489,8 +504,8 @@ def _zoom_blur(x, c, rng, preset):
     factors = _zoom_factors(c, preset)
     out = np.zeros_like(x)
     for z in factors:
-        out += x if z == 1 else _zoom(x, float(z))
-    return (x + out) / (len(factors) + 1)
+        out += x if z == 1 else clipped_zoom(x, float(z))
+    return (x + out) / np.float32(len(factors) + 1)
 
 
 def _snow(x, c, rng, preset):
@@ -499,7 +514,7 @@ def _snow(x, c, rng, preset):
     layer = rng.normal(loc, scale, (n, h, w, 1)).astype(np.float32)
     angles = rng.uniform(-135, -45, n)
     if zoom != 1:
-        layer = _zoom(layer, zoom)
+        layer = clipped_zoom(layer, zoom)
     layer[layer < thresh] = 0
     layer = np.clip(layer, 0, 1)
     layer = _motion_blur_batch(layer, radius, sigma, angles)
@@ -508,20 +523,14 @@ def _snow(x, c, rng, preset):
     return x + layer + layer[:, ::-1, ::-1]
 
 
-def _frost(x, c, rng, preset):
+def _frost(x, c, rng, preset, photos=None):
     img_w, frost_w = c
     n, h, w, _ = x.shape
-    count = min(n, 4)
-    th, tw = max(2 * h, 64), max(2 * w, 64)
-    scale = 0.2 if preset == "cifar" else 1.0
-    tex = _frost_textures(count, th, tw, scale * max(h, w) / (32 if preset == "cifar" else 224), rng)
-    which = rng.integers(0, count, n)
-    oy = rng.integers(0, th - h + 1, n)
-    ox = rng.integers(0, tw - w + 1, n)
-    rows = oy[:, None] + np.arange(h)[None, :]
-    cols = ox[:, None] + np.arange(w)[None, :]
-    crops = tex[which[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return img_w * x + frost_w * crops
+    if photos is None:
+        return img_w * x + frost_w * frost_crops(n, h, w, frost_textures(preset, h, w), rng)
+    crops = frost_crops(n, h, w, frost_photos(os.fspath(photos), preset), rng)
+    # the reference's arithmetic: float64 on the 0..255 scale, truncated to uint8
+    return np.clip(img_w * _to_u8(x) + frost_w * crops, 0, 255).astype(np.uint8)
 
 
 def _fog(x, c, rng, preset):
@@ -577,25 +586,32 @@ def _elastic_transform(x, c, rng, preset):
     return res
 
 
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    """Float32 in [0, 1] back to uint8 levels (exact for images that came from uint8)."""
+    return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
 def _pixelate(x, c, rng, preset):
+    """Pillow ``BOX`` shrink to ``int(size * c)`` (truncated) and ``BOX`` back up, on uint8, as the reference."""
     n, h, w, _ = x.shape
-    sw, sh = max(1, round(w * c)), max(1, round(h * c))
-    out = np.empty_like(x)
+    small = (max(1, int(w * c)), max(1, int(h * c)))
+    u8 = _to_u8(x)
+    out = np.empty_like(u8)
     for i in range(n):
-        small = cv2.resize(x[i], (sw, sh), interpolation=cv2.INTER_AREA)
-        out[i] = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+        img = Image.fromarray(u8[i]).resize(small, Image.Resampling.BOX)
+        out[i] = np.asarray(img.resize((w, h), Image.Resampling.BOX))
     return out
 
 
 def _jpeg_compression(x, c, rng, preset):
-    u8 = np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
-    out = np.empty_like(x)
+    u8 = _to_u8(x)
+    out = np.empty_like(u8)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(c)]
     for i in range(len(x)):
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8[i], cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise RuntimeError("cv2.imencode failed to encode a JPEG")
-        out[i] = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) / np.float32(255)
+        out[i] = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return out
 
 
@@ -671,24 +687,66 @@ def _check(name: str, severity: int, preset: str) -> None:
         raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
 
 
-def corrupt_float(
-    images: np.ndarray, name: str, severity: int, preset: str, rng: np.random.Generator
+def _quantize(x: np.ndarray) -> np.ndarray:
+    """Float32 in [0, 1] -> uint8 by truncation, the reference's ``np.uint8(np.clip(x, 0, 1) * 255)``."""
+    return (np.clip(x, 0, 1) * np.float32(255)).astype(np.uint8)
+
+
+def _run(
+    images: np.ndarray,
+    name: str,
+    severity: int,
+    preset: str,
+    rng: np.random.Generator,
+    frost_images: str | os.PathLike[str] | None,
 ) -> np.ndarray:
-    """Corrupt a float batch: float32 (N, H, W, 3) in [0, 1] -> float32 (N, H, W, 3) in [0, 1]."""
+    """The kernel's raw result: float32 (unclipped) or, for kernels that work on levels, uint8."""
     _check(name, severity, preset)
     x = np.array(images, dtype=np.float32, copy=True)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"images must be (N, H, W, 3), got shape {x.shape}")
     if len(x) == 0:
         return x
-    out = _KERNELS[name](x, PARAMS[preset][name][severity - 1], rng, preset)
+    c = PARAMS[preset][name][severity - 1]
+    if name == "frost":
+        return _frost(x, c, rng, preset, photos=frost_images)
+    return _KERNELS[name](x, c, rng, preset)
+
+
+def corrupt_float(
+    images: np.ndarray,
+    name: str,
+    severity: int,
+    preset: str,
+    rng: np.random.Generator,
+    *,
+    frost_images: str | os.PathLike[str] | None = None,
+) -> np.ndarray:
+    """Corrupt a float batch: float32 (N, H, W, 3) in [0, 1] -> float32 (N, H, W, 3) in [0, 1].
+
+    Not quantized, except where the reference itself works on 8-bit levels (pixelate, JPEG, frost with
+    ``frost_images``): those return exact ``level / 255`` values. ``frost_images`` as in
+    :func:`apply_corruption`.
+    """
+    out = _run(images, name, severity, preset, rng, frost_images)
+    if out.dtype == np.uint8:
+        return out.astype(np.float32) / np.float32(255)
     return np.ascontiguousarray(np.clip(out, 0, 1), dtype=np.float32)
 
 
 def apply_corruption(
-    images: np.ndarray, name: str, severity: int, preset: str, rng: np.random.Generator
+    images: np.ndarray,
+    name: str,
+    severity: int,
+    preset: str,
+    rng: np.random.Generator,
+    *,
+    frost_images: str | os.PathLike[str] | None = None,
 ) -> np.ndarray:
     """Apply one benchmark corruption to a batch of images.
+
+    The result is quantized as the reference scripts do, by truncation (``np.uint8`` of the clipped
+    value x 255), not by rounding.
 
     Args:
         images: uint8 (N, H, W, 3) RGB; not modified.
@@ -696,9 +754,17 @@ def apply_corruption(
         severity: 1..5.
         preset: ``"cifar"`` (32 px parameters) or ``"imagenet"`` (224 px parameters).
         rng: source of all randomness; the same input and generator state give the same output.
+        frost_images: folder holding the reference's frost photographs (``frost1.png`` ..
+            ``frost6.jpg`` of hendrycks/robustness); frost then blends them exactly as the reference
+            does (bit-identical given the same crop draw, see :func:`robust_eval.frost.frost_crops`).
+            ``None`` (default): the procedural frost textures. Ignored by the other corruptions.
 
     Returns:
         uint8 (N, H, W, 3), C-contiguous.
+
+    Raises:
+        ValueError: bad name, severity, preset or image array.
+        FileNotFoundError: ``frost_images`` lacks one of the photographs (frost only).
 
     Examples:
         >>> import numpy as np
@@ -713,8 +779,8 @@ def apply_corruption(
             f"images must be a uint8 array (N, H, W, 3), got {arr.dtype} {arr.shape}; "
             "convert with np.asarray(images, dtype=np.uint8) or add a batch axis"
         )
-    out = corrupt_float(arr.astype(np.float32) / np.float32(255), name, severity, preset, rng)
-    return np.rint(out * 255).astype(np.uint8)
+    out = _run(arr.astype(np.float32) / np.float32(255), name, severity, preset, rng, frost_images)
+    return np.ascontiguousarray(out if out.dtype == np.uint8 else _quantize(out))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -808,7 +874,7 @@ class Corrupt(ImageOnlyTransform):
             out = out[..., 0]
         if is_float:
             return np.ascontiguousarray(out, dtype=np.float32)
-        return np.ascontiguousarray(np.rint(out * 255).astype(np.uint8))
+        return np.ascontiguousarray(_quantize(out))
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("name", "severity", "preset")
