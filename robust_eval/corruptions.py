@@ -301,10 +301,13 @@ def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     _n, h, w, _c = x.shape
     r0, r1, ty = _clipped_zoom_axis(h, float(factor))
     c0, c1, tx = _clipped_zoom_axis(w, float(factor))
-    rows = x[:, r0]
-    rows += (x[:, r1] - rows) * ty[None, :, None, None]
-    out = rows[:, :, c0]
-    out += (rows[:, :, c1] - out) * tx[None, None, :, None]
+    # separable bilinear interpolation; np.take is several times faster than fancy indexing here
+    rows = np.take(x, r0, axis=1)
+    rows *= (1 - ty)[None, :, None, None]
+    rows += np.take(x, r1, axis=1) * ty[None, :, None, None]
+    out = np.take(rows, c0, axis=2)
+    out *= (1 - tx)[None, None, :, None]
+    out += np.take(rows, c1, axis=2) * tx[None, None, :, None]
     return out
 
 
@@ -314,38 +317,42 @@ def plasma_fractal(uniforms: list[np.ndarray], size: int, decay: float) -> np.nd
     ``size`` is a power of two; ``uniforms`` holds, for each level (step = size, size/2, .., 2),
     three arrays (N, size/step, size/step): square centres, then the two diamond sets. The noise
     amplitude at a level is wibble^2 with wibble = 100, divided by ``decay`` per level (the reference
-    ``wibbledmean``). Maps wrap around (tileable).
+    ``wibbledmean``). Maps wrap around (tileable). Computed in float32 (the reference: float64;
+    the normalized maps agree to about 1e-6).
     """
     n = uniforms[0].shape[0]
-    m = np.zeros((n, size, size), np.float64)
-    step, wibble, level = size, 100.0, 0
-    while step >= 2:
-        half = step // 2
+    # Work on the grid of the current level's corners only, (N, k, k) with k = size / step: the square
+    # centres and both diamond sets are (N, k, k) too, and interleave into the next level's corners.
+    grid = np.zeros((n, 1, 1), np.float32)
+    wibble = 100.0
+    for level in range(len(uniforms) // 3):
         u_sq, u_d1, u_d2 = uniforms[3 * level : 3 * level + 3]
-        amp = wibble * wibble
-        corners = m[:, 0::step, 0::step]
-        total = corners + np.roll(corners, -1, 1)
-        total += np.roll(total, -1, 2)
-        m[:, half::step, half::step] = total / 4 + amp * u_sq
-        # diamonds: neighbours are the corner and centre grids only (no whole-map shift per level)
-        centres = m[:, half::step, half::step]
-        m[:, 0::step, half::step] = (
-            centres + np.roll(centres, 1, 1) + corners + np.roll(corners, -1, 2)
-        ) / 4 + amp * u_d1
-        m[:, half::step, 0::step] = (
-            centres + np.roll(centres, 1, 2) + corners + np.roll(corners, -1, 1)
-        ) / 4 + amp * u_d2
-        step, wibble, level = half, wibble / decay, level + 1
+        amp = np.float32(wibble * wibble)
+        below, right = np.roll(grid, -1, 1), np.roll(grid, -1, 2)
+        centres = grid + below + right + np.roll(below, -1, 2)
+        centres *= 0.25
+        centres += amp * u_sq
+        d1 = centres + np.roll(centres, 1, 1) + grid + right  # (row i*step, col j*step + half)
+        d2 = centres + np.roll(centres, 1, 2) + grid + below  # (row i*step + half, col j*step)
+        k = grid.shape[1]
+        nxt = np.empty((n, 2 * k, 2 * k), np.float32)
+        nxt[:, 0::2, 0::2] = grid
+        nxt[:, 1::2, 1::2] = centres
+        nxt[:, 0::2, 1::2] = d1 * 0.25 + amp * u_d1
+        nxt[:, 1::2, 0::2] = d2 * 0.25 + amp * u_d2
+        grid, wibble = nxt, wibble / decay
+    m = grid
     lo = m.min(axis=(1, 2), keepdims=True)
-    hi = m.max(axis=(1, 2), keepdims=True)
-    return ((m - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
+    m -= lo
+    m /= np.maximum(m.max(axis=(1, 2), keepdims=True), 1e-12)
+    return m.astype(np.float32)
 
 
 def _plasma_uniforms(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
     out, step = [], size
     while step >= 2:
         k = size // step
-        out.extend(rng.uniform(-1, 1, (n, k, k)) for _ in range(3))
+        out.extend(rng.random((n, k, k), dtype=np.float32) * np.float32(2) - np.float32(1) for _ in range(3))
         step //= 2
     return out
 
@@ -523,14 +530,21 @@ def _snow(x, c, rng, preset):
     return x + layer + layer[:, ::-1, ::-1]
 
 
-def _frost(x, c, rng, preset, photos=None):
+def _frost(x, c, rng, preset):
     img_w, frost_w = c
     n, h, w, _ = x.shape
-    if photos is None:
-        return img_w * x + frost_w * frost_crops(n, h, w, frost_textures(preset, h, w), rng)
-    crops = frost_crops(n, h, w, frost_photos(os.fspath(photos), preset), rng)
-    # the reference's arithmetic: float64 on the 0..255 scale, truncated to uint8
-    return np.clip(img_w * _to_u8(x) + frost_w * crops, 0, 255).astype(np.uint8)
+    crops = frost_crops(n, h, w, frost_textures(preset, h, w), rng)
+    x *= np.float32(img_w)
+    x += np.float32(frost_w) * crops
+    return x
+
+
+def _frost_photos(u8, c, rng, preset, folder):
+    """Frost from the reference's photographs in ``folder``, with its arithmetic (float64, 0..255)."""
+    img_w, frost_w = c
+    n, h, w, _ = u8.shape
+    crops = frost_crops(n, h, w, frost_photos(os.fspath(folder), preset), rng)
+    return np.clip(img_w * u8 + frost_w * crops, 0, 255).astype(np.uint8)
 
 
 def _fog(x, c, rng, preset):
@@ -539,7 +553,9 @@ def _fog(x, c, rng, preset):
     size = 1 << math.ceil(math.log2(max(h, w, 2)))
     plasma = plasma_fractal(_plasma_uniforms(n, size, rng), size, decay)[:, :h, :w, None]
     max_val = x.max(axis=(1, 2, 3), keepdims=True)
-    return (x + a * plasma) * max_val / (max_val + a)
+    x += np.float32(a) * plasma
+    x *= max_val / (max_val + np.float32(a))
+    return x
 
 
 def _brightness(x, c, rng, preset):
@@ -556,7 +572,10 @@ def _saturate(x, c, rng, preset):
 
 def _contrast(x, c, rng, preset):
     means = x.mean(axis=(1, 2), keepdims=True)
-    return (x - means) * c + means
+    x -= means
+    x *= np.float32(c)
+    x += means
+    return x
 
 
 def _elastic_transform(x, c, rng, preset):
@@ -591,27 +610,60 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
-def _pixelate(x, c, rng, preset):
-    """Pillow ``BOX`` shrink to ``int(size * c)`` (truncated) and ``BOX`` back up, on uint8, as the reference."""
-    n, h, w, _ = x.shape
-    small = (max(1, int(w * c)), max(1, int(h * c)))
-    u8 = _to_u8(x)
+def _box_resize(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Pillow ``BOX`` resize as Pillow does it for one image: the horizontal pass, then the vertical.
+
+    Pillow itself may run the vertical pass first for a tall image, which rounds differently.
+    """
+    if img.width != width:
+        img = img.resize((width, img.height), Image.Resampling.BOX)
+    return img.resize((width, height), Image.Resampling.BOX) if img.height != height else img
+
+
+@functools.lru_cache(maxsize=64)
+def _box_ties(size: int, small: int) -> bool:
+    """Whether a ``BOX`` window edge between ``size`` and ``small`` rows lands exactly on a pixel centre.
+
+    Shrinking, edges are at ``j * size / small``; growing, at ``(j + 1/2) * small / size +- 1/2`` (input
+    pixel units); centres at ``m + 1/2``. At such a tie floating-point rounding decides, and it can
+    decide differently for a stacked image than for a single one.
+    """
+    shrink = any((2 * j * size) % (2 * small) == small for j in range(small + 1))
+    grow = any(((2 * j + 1) * small) % (2 * size) == 0 for j in range(size))
+    return shrink or grow
+
+
+def _pixelate(u8: np.ndarray, c: float) -> np.ndarray:
+    """Pillow ``BOX`` shrink to ``int(size * c)`` (truncated) and ``BOX`` back up, on uint8, as the reference.
+
+    The images of a chunk are stacked into one tall image and resized together, each pass on its own
+    (see :func:`_box_resize`): rows keep their scale, and the box windows end exactly at the image
+    boundaries both ways (shrinking, the window of output row ``t * small`` starts at input row
+    ``t * size``; growing, a window never reaches a neighbour image's pixels), so this is bit-identical
+    to resizing each image alone, with a few Pillow calls per chunk instead of two per image. Sizes
+    where a window edge ties with a pixel centre (:func:`_box_ties`) are resized one image at a time.
+    """
+    n, h, w, _ = u8.shape
+    sw, sh = max(1, int(w * c)), max(1, int(h * c))
     out = np.empty_like(u8)
-    for i in range(n):
-        img = Image.fromarray(u8[i]).resize(small, Image.Resampling.BOX)
-        out[i] = np.asarray(img.resize((w, h), Image.Resampling.BOX))
+    step = 1 if _box_ties(h, sh) else max(1, 8192 // h)
+    for start in range(0, n, step):
+        part = u8[start : start + step]
+        k = len(part)
+        small = _box_resize(Image.fromarray(part.reshape(k * h, w, 3)), sw, k * sh)
+        out[start : start + k] = np.asarray(_box_resize(small, w, k * h)).reshape(k, h, w, 3)
     return out
 
 
-def _jpeg_compression(x, c, rng, preset):
-    u8 = _to_u8(x)
+def _jpeg_compression(u8: np.ndarray, c: int) -> np.ndarray:
+    """Encode and decode as JPEG at quality ``c`` (4:2:0, as Pillow's default), on uint8."""
     out = np.empty_like(u8)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(c)]
-    for i in range(len(x)):
+    for i in range(len(u8)):
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8[i], cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise RuntimeError("cv2.imencode failed to encode a JPEG")
-        out[i] = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB, dst=out[i])
     return out
 
 
@@ -667,19 +719,22 @@ _KERNELS: dict[str, Callable[[np.ndarray, Any, np.random.Generator, str], np.nda
     "brightness": _brightness,
     "contrast": _contrast,
     "elastic_transform": _elastic_transform,
-    "pixelate": _pixelate,
-    "jpeg_compression": _jpeg_compression,
     "speckle_noise": _speckle_noise,
     "gaussian_blur": _gaussian_blur,
     "spatter": _spatter,
     "saturate": _saturate,
 }
-assert set(_KERNELS) == set(ALL_CORRUPTIONS)
+#: Kernels the reference runs on 8-bit levels: uint8 (N, H, W, 3) in and out, deterministic.
+_LEVEL_KERNELS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
+    "pixelate": _pixelate,
+    "jpeg_compression": _jpeg_compression,
+}
+assert set(_KERNELS) | set(_LEVEL_KERNELS) == set(ALL_CORRUPTIONS)
 assert all(set(table) == set(ALL_CORRUPTIONS) for table in PARAMS.values())
 
 
 def _check(name: str, severity: int, preset: str) -> None:
-    if name not in _KERNELS:
+    if name not in _KERNELS and name not in _LEVEL_KERNELS:
         raise ValueError(f"unknown corruption {name!r}; expected one of: {', '.join(ALL_CORRUPTIONS)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS} (32 px or 224 px parameters)")
@@ -688,8 +743,13 @@ def _check(name: str, severity: int, preset: str) -> None:
 
 
 def _quantize(x: np.ndarray) -> np.ndarray:
-    """Float32 in [0, 1] -> uint8 by truncation, the reference's ``np.uint8(np.clip(x, 0, 1) * 255)``."""
-    return (np.clip(x, 0, 1) * np.float32(255)).astype(np.uint8)
+    """Float32 in [0, 1] -> uint8 by truncation, the reference's ``np.uint8(np.clip(x, 0, 1) * 255)``.
+
+    Works in place on ``x`` (a kernel's own result).
+    """
+    x = np.clip(x, 0, 1, out=x if x.dtype == np.float32 and x.flags.writeable else None)
+    x *= np.float32(255)
+    return x.astype(np.uint8)
 
 
 def _run(
@@ -700,16 +760,29 @@ def _run(
     rng: np.random.Generator,
     frost_images: str | os.PathLike[str] | None,
 ) -> np.ndarray:
-    """The kernel's raw result: float32 (unclipped) or, for kernels that work on levels, uint8."""
+    """The kernel's raw result: float32 (unclipped) or, for kernels that work on levels, uint8.
+
+    ``images`` is uint8 levels (from :func:`apply_corruption`) or floats in [0, 1]; it is converted
+    once, to what the kernel works on, and never modified.
+    """
     _check(name, severity, preset)
-    x = np.array(images, dtype=np.float32, copy=True)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"images must be (N, H, W, 3), got shape {x.shape}")
+    arr = np.asarray(images)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3), got shape {arr.shape}")
+    c = PARAMS[preset][name][severity - 1]
+    if name in _LEVEL_KERNELS or (name == "frost" and frost_images is not None):
+        u8 = np.ascontiguousarray(arr) if arr.dtype == np.uint8 else _to_u8(arr)
+        if len(u8) == 0:
+            return u8.copy()
+        if name == "frost":
+            return _frost_photos(u8, c, rng, preset, frost_images)
+        return _LEVEL_KERNELS[name](u8, c)
+    if arr.dtype == np.uint8:
+        x = np.divide(arr, np.float32(255), dtype=np.float32)
+    else:
+        x = np.array(arr, dtype=np.float32, copy=True)
     if len(x) == 0:
         return x
-    c = PARAMS[preset][name][severity - 1]
-    if name == "frost":
-        return _frost(x, c, rng, preset, photos=frost_images)
     return _KERNELS[name](x, c, rng, preset)
 
 
@@ -779,7 +852,7 @@ def apply_corruption(
             f"images must be a uint8 array (N, H, W, 3), got {arr.dtype} {arr.shape}; "
             "convert with np.asarray(images, dtype=np.uint8) or add a batch axis"
         )
-    out = _run(arr.astype(np.float32) / np.float32(255), name, severity, preset, rng, frost_images)
+    out = _run(arr, name, severity, preset, rng, frost_images)
     return np.ascontiguousarray(out if out.dtype == np.uint8 else _quantize(out))
 
 
@@ -789,7 +862,7 @@ def apply_corruption(
 
 
 def _valid_name(value: str) -> str:
-    if value not in _KERNELS:
+    if value not in ALL_CORRUPTIONS:
         raise ValueError(f"unknown corruption {value!r}; expected one of: {', '.join(ALL_CORRUPTIONS)}")
     return value
 
