@@ -636,17 +636,22 @@ def _box_ties(size: int, small: int) -> bool:
 def _pixelate(u8: np.ndarray, c: float) -> np.ndarray:
     """Pillow ``BOX`` shrink to ``int(size * c)`` (truncated) and ``BOX`` back up, on uint8, as the reference.
 
-    The images of a chunk are stacked into one tall image and resized together, each pass on its own
-    (see :func:`_box_resize`): rows keep their scale, and the box windows end exactly at the image
-    boundaries both ways (shrinking, the window of output row ``t * small`` starts at input row
-    ``t * size``; growing, a window never reaches a neighbour image's pixels), so this is bit-identical
-    to resizing each image alone, with a few Pillow calls per chunk instead of two per image. Sizes
-    where a window edge ties with a pixel centre (:func:`_box_ties`) are resized one image at a time.
+    Large images: the reference's two Pillow calls per image. Small images (where the per-call cost
+    dominates): the images of a chunk are stacked into one tall image and resized together, each pass
+    on its own (see :func:`_box_resize`), which is bit-identical: rows keep their scale and the box
+    windows end exactly at the image boundaries both ways (shrinking, the window of output row
+    ``t * small`` starts at input row ``t * size``; growing, a window never reaches a neighbour image's
+    pixels). Sizes where a window edge ties with a pixel centre (:func:`_box_ties`) go one at a time.
     """
     n, h, w, _ = u8.shape
     sw, sh = max(1, int(w * c)), max(1, int(h * c))
     out = np.empty_like(u8)
-    step = 1 if _box_ties(h, sh) else max(1, 8192 // h)
+    if h * w >= 96 * 96 or _box_ties(h, sh):
+        for i in range(n):
+            small = Image.fromarray(u8[i]).resize((sw, sh), Image.Resampling.BOX)
+            out[i] = np.asarray(small.resize((w, h), Image.Resampling.BOX))
+        return out
+    step = max(1, 8192 // h)
     for start in range(0, n, step):
         part = u8[start : start + step]
         k = len(part)
