@@ -48,6 +48,7 @@ import numpy as np
 from albumentations.core.transforms_interface import BaseTransformInitSchema, ImageOnlyTransform
 from PIL import Image
 from pydantic import AfterValidator, Field
+from scipy import special
 
 from robust_eval.constants import ALL_CORRUPTIONS, SEVERITIES
 from robust_eval.frost import frost_crops, frost_photos, frost_textures
@@ -63,6 +64,7 @@ __all__ = [
     "glass_shuffle_indices",
     "motion_blur_kernel",
     "plasma_fractal",
+    "shot_noise_counts",
     "spatter_from_noise",
 ]
 
@@ -448,8 +450,61 @@ def _gaussian_noise(x, c, rng, preset):
     return x + rng.standard_normal(x.shape, dtype=np.float32) * np.float32(c)
 
 
+@functools.lru_cache(maxsize=32)
+def _shot_levels(c: float) -> np.ndarray:
+    """uint8 level of every Poisson count k <= ceil(c): the reference's ``np.uint8(clip(k / c, 0, 1) * 255)``."""
+    return np.uint8(np.clip(np.arange(math.ceil(c) + 1) / c, 0, 1) * 255)
+
+
 def _shot_noise(x, c, rng, preset):
-    return (rng.poisson(x * c) / c).astype(np.float32)
+    """Poisson counts with rate ``x * c`` (any float input), mapped to levels as the reference."""
+    table = _shot_levels(float(c))
+    return table[np.minimum(rng.poisson(x * np.float32(c)), len(table) - 1)]
+
+
+@functools.lru_cache(maxsize=32)
+def _poisson_tables(c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per uint8 level l, the CDF of Poisson(l / 255 * c) (256, K) and a guide table (256, K).
+
+    ``guide[l, j]`` is the smallest k with ``CDF(k) > j / K``; the last CDF column is set to 1 (the tail
+    beyond mean + 12 sd + 25 holds less than 1e-20 of the mass).
+    """
+    lam = np.arange(256) / 255.0 * c  # float64, the reference's (x / 255.) * c
+    kmax = math.ceil(c + 12 * math.sqrt(c) + 25)
+    cdf = special.pdtr(np.arange(kmax)[None, :], lam[:, None])
+    cdf[:, -1] = 1.0
+    grid = np.arange(kmax) / kmax
+    guide = np.stack([np.searchsorted(row, grid, side="right") for row in cdf])
+    for arr in (cdf, guide):
+        arr.setflags(write=False)
+    return cdf, guide
+
+
+def shot_noise_counts(levels: np.ndarray, c: float, u: np.ndarray) -> np.ndarray:
+    """Poisson counts with rate ``level / 255 * c`` by inversion: the smallest k with ``CDF(k) > u``.
+
+    Exactly Poisson distributed (inverse-CDF sampling with a guide table, O(1) expected per pixel),
+    several times faster than ``Generator.poisson`` for 8-bit images.
+
+    Args:
+        levels: uint8 array of pixel levels.
+        c: the severity's lambda (counts per unit intensity).
+        u: uniforms in [0, 1), the shape of ``levels``; pixel i uses ``u[i]``.
+
+    Returns:
+        int64 counts, the shape of ``levels``.
+    """
+    cdf, guide = _poisson_tables(float(c))
+    width = cdf.shape[1]
+    lv = levels.astype(np.intp).ravel()
+    uf = u.ravel()
+    k = guide[lv, (uf * width).astype(np.intp)]
+    flat = cdf.ravel()
+    todo = np.flatnonzero(flat[lv * width + k] <= uf)
+    while todo.size:
+        k[todo] += 1
+        todo = todo[flat[lv[todo] * width + k[todo]] <= uf[todo]]
+    return k.reshape(levels.shape)
 
 
 def _impulse_noise(x, c, rng, preset):
@@ -782,6 +837,10 @@ def _run(
         if name == "frost":
             return _frost_photos(u8, c, rng, preset, frost_images)
         return _LEVEL_KERNELS[name](u8, c)
+    if name == "shot_noise" and arr.dtype == np.uint8:  # 8-bit input: the fast exact sampler
+        table = _shot_levels(float(c))
+        counts = shot_noise_counts(arr, c, rng.random(arr.shape))
+        return table[np.minimum(counts, len(table) - 1)]
     if arr.dtype == np.uint8:
         x = np.divide(arr, np.float32(255), dtype=np.float32)
     else:
@@ -802,8 +861,8 @@ def corrupt_float(
 ) -> np.ndarray:
     """Corrupt a float batch: float32 (N, H, W, 3) in [0, 1] -> float32 (N, H, W, 3) in [0, 1].
 
-    Not quantized, except where the reference itself works on 8-bit levels (pixelate, JPEG, frost with
-    ``frost_images``): those return exact ``level / 255`` values. ``frost_images`` as in
+    Not quantized, except where the result is 8-bit levels anyway (pixelate, JPEG, shot noise, frost
+    with ``frost_images``): those return exact ``level / 255`` values. ``frost_images`` as in
     :func:`apply_corruption`.
     """
     out = _run(images, name, severity, preset, rng, frost_images)

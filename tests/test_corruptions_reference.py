@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy.ndimage import zoom as scipy_zoom
+from scipy.stats import poisson
 from skimage import data
 from skimage.filters import gaussian as sk_gaussian
 from test_corruptions import _glass_reference
@@ -146,14 +147,13 @@ def test_pixelate_is_pillow_box_at_the_truncated_size(preset, sev):
 def _noise_reference(name: str, x8: np.ndarray, c: float, seed: int) -> np.ndarray:
     """The reference noise formulas on float64, with our draws (same calls, same order, same seed)."""
     rng = np.random.default_rng(seed)
-    x32 = x8.astype(np.float32) / np.float32(255)
     x = x8 / 255.0
     if name == "gaussian_noise":
         return _u8(x + rng.standard_normal(x.shape, dtype=np.float32) * np.float32(c))
     if name == "speckle_noise":
         return _u8(x + x * (rng.standard_normal(x.shape, dtype=np.float32) * np.float32(c)))
-    if name == "shot_noise":
-        return _u8(rng.poisson(x32 * c) / c)
+    if name == "shot_noise":  # 8-bit input: inverse-CDF sampling of Poisson(x * c), one uniform per pixel
+        return _u8(poisson.ppf(rng.random(x.shape), x * c) / c)
     u = rng.random(x.shape, dtype=np.float32)  # impulse: salt & pepper, amount c, half each
     out = x.copy()
     out[u < c / 2] = 0
@@ -328,3 +328,16 @@ def test_pixelate_in_stacks_equals_pillow_image_by_image(h, w, n):
         for i in range(0, n, 7):
             img = Image.fromarray(x[i]).resize(small, Image.Resampling.BOX)
             np.testing.assert_array_equal(got[i], np.asarray(img.resize((w, h), Image.Resampling.BOX)))
+
+
+@pytest.mark.parametrize(("level", "c"), [(128, 60), (40, 3), (255, 500), (200, 12), (3, 25)])
+def test_shot_noise_counts_are_poisson_distributed(level, c):
+    from robust_eval.corruptions import shot_noise_counts
+
+    levels = np.full(200_000, level, np.uint8)
+    k = shot_noise_counts(levels, c, np.random.default_rng(level).random(levels.shape))
+    lam = level / 255 * c
+    support = np.arange(int(lam + 8 * np.sqrt(lam) + 10))
+    freq = np.bincount(k, minlength=len(support))[: len(support)] / k.size
+    assert np.abs(freq - poisson.pmf(support, lam)).max() < 0.004
+    assert k.mean() == pytest.approx(lam, rel=0.01, abs=0.01)
