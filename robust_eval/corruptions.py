@@ -980,6 +980,9 @@ class Corrupt(ImageOnlyTransform):
 
     def apply(self, img: np.ndarray, seed: int = 0, **params: Any) -> np.ndarray:
         is_float = img.dtype != np.uint8
+        if not is_float and img.ndim == 3 and img.shape[-1] == 3:  # exactly apply_corruption's result
+            rng = np.random.default_rng(seed)
+            return apply_corruption(img[None], self.name, self.severity, self.preset, rng)[0]
         x = img.astype(np.float32) if is_float else img.astype(np.float32) / np.float32(255)
         squeeze = x.ndim == 2
         if squeeze:

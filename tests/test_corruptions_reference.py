@@ -341,3 +341,19 @@ def test_shot_noise_counts_are_poisson_distributed(level, c):
     freq = np.bincount(k, minlength=len(support))[: len(support)] / k.size
     assert np.abs(freq - poisson.pmf(support, lam)).max() < 0.004
     assert k.mean() == pytest.approx(lam, rel=0.01, abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["shot_noise", "pixelate", "fog", "frost"])
+def test_corrupt_transform_on_uint8_rgb_is_apply_corruption(name):
+    import albumentations as A
+
+    from robust_eval.corruptions import Corrupt
+
+    img = _inputs("cifar")[0]
+    t = A.Compose([Corrupt(name, severity=3, preset="cifar", p=1.0)], seed=4)
+    out = t(image=img)["image"]
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    t2 = A.Compose([Corrupt(name, severity=3, preset="cifar", p=1.0)], seed=4)
+    params = t2.transforms[0].get_params()
+    want = apply_corruption(img[None], name, 3, "cifar", np.random.default_rng(params["seed"]))[0]
+    np.testing.assert_array_equal(out, want)
