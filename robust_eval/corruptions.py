@@ -10,48 +10,61 @@ Two parameter tables are provided, keyed by corruption name (see ``robust_eval.c
 
 Both tables work at any image size; they are meant for images near 32 px and 224 px respectively.
 
+Like the reference scripts, results are quantized by truncation (``np.uint8`` of the clipped value
+x 255); pixelate is Pillow's ``BOX`` shrink to ``int(size * c)`` and back; zoom blur uses the reference's
+``clipped_zoom`` sampling (quantized zoom, about the top-left corner for small factors, see
+:func:`clipped_zoom`); glass blur is quantized twice, as the reference.
+
 Differences from the reference scripts (the output is a *regenerated* set, not bit-identical):
 
 - no ImageMagick: motion blur (also used for the snow layer) uses our own line kernel with one-sided
   Gaussian weights ``exp(-i^2 / 2 sigma^2)`` for ``i = 0 .. 2 * radius``, bilinearly splatted along the
-  blur direction, the shape of ImageMagick's ``-motion-blur radius x sigma + angle``;
-- frost: the six frost photographs cannot be shipped, so frost textures are synthesized
-  procedurally (sparse ice seeds grown into needles along three directions 60 degrees apart, at two
-  scales, over a faint haze, tinted blue-white; mostly dark with bright crystals); the blend weights
-  are the published ones, the texture is not the photographs';
+  blur direction, the shape of ImageMagick's ``-motion-blur radius x sigma + angle`` (ImageMagick snaps
+  the taps to whole pixels; the strength differs by less than 10%);
+- frost: the six frost photographs cannot be shipped, so by default five procedural textures with the
+  photographs' mean colour, spread and coverage stand in for them (:mod:`robust_eval.frost`); with
+  ``frost_images`` (a folder holding the photographs) frost is the reference's, bit for bit given the
+  same crop draw;
 - glass blur: the reference's sequential per-pixel loop is reproduced exactly (same visiting order,
   displacements ``randint(-delta, delta)``, and the same effect: its tuple "swap" on numpy views copies
   the displaced pixel, see :func:`glass_shuffle_indices`), but executed as a wavefront of disjoint steps
   shared by the whole batch, so it costs milliseconds instead of a second per image;
+- float32 arithmetic where the reference uses float64: a few pixels land one level off;
 - Gaussian smoothing of the elastic displacement fields is done in the Fourier domain on the mirrored
-  field (reflect boundary, no truncation), images are rounded (not truncated) to uint8, and the
-  impulse-noise salt/pepper choice is drawn from the same uniform as the hit test.
+  field (reflect boundary, no truncation), and the impulse-noise salt/pepper choice is drawn from the
+  same uniform as the hit test.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
 from albumentations.core.transforms_interface import BaseTransformInitSchema, ImageOnlyTransform
+from PIL import Image
 from pydantic import AfterValidator, Field
+from scipy import special
 
 from robust_eval.constants import ALL_CORRUPTIONS, SEVERITIES
+from robust_eval.frost import frost_crops, frost_photos, frost_textures
 
 __all__ = [
     "PARAMS",
     "PRESETS",
     "Corrupt",
     "apply_corruption",
+    "clipped_zoom",
     "corrupt_float",
     "disk_kernel",
     "glass_shuffle_indices",
     "motion_blur_kernel",
     "plasma_fractal",
+    "shot_noise_counts",
     "spatter_from_noise",
 ]
 
@@ -203,7 +216,15 @@ def _smooth_reflect(fields: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
-    """Anti-aliased disk (defocus) kernel of the given radius (pixels), normalized to sum 1."""
+    """Anti-aliased disk (defocus) kernel of the given radius (pixels), as the reference builds it.
+
+    A binary disk on a ``[-8, 8]`` grid (``[-r, r]`` above radius 8) normalized to sum 1, then
+    Gaussian-blurred (3x3, or 5x5 above radius 8) with ``alias_blur`` as sigma and OpenCV's default
+    reflected border. Like the reference it is *not* renormalized afterwards: a disk touching the grid
+    border (radius 8 and 10) gains about 1% of mass from the reflection. Float32 denormals (the
+    far tails of the blur) are set to zero - OpenCV multiplies them slowly and they change no output
+    value - and the all-zero border is trimmed (a symmetric crop, same result).
+    """
     half = 8 if radius <= 8 else math.ceil(radius)
     ksize = 3 if radius <= 8 else 5
     coords = np.arange(-half, half + 1, dtype=np.float32)
@@ -211,8 +232,7 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
     disk /= disk.sum()
     kernel = cv2.GaussianBlur(disk, (ksize, ksize), alias_blur)
-    kernel /= kernel.sum()  # the blur's reflected border adds ~1% mass for radius > 8; keep brightness
-    # trim all-zero border rows/columns (a symmetric crop): same result, much cheaper filtering
+    kernel[np.abs(kernel) < np.finfo(np.float32).tiny] = 0.0
     nz = np.flatnonzero(kernel.max(axis=0) > 0)
     r = half - int(nz.min()) if nz.size else 0
     return np.ascontiguousarray(kernel[half - r : half + r + 1, half - r : half + r + 1])
@@ -254,45 +274,87 @@ def _zoom(x: np.ndarray, factor: float) -> np.ndarray:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _clipped_zoom_axis(n: int, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sampling of one axis of the reference ``clipped_zoom`` (length ``n``, zoom ``factor`` >= 1).
+
+    The reference crops ``ch = ceil(n / factor)`` pixels starting at ``(n - ch) // 2``, zooms them with
+    ``scipy.ndimage.zoom(order=1)`` to ``m = round(ch * factor)`` pixels (output pixel ``o`` samples
+    ``o * (ch - 1) / (m - 1)``) and keeps ``n`` pixels from ``(m - n) // 2``. The zoom is therefore
+    quantized, and for small factors (``ch == n``) it is about the top-left corner. Returns the
+    lower source index, the upper one and the weight of the upper one, per output pixel.
+    """
+    ch = int(np.ceil(n / factor))
+    top = (n - ch) // 2
+    m = round(ch * factor)  # Python round, as scipy.ndimage.zoom sizes its output
+    scale = (ch - 1) / (m - 1) if m > 1 else 1.0
+    coord = (np.arange(n) + (m - n) // 2) * scale
+    lo = np.minimum(np.floor(coord).astype(np.intp), ch - 1)
+    hi = np.minimum(lo + 1, ch - 1)
+    return lo + top, hi + top, (coord - lo).astype(np.float32)
+
+
+def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
+    """The reference ``clipped_zoom`` of a float32 batch (N, H, W, C), bilinear, same size out.
+
+    Rows follow the reference with ``H``, columns with ``W`` (the reference assumes square images).
+    See :func:`_clipped_zoom_axis` for the quantization and the top-left behaviour for small factors.
+    """
+    _n, h, w, _c = x.shape
+    r0, r1, ty = _clipped_zoom_axis(h, float(factor))
+    c0, c1, tx = _clipped_zoom_axis(w, float(factor))
+    # separable bilinear interpolation; np.take is several times faster than fancy indexing here
+    rows = np.take(x, r0, axis=1)
+    rows *= (1 - ty)[None, :, None, None]
+    rows += np.take(x, r1, axis=1) * ty[None, :, None, None]
+    out = np.take(rows, c0, axis=2)
+    out *= (1 - tx)[None, None, :, None]
+    out += np.take(rows, c1, axis=2) * tx[None, None, :, None]
+    return out
+
+
 def plasma_fractal(uniforms: list[np.ndarray], size: int, decay: float) -> np.ndarray:
     """Diamond-square plasma maps (N, size, size) in [0, 1] from pre-drawn uniforms in [-1, 1).
 
     ``size`` is a power of two; ``uniforms`` holds, for each level (step = size, size/2, .., 2),
     three arrays (N, size/step, size/step): square centres, then the two diamond sets. The noise
     amplitude at a level is wibble^2 with wibble = 100, divided by ``decay`` per level (the reference
-    ``wibbledmean``). Maps wrap around (tileable).
+    ``wibbledmean``). Maps wrap around (tileable). Computed in float32 (the reference: float64;
+    the normalized maps agree to about 1e-6).
     """
     n = uniforms[0].shape[0]
-    m = np.zeros((n, size, size), np.float64)
-    step, wibble, level = size, 100.0, 0
-    while step >= 2:
-        half = step // 2
+    # Work on the grid of the current level's corners only, (N, k, k) with k = size / step: the square
+    # centres and both diamond sets are (N, k, k) too, and interleave into the next level's corners.
+    grid = np.zeros((n, 1, 1), np.float32)
+    wibble = 100.0
+    for level in range(len(uniforms) // 3):
         u_sq, u_d1, u_d2 = uniforms[3 * level : 3 * level + 3]
-        corners = m[:, 0::step, 0::step]
-        total = (
-            corners + np.roll(corners, -1, 1) + np.roll(corners, -1, 2) + np.roll(corners, (-1, -1), (1, 2))
-        )
-        m[:, half::step, half::step] = total / 4 + wibble * wibble * u_sq
-        # diamonds: points (0::step, half::step) and (half::step, 0::step), 4 neighbours at distance half
-        for (r0, c0), u in (((0, half), u_d1), ((half, 0), u_d2)):
-            total = (
-                np.roll(m, half, 1)[:, r0::step, c0::step]
-                + np.roll(m, -half, 1)[:, r0::step, c0::step]
-                + np.roll(m, half, 2)[:, r0::step, c0::step]
-                + np.roll(m, -half, 2)[:, r0::step, c0::step]
-            )
-            m[:, r0::step, c0::step] = total / 4 + wibble * wibble * u
-        step, wibble, level = half, wibble / decay, level + 1
+        amp = np.float32(wibble * wibble)
+        below, right = np.roll(grid, -1, 1), np.roll(grid, -1, 2)
+        centres = grid + below + right + np.roll(below, -1, 2)
+        centres *= 0.25
+        centres += amp * u_sq
+        d1 = centres + np.roll(centres, 1, 1) + grid + right  # (row i*step, col j*step + half)
+        d2 = centres + np.roll(centres, 1, 2) + grid + below  # (row i*step + half, col j*step)
+        k = grid.shape[1]
+        nxt = np.empty((n, 2 * k, 2 * k), np.float32)
+        nxt[:, 0::2, 0::2] = grid
+        nxt[:, 1::2, 1::2] = centres
+        nxt[:, 0::2, 1::2] = d1 * 0.25 + amp * u_d1
+        nxt[:, 1::2, 0::2] = d2 * 0.25 + amp * u_d2
+        grid, wibble = nxt, wibble / decay
+    m = grid
     lo = m.min(axis=(1, 2), keepdims=True)
-    hi = m.max(axis=(1, 2), keepdims=True)
-    return ((m - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
+    m -= lo
+    m /= np.maximum(m.max(axis=(1, 2), keepdims=True), 1e-12)
+    return m.astype(np.float32)
 
 
 def _plasma_uniforms(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
     out, step = [], size
     while step >= 2:
         k = size // step
-        out.extend(rng.uniform(-1, 1, (n, k, k)) for _ in range(3))
+        out.extend(rng.random((n, k, k), dtype=np.float32) * np.float32(2) - np.float32(1) for _ in range(3))
         step //= 2
     return out
 
@@ -381,44 +443,6 @@ def _gray(x: np.ndarray) -> np.ndarray:
     return x @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def _frost_textures(count: int, h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """``count`` procedural frost textures (count, h, w, 3) float32 in [0, 1]: blue-white ice needles.
-
-    Sparse seeds are grown into needles along three directions 60 degrees apart (hexagonal ice),
-    at a long and a short scale, over a faint haze; the result is mostly dark with bright crystals
-    (mean about 0.2 at CIFAR scale, 0.4 at ImageNet scale). ``scale`` is the needle length relative
-    to a 224 px frame (1.0 at ImageNet size; about 0.2 at CIFAR size, so a 32 px crop sees a wide field
-    of ice, as the reference's 0.2x-resized photographs). Large textures are rendered at half
-    resolution and upsampled (needles are smooth anyway).
-    """
-    down = 2 if min(h, w) >= 128 else 1
-    rh, rw, rscale = -(-h // down), -(-w // down), scale / down
-    tex = np.zeros((count, rh, rw), np.float32)
-    for density, length, gain in ((0.0008, 60.0, 1.0), (0.004, 16.0, 0.7)):
-        # seed density inversely proportional to needle length keeps the ice coverage scale-free
-        hit = rng.random((count, rh, rw)) < min(0.05, density * down * down / max(scale, 0.05))
-        seeds = (hit * rng.uniform(0.5, 1.0, (count, rh, rw))).astype(np.float32)
-        base_angle = rng.uniform(0, 60, count)
-        length_px = max(2.0, length * rscale)
-        for i in range(count):
-            needles = np.zeros((rh, rw), np.float32)
-            for k in range(3):
-                ang = float(base_angle[i]) + 60 * k
-                kern = motion_blur_kernel(length_px / 2, length_px / 2.5, ang)
-                kern = (kern + kern[::-1, ::-1]) * (length_px / 2)
-                needles = np.maximum(needles, cv2.filter2D(seeds[i], -1, kern))
-            tex[i] += gain * np.clip(needles * 1.5, 0, 1)
-    haze = _smooth_reflect(rng.random((count, rh, rw)), max(1.0, 6 * rscale))
-    lo, hi = haze.min(axis=(1, 2), keepdims=True), haze.max(axis=(1, 2), keepdims=True)
-    haze = (haze - lo) / np.maximum(hi - lo, 1e-6)
-    tex = np.clip(tex, 0, 1) * 0.85 + 0.3 * haze**2
-    tex = _gaussian(tex[..., None], max(0.3, 0.5 * rscale))[..., 0]
-    if down > 1:
-        tex = np.stack([cv2.resize(t, (w, h), interpolation=cv2.INTER_LINEAR) for t in tex])
-    tint = np.array([0.82, 0.91, 1.0], np.float32)
-    return np.clip(tex[..., None] * tint, 0, 1).astype(np.float32)
-
-
 # --------------------------------------------------------------------------------------------------
 # The corruptions: float32 (N, H, W, 3) in [0, 1] -> float32, randomness drawn first from ``rng``
 # --------------------------------------------------------------------------------------------------
@@ -426,8 +450,61 @@ def _gaussian_noise(x, c, rng, preset):
     return x + rng.standard_normal(x.shape, dtype=np.float32) * np.float32(c)
 
 
+@functools.lru_cache(maxsize=32)
+def _shot_levels(c: float) -> np.ndarray:
+    """uint8 level of every Poisson count k <= ceil(c): the reference's ``np.uint8(clip(k / c, 0, 1) * 255)``."""
+    return np.uint8(np.clip(np.arange(math.ceil(c) + 1) / c, 0, 1) * 255)
+
+
 def _shot_noise(x, c, rng, preset):
-    return (rng.poisson(x * c) / c).astype(np.float32)
+    """Poisson counts with rate ``x * c`` (any float input), mapped to levels as the reference."""
+    table = _shot_levels(float(c))
+    return table[np.minimum(rng.poisson(x * np.float32(c)), len(table) - 1)]
+
+
+@functools.lru_cache(maxsize=32)
+def _poisson_tables(c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per uint8 level l, the CDF of Poisson(l / 255 * c) (256, K) and a guide table (256, K).
+
+    ``guide[l, j]`` is the smallest k with ``CDF(k) > j / K``; the last CDF column is set to 1 (the tail
+    beyond mean + 12 sd + 25 holds less than 1e-20 of the mass).
+    """
+    lam = np.arange(256) / 255.0 * c  # float64, the reference's (x / 255.) * c
+    kmax = math.ceil(c + 12 * math.sqrt(c) + 25)
+    cdf = special.pdtr(np.arange(kmax)[None, :], lam[:, None])
+    cdf[:, -1] = 1.0
+    grid = np.arange(kmax) / kmax
+    guide = np.stack([np.searchsorted(row, grid, side="right") for row in cdf])
+    for arr in (cdf, guide):
+        arr.setflags(write=False)
+    return cdf, guide
+
+
+def shot_noise_counts(levels: np.ndarray, c: float, u: np.ndarray) -> np.ndarray:
+    """Poisson counts with rate ``level / 255 * c`` by inversion: the smallest k with ``CDF(k) > u``.
+
+    Exactly Poisson distributed (inverse-CDF sampling with a guide table, O(1) expected per pixel),
+    several times faster than ``Generator.poisson`` for 8-bit images.
+
+    Args:
+        levels: uint8 array of pixel levels.
+        c: the severity's lambda (counts per unit intensity).
+        u: uniforms in [0, 1), the shape of ``levels``; pixel i uses ``u[i]``.
+
+    Returns:
+        int64 counts, the shape of ``levels``.
+    """
+    cdf, guide = _poisson_tables(float(c))
+    width = cdf.shape[1]
+    lv = levels.astype(np.intp).ravel()
+    uf = u.ravel()
+    k = guide[lv, (uf * width).astype(np.intp)]
+    flat = cdf.ravel()
+    todo = np.flatnonzero(flat[lv * width + k] <= uf)
+    while todo.size:
+        k[todo] += 1
+        todo = todo[flat[lv[todo] * width + k[todo]] <= uf[todo]]
+    return k.reshape(levels.shape)
 
 
 def _impulse_noise(x, c, rng, preset):
@@ -451,7 +528,7 @@ def _glass_blur(x, c, rng, preset):
     n, h, w, _ = x.shape
     hs, ws = max(h - 2 * delta, 0), max(w - 2 * delta, 0)
     disp = rng.integers(-delta, delta, size=(iters, n, hs, ws, 2))
-    img = np.rint(np.clip(_gaussian(x, sigma), 0, 1) * 255).astype(np.uint8).reshape(n * h * w, 3)
+    img = _quantize(_gaussian(x, sigma)).reshape(n * h * w, 3)  # truncated, as the reference
     base = (np.arange(n) * (h * w))[:, None]
     total = None  # composed permutation of all passes, as flat indices into the batch
     for it in range(iters):
@@ -489,8 +566,8 @@ def _zoom_blur(x, c, rng, preset):
     factors = _zoom_factors(c, preset)
     out = np.zeros_like(x)
     for z in factors:
-        out += x if z == 1 else _zoom(x, float(z))
-    return (x + out) / (len(factors) + 1)
+        out += x if z == 1 else clipped_zoom(x, float(z))
+    return (x + out) / np.float32(len(factors) + 1)
 
 
 def _snow(x, c, rng, preset):
@@ -499,7 +576,7 @@ def _snow(x, c, rng, preset):
     layer = rng.normal(loc, scale, (n, h, w, 1)).astype(np.float32)
     angles = rng.uniform(-135, -45, n)
     if zoom != 1:
-        layer = _zoom(layer, zoom)
+        layer = clipped_zoom(layer, zoom)
     layer[layer < thresh] = 0
     layer = np.clip(layer, 0, 1)
     layer = _motion_blur_batch(layer, radius, sigma, angles)
@@ -511,17 +588,18 @@ def _snow(x, c, rng, preset):
 def _frost(x, c, rng, preset):
     img_w, frost_w = c
     n, h, w, _ = x.shape
-    count = min(n, 4)
-    th, tw = max(2 * h, 64), max(2 * w, 64)
-    scale = 0.2 if preset == "cifar" else 1.0
-    tex = _frost_textures(count, th, tw, scale * max(h, w) / (32 if preset == "cifar" else 224), rng)
-    which = rng.integers(0, count, n)
-    oy = rng.integers(0, th - h + 1, n)
-    ox = rng.integers(0, tw - w + 1, n)
-    rows = oy[:, None] + np.arange(h)[None, :]
-    cols = ox[:, None] + np.arange(w)[None, :]
-    crops = tex[which[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return img_w * x + frost_w * crops
+    crops = frost_crops(n, h, w, frost_textures(preset, h, w), rng)
+    x *= np.float32(img_w)
+    x += np.float32(frost_w) * crops
+    return x
+
+
+def _frost_photos(u8, c, rng, preset, folder):
+    """Frost from the reference's photographs in ``folder``, with its arithmetic (float64, 0..255)."""
+    img_w, frost_w = c
+    n, h, w, _ = u8.shape
+    crops = frost_crops(n, h, w, frost_photos(os.fspath(folder), preset), rng)
+    return np.clip(img_w * u8 + frost_w * crops, 0, 255).astype(np.uint8)
 
 
 def _fog(x, c, rng, preset):
@@ -530,7 +608,9 @@ def _fog(x, c, rng, preset):
     size = 1 << math.ceil(math.log2(max(h, w, 2)))
     plasma = plasma_fractal(_plasma_uniforms(n, size, rng), size, decay)[:, :h, :w, None]
     max_val = x.max(axis=(1, 2, 3), keepdims=True)
-    return (x + a * plasma) * max_val / (max_val + a)
+    x += np.float32(a) * plasma
+    x *= max_val / (max_val + np.float32(a))
+    return x
 
 
 def _brightness(x, c, rng, preset):
@@ -547,7 +627,10 @@ def _saturate(x, c, rng, preset):
 
 def _contrast(x, c, rng, preset):
     means = x.mean(axis=(1, 2), keepdims=True)
-    return (x - means) * c + means
+    x -= means
+    x *= np.float32(c)
+    x += means
+    return x
 
 
 def _elastic_transform(x, c, rng, preset):
@@ -577,25 +660,70 @@ def _elastic_transform(x, c, rng, preset):
     return res
 
 
-def _pixelate(x, c, rng, preset):
-    n, h, w, _ = x.shape
-    sw, sh = max(1, round(w * c)), max(1, round(h * c))
-    out = np.empty_like(x)
-    for i in range(n):
-        small = cv2.resize(x[i], (sw, sh), interpolation=cv2.INTER_AREA)
-        out[i] = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    """Float32 in [0, 1] back to uint8 levels (exact for images that came from uint8)."""
+    return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def _box_resize(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Pillow ``BOX`` resize as Pillow does it for one image: the horizontal pass, then the vertical.
+
+    Pillow itself may run the vertical pass first for a tall image, which rounds differently.
+    """
+    if img.width != width:
+        img = img.resize((width, img.height), Image.Resampling.BOX)
+    return img.resize((width, height), Image.Resampling.BOX) if img.height != height else img
+
+
+@functools.lru_cache(maxsize=64)
+def _box_ties(size: int, small: int) -> bool:
+    """Whether a ``BOX`` window edge between ``size`` and ``small`` rows lands exactly on a pixel centre.
+
+    Shrinking, edges are at ``j * size / small``; growing, at ``(j + 1/2) * small / size +- 1/2`` (input
+    pixel units); centres at ``m + 1/2``. At such a tie floating-point rounding decides, and it can
+    decide differently for a stacked image than for a single one.
+    """
+    shrink = any((2 * j * size) % (2 * small) == small for j in range(small + 1))
+    grow = any(((2 * j + 1) * small) % (2 * size) == 0 for j in range(size))
+    return shrink or grow
+
+
+def _pixelate(u8: np.ndarray, c: float) -> np.ndarray:
+    """Pillow ``BOX`` shrink to ``int(size * c)`` (truncated) and ``BOX`` back up, on uint8, as the reference.
+
+    Large images: the reference's two Pillow calls per image. Small images (where the per-call cost
+    dominates): the images of a chunk are stacked into one tall image and resized together, each pass
+    on its own (see :func:`_box_resize`), which is bit-identical: rows keep their scale and the box
+    windows end exactly at the image boundaries both ways (shrinking, the window of output row
+    ``t * small`` starts at input row ``t * size``; growing, a window never reaches a neighbour image's
+    pixels). Sizes where a window edge ties with a pixel centre (:func:`_box_ties`) go one at a time.
+    """
+    n, h, w, _ = u8.shape
+    sw, sh = max(1, int(w * c)), max(1, int(h * c))
+    out = np.empty_like(u8)
+    if h * w >= 96 * 96 or _box_ties(h, sh):
+        for i in range(n):
+            small = Image.fromarray(u8[i]).resize((sw, sh), Image.Resampling.BOX)
+            out[i] = np.asarray(small.resize((w, h), Image.Resampling.BOX))
+        return out
+    step = max(1, 8192 // h)
+    for start in range(0, n, step):
+        part = u8[start : start + step]
+        k = len(part)
+        small = _box_resize(Image.fromarray(part.reshape(k * h, w, 3)), sw, k * sh)
+        out[start : start + k] = np.asarray(_box_resize(small, w, k * h)).reshape(k, h, w, 3)
     return out
 
 
-def _jpeg_compression(x, c, rng, preset):
-    u8 = np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
-    out = np.empty_like(x)
+def _jpeg_compression(u8: np.ndarray, c: int) -> np.ndarray:
+    """Encode and decode as JPEG at quality ``c`` (4:2:0, as Pillow's default), on uint8."""
+    out = np.empty_like(u8)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(c)]
-    for i in range(len(x)):
+    for i in range(len(u8)):
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8[i], cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise RuntimeError("cv2.imencode failed to encode a JPEG")
-        out[i] = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) / np.float32(255)
+        cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB, dst=out[i])
     return out
 
 
@@ -651,19 +779,22 @@ _KERNELS: dict[str, Callable[[np.ndarray, Any, np.random.Generator, str], np.nda
     "brightness": _brightness,
     "contrast": _contrast,
     "elastic_transform": _elastic_transform,
-    "pixelate": _pixelate,
-    "jpeg_compression": _jpeg_compression,
     "speckle_noise": _speckle_noise,
     "gaussian_blur": _gaussian_blur,
     "spatter": _spatter,
     "saturate": _saturate,
 }
-assert set(_KERNELS) == set(ALL_CORRUPTIONS)
+#: Kernels the reference runs on 8-bit levels: uint8 (N, H, W, 3) in and out, deterministic.
+_LEVEL_KERNELS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
+    "pixelate": _pixelate,
+    "jpeg_compression": _jpeg_compression,
+}
+assert set(_KERNELS) | set(_LEVEL_KERNELS) == set(ALL_CORRUPTIONS)
 assert all(set(table) == set(ALL_CORRUPTIONS) for table in PARAMS.values())
 
 
 def _check(name: str, severity: int, preset: str) -> None:
-    if name not in _KERNELS:
+    if name not in _KERNELS and name not in _LEVEL_KERNELS:
         raise ValueError(f"unknown corruption {name!r}; expected one of: {', '.join(ALL_CORRUPTIONS)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS} (32 px or 224 px parameters)")
@@ -671,24 +802,88 @@ def _check(name: str, severity: int, preset: str) -> None:
         raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
 
 
-def corrupt_float(
-    images: np.ndarray, name: str, severity: int, preset: str, rng: np.random.Generator
+def _quantize(x: np.ndarray) -> np.ndarray:
+    """Float32 in [0, 1] -> uint8 by truncation, the reference's ``np.uint8(np.clip(x, 0, 1) * 255)``.
+
+    Works in place on ``x`` (a kernel's own result).
+    """
+    x = np.clip(x, 0, 1, out=x if x.dtype == np.float32 and x.flags.writeable else None)
+    x *= np.float32(255)
+    return x.astype(np.uint8)
+
+
+def _run(
+    images: np.ndarray,
+    name: str,
+    severity: int,
+    preset: str,
+    rng: np.random.Generator,
+    frost_images: str | os.PathLike[str] | None,
 ) -> np.ndarray:
-    """Corrupt a float batch: float32 (N, H, W, 3) in [0, 1] -> float32 (N, H, W, 3) in [0, 1]."""
+    """The kernel's raw result: float32 (unclipped) or, for kernels that work on levels, uint8.
+
+    ``images`` is uint8 levels (from :func:`apply_corruption`) or floats in [0, 1]; it is converted
+    once, to what the kernel works on, and never modified.
+    """
     _check(name, severity, preset)
-    x = np.array(images, dtype=np.float32, copy=True)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"images must be (N, H, W, 3), got shape {x.shape}")
+    arr = np.asarray(images)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3), got shape {arr.shape}")
+    c = PARAMS[preset][name][severity - 1]
+    if name in _LEVEL_KERNELS or (name == "frost" and frost_images is not None):
+        u8 = np.ascontiguousarray(arr) if arr.dtype == np.uint8 else _to_u8(arr)
+        if len(u8) == 0:
+            return u8.copy()
+        if name == "frost":
+            return _frost_photos(u8, c, rng, preset, frost_images)
+        return _LEVEL_KERNELS[name](u8, c)
+    if name == "shot_noise" and arr.dtype == np.uint8:  # 8-bit input: the fast exact sampler
+        table = _shot_levels(float(c))
+        counts = shot_noise_counts(arr, c, rng.random(arr.shape))
+        return table[np.minimum(counts, len(table) - 1)]
+    if arr.dtype == np.uint8:
+        x = np.divide(arr, np.float32(255), dtype=np.float32)
+    else:
+        x = np.array(arr, dtype=np.float32, copy=True)
     if len(x) == 0:
         return x
-    out = _KERNELS[name](x, PARAMS[preset][name][severity - 1], rng, preset)
+    return _KERNELS[name](x, c, rng, preset)
+
+
+def corrupt_float(
+    images: np.ndarray,
+    name: str,
+    severity: int,
+    preset: str,
+    rng: np.random.Generator,
+    *,
+    frost_images: str | os.PathLike[str] | None = None,
+) -> np.ndarray:
+    """Corrupt a float batch: float32 (N, H, W, 3) in [0, 1] -> float32 (N, H, W, 3) in [0, 1].
+
+    Not quantized, except where the result is 8-bit levels anyway (pixelate, JPEG, shot noise, frost
+    with ``frost_images``): those return exact ``level / 255`` values. ``frost_images`` as in
+    :func:`apply_corruption`.
+    """
+    out = _run(images, name, severity, preset, rng, frost_images)
+    if out.dtype == np.uint8:
+        return out.astype(np.float32) / np.float32(255)
     return np.ascontiguousarray(np.clip(out, 0, 1), dtype=np.float32)
 
 
 def apply_corruption(
-    images: np.ndarray, name: str, severity: int, preset: str, rng: np.random.Generator
+    images: np.ndarray,
+    name: str,
+    severity: int,
+    preset: str,
+    rng: np.random.Generator,
+    *,
+    frost_images: str | os.PathLike[str] | None = None,
 ) -> np.ndarray:
     """Apply one benchmark corruption to a batch of images.
+
+    The result is quantized as the reference scripts do, by truncation (``np.uint8`` of the clipped
+    value x 255), not by rounding.
 
     Args:
         images: uint8 (N, H, W, 3) RGB; not modified.
@@ -696,9 +891,17 @@ def apply_corruption(
         severity: 1..5.
         preset: ``"cifar"`` (32 px parameters) or ``"imagenet"`` (224 px parameters).
         rng: source of all randomness; the same input and generator state give the same output.
+        frost_images: folder holding the reference's frost photographs (``frost1.png`` ..
+            ``frost6.jpg`` of hendrycks/robustness); frost then blends them exactly as the reference
+            does (bit-identical given the same crop draw, see :func:`robust_eval.frost.frost_crops`).
+            ``None`` (default): the procedural frost textures. Ignored by the other corruptions.
 
     Returns:
         uint8 (N, H, W, 3), C-contiguous.
+
+    Raises:
+        ValueError: bad name, severity, preset or image array.
+        FileNotFoundError: ``frost_images`` lacks one of the photographs (frost only).
 
     Examples:
         >>> import numpy as np
@@ -713,8 +916,8 @@ def apply_corruption(
             f"images must be a uint8 array (N, H, W, 3), got {arr.dtype} {arr.shape}; "
             "convert with np.asarray(images, dtype=np.uint8) or add a batch axis"
         )
-    out = corrupt_float(arr.astype(np.float32) / np.float32(255), name, severity, preset, rng)
-    return np.rint(out * 255).astype(np.uint8)
+    out = _run(arr, name, severity, preset, rng, frost_images)
+    return np.ascontiguousarray(out if out.dtype == np.uint8 else _quantize(out))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -723,7 +926,7 @@ def apply_corruption(
 
 
 def _valid_name(value: str) -> str:
-    if value not in _KERNELS:
+    if value not in ALL_CORRUPTIONS:
         raise ValueError(f"unknown corruption {value!r}; expected one of: {', '.join(ALL_CORRUPTIONS)}")
     return value
 
@@ -777,6 +980,9 @@ class Corrupt(ImageOnlyTransform):
 
     def apply(self, img: np.ndarray, seed: int = 0, **params: Any) -> np.ndarray:
         is_float = img.dtype != np.uint8
+        if not is_float and img.ndim == 3 and img.shape[-1] == 3:  # exactly apply_corruption's result
+            rng = np.random.default_rng(seed)
+            return apply_corruption(img[None], self.name, self.severity, self.preset, rng)[0]
         x = img.astype(np.float32) if is_float else img.astype(np.float32) / np.float32(255)
         squeeze = x.ndim == 2
         if squeeze:
@@ -808,7 +1014,7 @@ class Corrupt(ImageOnlyTransform):
             out = out[..., 0]
         if is_float:
             return np.ascontiguousarray(out, dtype=np.float32)
-        return np.ascontiguousarray(np.rint(out * 255).astype(np.uint8))
+        return np.ascontiguousarray(_quantize(out))
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("name", "severity", "preset")

@@ -51,6 +51,7 @@ from robust_eval.data import (
     load_npy_images,
     read_image,
 )
+from robust_eval.frost import frost_photos
 from robust_eval.perturbations import (
     ALL_PERTURBATIONS,
     DIFFICULTIES,
@@ -67,6 +68,10 @@ MANIFEST = "manifest.json"
 REGENERATED_NOTE = (
     "regenerated with robust_eval (not bit-identical to the published set): own motion-blur kernel "
     "instead of ImageMagick, procedural frost textures instead of the six frost photographs"
+)
+FROST_PHOTOS_NOTE = (
+    "regenerated with robust_eval (not bit-identical to the published set): own motion-blur kernel "
+    "instead of ImageMagick; frost blends the reference's frost photographs (--frost-images)"
 )
 
 
@@ -336,12 +341,14 @@ def make_c(
     force: bool = False,
     chunk: int = 256,
     progress: bool = True,
+    frost_images: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write a -C set for SRC under OUT; returns the manifest.
 
     The random stream of corruption c, severity s, chunk k is ``default_rng([seed, index of c in
     ALL_CORRUPTIONS, s, k])``, so a subset of corruptions or a resumed run gives the same images as a
-    full run with the same ``seed`` and ``chunk``.
+    full run with the same ``seed`` and ``chunk``. ``frost_images``: folder with the reference's six
+    frost photographs (see :func:`robust_eval.corruptions.apply_corruption`); default: procedural frost.
     """
     if preset not in PRESETS:
         raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
@@ -352,11 +359,17 @@ def make_c(
         raise ValueError(f"--format must be JPEG or PNG, got {image_format!r}")
     if chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {chunk}")
+    frost = None if frost_images is None else os.fspath(Path(frost_images).resolve())
+    if frost is not None and "frost" in names:
+        frost_photos(frost, preset)  # a missing photograph fails before any work
     source = load_source(src, labels, name, size, need_labels=True, preset=preset)
     n = len(source)
     out = Path(out)
     root, files = _open_output(out, source, "C", force)
     manifest = _base_manifest("C", source, preset, seed, "folder" if source.is_folder else "npy")
+    if frost is not None:
+        manifest["note"] = FROST_PHOTOS_NOTE
+    manifest["frost_images"] = frost
     manifest["severities"] = sevs
     manifest["chunk"] = chunk
     manifest["parameters"] = {c: PARAMS[preset][c] for c in ALL_CORRUPTIONS}
@@ -388,6 +401,8 @@ def make_c(
             }
             if source.is_folder:
                 settings.update(size=source.size, format=fmt)
+            if cname == "frost":
+                settings["frost_images"] = frost
             target = root / cname if source.is_folder else root / f"{cname}.npy"
             if not _decide(target, cname, settings, {"files": files}, force):
                 task = bar.add_task(f"{cname} (kept)", total=n * len(sevs), completed=n * len(sevs))
@@ -395,9 +410,9 @@ def make_c(
             task = bar.add_task(cname, total=n * len(sevs))
             cidx = ALL_CORRUPTIONS.index(cname)
             if source.is_folder:
-                _make_c_folder(source, root, cname, cidx, preset, sevs, seed, chunk, fmt, bar, task)
+                _make_c_folder(source, root, cname, cidx, preset, sevs, seed, chunk, fmt, bar, task, frost)
             else:
-                _make_c_array(source, target, cname, cidx, preset, sevs, seed, chunk, bar, task)
+                _make_c_array(source, target, cname, cidx, preset, sevs, seed, chunk, bar, task, frost)
             files[cname] = _plain(settings)
             manifest["files"] = files
             _write_json_atomic(root / MANIFEST, manifest)
@@ -412,7 +427,7 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _make_c_array(source, target, cname, cidx, preset, sevs, seed, chunk, bar, task) -> None:
+def _make_c_array(source, target, cname, cidx, preset, sevs, seed, chunk, bar, task, frost) -> None:
     n = len(source)
     shape = (len(sevs) * n, *source.chunk(0, 1).shape[1:])
     tmp = target.with_name(f".{target.name}.partial")
@@ -422,7 +437,9 @@ def _make_c_array(source, target, cname, cidx, preset, sevs, seed, chunk, bar, t
             images = source.chunk(start, stop)
             for si, sev in enumerate(sevs):
                 rng = np.random.default_rng([seed, cidx, sev, k])
-                arr[si * n + start : si * n + stop] = apply_corruption(images, cname, sev, preset, rng)
+                arr[si * n + start : si * n + stop] = apply_corruption(
+                    images, cname, sev, preset, rng, frost_images=frost
+                )
                 bar.advance(task, stop - start)
         arr.flush()
         del arr
@@ -442,7 +459,7 @@ def _write_image(path: Path, image: np.ndarray, fmt: str) -> None:
     buf.tofile(str(path))
 
 
-def _make_c_folder(source, root, cname, cidx, preset, sevs, seed, chunk, fmt, bar, task) -> None:
+def _make_c_folder(source, root, cname, cidx, preset, sevs, seed, chunk, fmt, bar, task, frost) -> None:
     n = len(source)
     tmp = root / f".{cname}.partial"
     _remove(tmp)  # an interrupted earlier attempt at this corruption starts over
@@ -452,7 +469,7 @@ def _make_c_folder(source, root, cname, cidx, preset, sevs, seed, chunk, fmt, ba
             images = source.chunk(start, stop)
             for sev in sevs:
                 rng = np.random.default_rng([seed, cidx, sev, k])
-                corrupted = apply_corruption(images, cname, sev, preset, rng)
+                corrupted = apply_corruption(images, cname, sev, preset, rng, frost_images=frost)
                 for j, img in enumerate(corrupted):
                     path = tmp / str(sev) / source.relative_name(start + j, suffix)
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -631,6 +648,13 @@ def register(app: typer.Typer) -> None:
         chunk: Annotated[int, typer.Option(help="images per batch (part of the random stream)")] = 256,
         force: Annotated[bool, typer.Option(help="replace finished files made with other settings")] = False,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+        frost_images: Annotated[
+            Path | None,
+            typer.Option(
+                help="folder with the reference's frost photographs (frost1.png .. frost6.jpg of "
+                "hendrycks/robustness); default: procedural frost textures"
+            ),
+        ] = None,
     ) -> None:
         """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
         try:
@@ -648,6 +672,7 @@ def register(app: typer.Typer) -> None:
                 force,
                 chunk,
                 progress,
+                frost_images,
             )
         except _ERRORS as exc:
             _fail(exc)

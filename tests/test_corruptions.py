@@ -64,6 +64,13 @@ NOT_MONOTONE_BY_TABLE = {
     ("imagenet", "spatter"): "water (s1-s3) vs mud (s4-s5)",
     ("imagenet", "saturate"): "x0.3, x0.1 desaturate; x2 changes less than x0.1",
     ("imagenet", "frost"): "s3 -> s4 only lowers the image weight .7 -> .65 under a bright frost layer",
+    ("cifar", "frost"): "s4, s5 lower the image weight (.9 -> .85 -> .75) under a bright frost layer; the"
+    " reference photographs give the same dip (53.4 -> 50.2 -> 49.5 levels)",
+    (
+        "imagenet",
+        "snow",
+    ): "s3 zooms the snow layer 4x but keeps only values above .9 (s2: 2x, above .5); AlexNet's published"
+    " snow error is lower at s3 (0.865) than at s2 (0.884) too",
 }
 
 
@@ -227,10 +234,17 @@ def test_motion_blur_kernel_is_normalized_one_sided_and_oriented():
     assert k90[c + 3, c] > 0 and k90[c, c + 3] < 1e-6
 
 
-def test_disk_kernel_is_normalized_and_sized_by_radius():
+def test_disk_kernel_is_the_reference_kernel_without_denormals():
     small, big = disk_kernel(1.0, 0.2), disk_kernel(10, 0.5)
-    assert small.sum() == pytest.approx(1, abs=1e-5) and big.sum() == pytest.approx(1, abs=1e-5)
+    assert small.sum() == pytest.approx(1, abs=1e-5)
+    # not renormalized after the anti-alias blur, as the reference: radius 10 touches the grid border
+    # and the reflected blur adds 1.08% of mass (reference disk(10, 0.5).sum() = 1.0107858)
+    assert big.sum() == pytest.approx(1.0107858, abs=1e-6)
     assert big.shape[0] > small.shape[0]
+    tiny = np.finfo(np.float32).tiny
+    for radius, alias in PARAMS["imagenet"]["defocus_blur"] + PARAMS["cifar"]["defocus_blur"]:
+        k = disk_kernel(radius, alias)
+        assert not ((k != 0) & (np.abs(k) < tiny)).any(), (radius, alias)  # no float32 denormals
 
 
 def test_bad_arguments_name_the_problem():

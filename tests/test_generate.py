@@ -151,11 +151,11 @@ def test_resume_keeps_finished_files_and_regenerates_the_rest(tmp_path, cifar_di
     calls = []
     real = generate.apply_corruption
 
-    def failing(images, name, *args):
+    def failing(images, name, *args, **kwargs):
         calls.append(name)
         if name == "contrast":
             raise KeyboardInterrupt  # an interrupted run
-        return real(images, name, *args)
+        return real(images, name, *args, **kwargs)
 
     monkeypatch.setattr(generate, "apply_corruption", failing)
     with pytest.raises(KeyboardInterrupt):
@@ -270,17 +270,56 @@ def test_make_p_imagefolder_writes_readable_mp4(tmp_path, clean):
         (("--labels", "LAB", "--corruptions", "fogg"), "unknown corruption(s) fogg"),
         (("--labels", "LAB", "--severities", "0,6"), "severities must be in"),
         (("--labels", "LAB", "--preset", "svhn"), "--preset must be one of"),
+        (("--labels", "LAB", "--corruptions", "frost", "--frost-images", "NOFROST"), "missing frost1.png"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, clean, extra, message):
     np.save(tmp_path / "x.npy", clean[0][:4])
     np.save(tmp_path / "y.npy", clean[1][:4])
     args = ["make-c", tmp_path / "x.npy", tmp_path / "out", "--preset", "cifar"]
-    args += [str(tmp_path / "y.npy") if a == "LAB" else a for a in extra]
+    subs = {"LAB": str(tmp_path / "y.npy"), "NOFROST": str(tmp_path / "no-frost")}
+    args += [subs.get(a, a) for a in extra]
     res = _invoke(*args)
     assert res.exit_code == 2
     assert message in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_make_c_frost_images_blends_the_given_photographs(tmp_path, clean):
+    from robust_eval.frost import FROST_FILES
+
+    images, labels = clean
+    np.save(tmp_path / "x.npy", images[:20])
+    np.save(tmp_path / "y.npy", labels[:20])
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for name in FROST_FILES:  # stand-ins under the reference's names (the real ones are not shipped)
+        cv2.imwrite(str(photos / name), rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    args = [
+        "make-c",
+        tmp_path / "x.npy",
+        tmp_path / "out",
+        "--preset",
+        "cifar",
+        "--labels",
+        tmp_path / "y.npy",
+    ]
+    res = _invoke(*args, "--corruptions", "frost", "--severities", "2", "--frost-images", photos)
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "out" / "x-C"
+    got = load_npy_images(root / "frost.npy")
+    idx = ALL_CORRUPTIONS.index("frost")
+    want = apply_corruption(
+        images[:20], "frost", 2, "cifar", np.random.default_rng([0, idx, 2, 0]), frost_images=photos
+    )
+    np.testing.assert_array_equal(got, want)
+    procedural = apply_corruption(images[:20], "frost", 2, "cifar", np.random.default_rng([0, idx, 2, 0]))
+    assert not np.array_equal(got, procedural)
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["frost_images"] == str(photos.resolve())
+    assert "frost photographs (--frost-images)" in manifest["note"]
+    assert manifest["files"]["frost"]["frost_images"] == str(photos.resolve())
 
 
 def test_module_entry_point_runs(tmp_path, clean):
