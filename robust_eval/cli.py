@@ -21,7 +21,7 @@ from rich.console import Console
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from robust_eval import generate
+from robust_eval import generate_cli
 
 METRICS_HELP = (
     "Metrics (exact definitions: README, robust-eval section). Errors are fractions in the JSON, % on screen.\n\n"
@@ -651,7 +651,7 @@ def data_check(
         raise typer.Exit(1)
 
 
-generate.register(app)  # make-c, make-p: -C / -P regeneration (robust_eval.generate)
+generate_cli.register(app)  # make-c, make-p: -C / -P regeneration (robust_eval.generate)
 
 
 def main() -> None:

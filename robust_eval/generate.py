@@ -1,4 +1,5 @@
-"""Regenerate -C / -P benchmark sets from any clean data set (``make-c`` / ``make-p`` commands).
+"""Regenerate -C / -P benchmark sets from any clean data set (library; the ``make-c`` / ``make-p``
+commands are in :mod:`robust_eval.generate_cli`).
 
 Sources (SRC): a CIFAR python folder (``cifar-10-batches-py`` / ``cifar-100-python``, test split), an
 ImageFolder tree (``root/<class>/<image>``) or a ``.npy`` of uint8 images (N, H, W, C) with
@@ -18,7 +19,10 @@ Every run writes ``manifest.json`` next to the data (parameters, seed, package v
 ``"regenerated": true``). A corruption (or perturbation) is written to a hidden temporary file or
 folder and moved into place when complete, so an interrupted run resumes where it stopped; a finished
 file made with the same settings is kept, and one made with other settings (or not by us) is never
-overwritten unless ``--force`` is given.
+overwritten unless ``--force`` is given. A file is announced in the manifest (``"status":
+"partial"``) before it is moved into place, so a run killed between the two steps resumes instead of
+refusing. Array files are allocated on disk before they are written: a full disk is a clear error,
+not a crash.
 """
 
 from __future__ import annotations
@@ -30,16 +34,21 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+from typing import Any
 
 import cv2
 import numpy as np
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from albumentations_ipmix.files import (
+    FileProblem,
+    atomic_write,
+    atomic_writer,
+    preallocate,
+    resize_center_crop,
+    stem_collisions,
+)
 from robust_eval import __version__
 from robust_eval.constants import ALL_CORRUPTIONS, NOISE_PERTURBATIONS, SEVERITIES
 from robust_eval.corruptions import PARAMS, PRESETS, apply_corruption
@@ -60,10 +69,12 @@ from robust_eval.perturbations import (
     make_sequence,
 )
 
-__all__ = ["DEFAULT_SIZE", "Source", "load_source", "main", "make_c", "make_p", "register"]
+__all__ = ["DEFAULT_SIZE", "MIN_SIZE", "Source", "load_source", "make_c", "make_p"]
 
 #: Output image size (pixels, square) per preset for ImageFolder sources.
 DEFAULT_SIZE: dict[str, int] = {"cifar": 32, "imagenet": 224}
+#: Smallest ``size`` accepted (pixels): the corruption kernels need a few pixels to work on.
+MIN_SIZE = 8
 MANIFEST = "manifest.json"
 REGENERATED_NOTE = (
     "regenerated with robust_eval (not bit-identical to the published set): own motion-blur kernel "
@@ -124,17 +135,9 @@ class Source:
 
 
 def _resize_crop(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize the shorter side to size*256/224 (size itself for square images) and center-crop size x size."""
+    """Square images: resized to ``size``; others: shorter side to ``size * 256 / 224``, center crop."""
     h, w = img.shape[:2]
-    if (h, w) == (size, size):
-        return img
-    short = size if h == w else round(size * 256 / 224)
-    scale = short / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    img = cv2.resize(img, (nw, nh), interpolation=interp)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return np.ascontiguousarray(img[top : top + size, left : left + size])
+    return resize_center_crop(img, size, 1.0 if h == w else 224 / 256)
 
 
 def load_source(
@@ -145,7 +148,15 @@ def load_source(
     need_labels: bool = True,
     preset: str = "cifar",
 ) -> Source:
-    """Open SRC (CIFAR python folder, ImageFolder or ``.npy``) without reading all images."""
+    """Open SRC (CIFAR python folder, ImageFolder or ``.npy``) without reading all images.
+
+    Raises:
+        ValueError: ``size`` is below :data:`MIN_SIZE`.
+        DataLayoutError: SRC is missing or malformed, or two files of an ImageFolder differ only in
+            their extension (``0.png`` and ``0.jpg`` would be written to one output file).
+    """
+    if size is not None and size < MIN_SIZE:
+        raise ValueError(f"--size must be at least {MIN_SIZE} pixels, got {size}")
     path = Path(src)
     if path.is_file() or path.suffix == ".npy":
         arr = load_npy_images(path)
@@ -176,28 +187,47 @@ def load_source(
         images, lab, names = load_cifar(folder, dataset, train=False)
         return Source(folder, dataset, name or default_name, lab, names, size, _array=images)
     paths, lab, classes = list_imagefolder(path)
+    clashes = stem_collisions([Path(p) for p in paths], path)
+    if clashes:
+        a, b = clashes[0]
+        raise DataLayoutError(
+            f"'{a}' and '{b}' would be written to the same output file ({len(clashes)} such pair(s)); "
+            "rename or remove one of each pair"
+        )
     return Source(path, "folder", name or path.name, lab, classes, size or DEFAULT_SIZE[preset], _paths=paths)
 
 
 # --------------------------------------------------------------------------------------------------
 # helpers: manifest, atomic files, refusal
 # --------------------------------------------------------------------------------------------------
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def _read_manifest(folder: Path, force: bool = False) -> dict[str, Any]:
+    """The manifest of an earlier run into ``folder`` ({} when there is none).
+
+    A ``manifest.json`` that this tool did not write (the user's own file) is never overwritten: it
+    is refused, and with ``force`` it is replaced only because the user asked.
+    """
     path = folder / MANIFEST
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataLayoutError(f"'{path}' is not valid JSON ({exc}); delete it or pass --force") from exc
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if force:
+            return {}
+        raise DataLayoutError(f"'{path}' is not valid JSON ({exc}); delete it or pass --force") from None
+    if not isinstance(data, dict) or data.get("generator") != "robust_eval.generate":
+        if force:
+            return {}
+        raise FileExistsError(
+            f"'{path}' exists and was not written by robust-eval make-c/make-p; refusing to overwrite it "
+            "(choose another OUT, or pass --force to replace it)"
+        )
+    return data
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=_jsonable)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, default=_jsonable))
 
 
 def _jsonable(value: Any) -> Any:
@@ -227,6 +257,9 @@ def _decide(target: Path, key: str, settings: dict[str, Any], manifest: dict[str
     done = manifest.get("files", {}).get(key)
     if done is not None and done == _plain(settings):
         return False
+    if done is not None and done.get("status") == "partial":
+        _remove(target)  # moved into place by a run killed before it could record completion
+        return True
     if force:
         _remove(target)
         return True
@@ -317,13 +350,18 @@ def _open_output(out: Path, source: Any, family: str, force: bool) -> tuple[Path
     Refuses a folder generated from another source unless ``force``.
     """
     root = out if source.is_folder else out / f"{source.name}-{family}"
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(root)
-    if manifest.get("source") not in (None, _plain(source.fingerprint())) and not force:
-        raise FileExistsError(
-            f"'{root}' holds a set generated from another source ({manifest['source'].get('path')}); "
-            "choose another OUT or pass --force"
-        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileProblem(exc.errno or 0, f"cannot create '{root}': {exc.strerror or exc}") from None
+    manifest = _read_manifest(root, force)
+    if manifest.get("source") not in (None, _plain(source.fingerprint())):
+        if not force:
+            raise FileExistsError(
+                f"'{root}' holds a set generated from another source ({manifest['source'].get('path')}); "
+                "choose another OUT or pass --force"
+            )
+        return root, {}  # --force over another source: nothing of the old set is kept
     return root, dict(manifest.get("files", {}))
 
 
@@ -331,6 +369,7 @@ def make_c(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
     preset: str,
+    *,
     corruptions: Sequence[str] | None = None,
     severities: Sequence[int] | None = None,
     labels: str | os.PathLike[str] | None = None,
@@ -343,7 +382,7 @@ def make_c(
     progress: bool = True,
     frost_images: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Write a -C set for SRC under OUT; returns the manifest.
+    """Write a -C set for SRC under OUT; returns the manifest (plus ``"folder"``: where it was written).
 
     The random stream of corruption c, severity s, chunk k is ``default_rng([seed, index of c in
     ALL_CORRUPTIONS, s, k])``, so a subset of corruptions or a resumed run gives the same images as a
@@ -408,6 +447,7 @@ def make_c(
                 task = bar.add_task(f"{cname} (kept)", total=n * len(sevs), completed=n * len(sevs))
                 continue
             task = bar.add_task(cname, total=n * len(sevs))
+            _announce(root, manifest, files, cname, settings)
             cidx = ALL_CORRUPTIONS.index(cname)
             if source.is_folder:
                 _make_c_folder(source, root, cname, cidx, preset, sevs, seed, chunk, fmt, bar, task, frost)
@@ -417,21 +457,40 @@ def make_c(
             manifest["files"] = files
             _write_json_atomic(root / MANIFEST, manifest)
     _write_json_atomic(root / MANIFEST, manifest)
-    return manifest
+    return {**manifest, "folder": str(root)}
+
+
+def _announce(root: Path, manifest: dict[str, Any], files: dict[str, Any], key: str, settings: dict) -> None:
+    """Record ``key`` as ours but unfinished before its file can appear (see the module docstring)."""
+    files[key] = _plain({**settings, "status": "partial"})
+    manifest["files"] = files
+    _write_json_atomic(root / MANIFEST, manifest)
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
+    with atomic_writer(path) as fh:
         np.save(fh, array, allow_pickle=False)
-    os.replace(tmp, path)
+
+
+def _open_array(tmp: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A uint8 ``.npy`` memory map at ``tmp`` whose bytes are allocated on disk up front (so writing
+    through the map cannot die of SIGBUS on a full disk; a clear FileProblem is raised here instead)."""
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        with open(tmp, "r+b") as fh:
+            preallocate(fh, os.path.getsize(tmp), tmp)
+    except BaseException:
+        del arr
+        tmp.unlink(missing_ok=True)
+        raise
+    return arr
 
 
 def _make_c_array(source, target, cname, cidx, preset, sevs, seed, chunk, bar, task, frost) -> None:
     n = len(source)
     shape = (len(sevs) * n, *source.chunk(0, 1).shape[1:])
     tmp = target.with_name(f".{target.name}.partial")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    arr = _open_array(tmp, shape)
     try:
         for k, start, stop in _chunks(n, chunk):
             images = source.chunk(start, stop)
@@ -496,6 +555,7 @@ def make_p(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
     preset: str,
+    *,
     perturbations: Sequence[str] | None = None,
     difficulties: Sequence[int] | None = None,
     labels: str | os.PathLike[str] | None = None,
@@ -507,7 +567,7 @@ def make_p(
     chunk: int = 64,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write a -P set for SRC under OUT; returns the manifest.
+    """Write a -P set for SRC under OUT; returns the manifest (plus ``"folder"``: where it was written).
 
     Noise perturbations are generated at each of ``difficulties`` (default 1, 2, 3; files ``<p>``,
     ``<p>_2``, ``<p>_3``); the others once. Random stream: ``default_rng([seed, 1000 + index of p, d, k])``.
@@ -539,6 +599,7 @@ def make_p(
                 bar.add_task(f"{key} (kept)", total=n, completed=n)
                 continue
             task = bar.add_task(key, total=n)
+            _announce(root, manifest, files, key, settings)
             pidx = 1000 + ALL_PERTURBATIONS.index(p)
             if source.is_folder:
                 _make_p_folder(source, root, key, p, d, pidx, preset, seed, chunk, fps, bar, task)
@@ -548,7 +609,7 @@ def make_p(
             manifest["files"] = files
             _write_json_atomic(root / MANIFEST, manifest)
     _write_json_atomic(root / MANIFEST, manifest)
-    return manifest
+    return {**manifest, "folder": str(root)}
 
 
 def _make_p_array(source, target, p, d, pidx, preset, seed, chunk, bar, task) -> None:
@@ -556,7 +617,7 @@ def _make_p_array(source, target, p, d, pidx, preset, seed, chunk, bar, task) ->
     h, w, _ = source.chunk(0, 1).shape[1:]
     shape = (n, FRAMES[preset][p], h, w, 3)
     tmp = target.with_name(f".{target.name}.partial")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    arr = _open_array(tmp, shape)
     try:
         for k, start, stop in _chunks(n, chunk):
             rng = np.random.default_rng([seed, pidx, d, k])
@@ -606,131 +667,3 @@ def _make_p_folder(source, root, key, p, d, pidx, preset, seed, chunk, fps, bar,
     except BaseException:
         _remove(tmp)
         raise
-
-
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
-_ERRORS = (ValueError, DataLayoutError, FileExistsError, FileNotFoundError, RuntimeError, OSError)
-
-
-def _fail(exc: BaseException) -> None:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {exc}", markup=False)
-    raise typer.Exit(2)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``make-c`` and ``make-p`` commands to a Typer app."""
-
-    @app.command("make-c")
-    def make_c_cmd(
-        src: Annotated[
-            Path, typer.Argument(help="CIFAR python folder, ImageFolder root, or .npy of uint8 images")
-        ],
-        out: Annotated[Path, typer.Argument(help="output root; arrays go to OUT/<NAME>-C/")],
-        preset: Annotated[str, typer.Option(help="parameter table: cifar (32 px) or imagenet (224 px)")],
-        corruptions: Annotated[
-            list[str] | None,
-            typer.Option(help="corruptions to make (comma-separated or repeated); default all 19"),
-        ] = None,
-        severities: Annotated[
-            list[str] | None, typer.Option(help="severities, e.g. 1,2,3; default 1..5")
-        ] = None,
-        labels: Annotated[Path | None, typer.Option(help="labels .npy (N,) for an .npy SRC")] = None,
-        seed: Annotated[int, typer.Option(help="random seed")] = 0,
-        name: Annotated[
-            str | None, typer.Option(help="data set name for OUT/<NAME>-C (default from SRC)")
-        ] = None,
-        size: Annotated[int | None, typer.Option(help="resize/crop images to SIZE x SIZE px")] = None,
-        image_format: Annotated[
-            str, typer.Option("--format", help="JPEG or PNG (ImageFolder sources)")
-        ] = "JPEG",
-        chunk: Annotated[int, typer.Option(help="images per batch (part of the random stream)")] = 256,
-        force: Annotated[bool, typer.Option(help="replace finished files made with other settings")] = False,
-        progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
-        frost_images: Annotated[
-            Path | None,
-            typer.Option(
-                help="folder with the reference's frost photographs (frost1.png .. frost6.jpg of "
-                "hendrycks/robustness); default: procedural frost textures"
-            ),
-        ] = None,
-    ) -> None:
-        """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
-        try:
-            m = make_c(
-                src,
-                out,
-                preset,
-                corruptions,
-                severities,
-                labels,
-                seed,
-                name,
-                size,
-                image_format,
-                force,
-                chunk,
-                progress,
-                frost_images,
-            )
-        except _ERRORS as exc:
-            _fail(exc)
-        typer.echo(f"wrote {m['benchmark']} ({len(m['files'])} corruptions) under {out}")
-
-    @app.command("make-p")
-    def make_p_cmd(
-        src: Annotated[
-            Path, typer.Argument(help="CIFAR python folder, ImageFolder root, or .npy of uint8 images")
-        ],
-        out: Annotated[Path, typer.Argument(help="output root; arrays go to OUT/<NAME>-P/")],
-        preset: Annotated[str, typer.Option(help="settings: cifar (32 px) or imagenet (224 px)")],
-        perturbations: Annotated[
-            list[str] | None, typer.Option(help="perturbations (comma-separated or repeated); default all 14")
-        ] = None,
-        difficulties: Annotated[
-            list[str] | None, typer.Option(help="noise difficulties, default 1,2,3")
-        ] = None,
-        seed: Annotated[int, typer.Option(help="random seed")] = 0,
-        name: Annotated[
-            str | None, typer.Option(help="data set name for OUT/<NAME>-P (default from SRC)")
-        ] = None,
-        size: Annotated[int | None, typer.Option(help="resize/crop images to SIZE x SIZE px")] = None,
-        fps: Annotated[float, typer.Option(help="frame rate of MP4 files (ImageFolder sources)")] = 10.0,
-        chunk: Annotated[int, typer.Option(help="images per batch (part of the random stream)")] = 64,
-        force: Annotated[bool, typer.Option(help="replace finished files made with other settings")] = False,
-        progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
-    ) -> None:
-        """Regenerate a -P benchmark (10 test + 4 validation perturbation sequences) from a clean data set."""
-        try:
-            m = make_p(
-                src,
-                out,
-                preset,
-                perturbations,
-                difficulties,
-                None,
-                seed,
-                name,
-                size,
-                fps,
-                force,
-                chunk,
-                progress,
-            )
-        except _ERRORS as exc:
-            _fail(exc)
-        typer.echo(f"wrote {m['benchmark']} ({len(m['files'])} files) under {out}")
-
-
-def main() -> None:
-    """Entry point: ``python -m robust_eval.generate make-c|make-p ...``."""
-    app = typer.Typer(
-        help="Regenerate -C / -P robustness benchmarks from a clean data set.", add_completion=False
-    )
-    register(app)
-    app()
-
-
-if __name__ == "__main__":
-    main()

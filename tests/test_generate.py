@@ -22,7 +22,8 @@ from robust_eval import generate
 from robust_eval.constants import ALL_CORRUPTIONS
 from robust_eval.corruptions import apply_corruption
 from robust_eval.data import list_imagefolder, load_npy_images, read_image, write_cifar
-from robust_eval.generate import make_c, register
+from robust_eval.generate import make_c
+from robust_eval.generate_cli import register
 
 runner = CliRunner()
 
@@ -159,17 +160,17 @@ def test_resume_keeps_finished_files_and_regenerates_the_rest(tmp_path, cifar_di
 
     monkeypatch.setattr(generate, "apply_corruption", failing)
     with pytest.raises(KeyboardInterrupt):
-        make_c(cifar_dir, out, "cifar", ["fog", "contrast"], progress=False)
+        make_c(cifar_dir, out, "cifar", corruptions=["fog", "contrast"], progress=False)
     assert (root / "fog.npy").is_file() and not (root / "contrast.npy").exists()
     assert not list(root.glob(".*.partial"))  # partial file removed
     monkeypatch.setattr(generate, "apply_corruption", real)
     fog_mtime = (root / "fog.npy").stat().st_mtime_ns
     first_fog = np.load(root / "fog.npy")
-    make_c(cifar_dir, out, "cifar", ["fog", "contrast"], progress=False)
+    make_c(cifar_dir, out, "cifar", corruptions=["fog", "contrast"], progress=False)
     assert (root / "fog.npy").stat().st_mtime_ns == fog_mtime  # kept, not regenerated
     assert (root / "contrast.npy").is_file()
     # a fresh full run gives the same bytes as the resumed one
-    make_c(cifar_dir, tmp_path / "fresh", "cifar", ["fog", "contrast"], progress=False)
+    make_c(cifar_dir, tmp_path / "fresh", "cifar", corruptions=["fog", "contrast"], progress=False)
     for name in ("fog", "contrast"):
         np.testing.assert_array_equal(
             np.load(tmp_path / "fresh" / "CIFAR-10-C" / f"{name}.npy"), np.load(root / f"{name}.npy")
@@ -328,7 +329,7 @@ def test_module_entry_point_runs(tmp_path, clean):
     cmd = [
         sys.executable,
         "-m",
-        "robust_eval.generate",
+        "robust_eval.generate_cli",
         "make-c",
         str(tmp_path / "x.npy"),
         str(tmp_path / "o"),
@@ -355,13 +356,13 @@ def test_robust_eval_readers_load_the_output(tmp_path, cifar_dir, clean):
     if not hasattr(readers, "load_corruption_cell") or not hasattr(readers, "load_perturbation_array"):
         pytest.skip("the -C/-P readers of robust_eval.data are not in this checkout")
     images, _ = clean
-    make_c(cifar_dir, tmp_path / "out", "cifar", ["snow"], progress=False)
+    make_c(cifar_dir, tmp_path / "out", "cifar", corruptions=["snow"], progress=False)
     folder = readers.corruption_folder(tmp_path / "out", "cifar10")
     assert folder == tmp_path / "out" / "CIFAR-10-C"
     lab = readers.load_corruption_labels(folder, len(images))
     cell = readers.load_corruption_cell(folder, "snow", 2, lab)
     assert len(cell) == len(images)
-    generate.make_p(cifar_dir, tmp_path / "out", "cifar", ["scale"], progress=False)
+    generate.make_p(cifar_dir, tmp_path / "out", "cifar", perturbations=["scale"], progress=False)
     pfolder = readers.perturbation_folder(tmp_path / "out", "cifar10")
     seqs = readers.load_perturbation_array(pfolder, "scale")
     assert len(seqs) == len(images)

@@ -1,0 +1,153 @@
+"""The ``make-c`` and ``make-p`` commands (thin wrappers over :mod:`robust_eval.generate`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import typer
+from rich.console import Console
+
+from albumentations_ipmix.files import FileProblem
+from robust_eval.data import DataLayoutError
+from robust_eval.generate import make_c, make_p
+
+__all__ = ["main", "register"]
+
+
+#: Input problems (exit 2) and problems of the machine: disk full, read-only folder (exit 1).
+_USAGE_ERRORS = (ValueError, DataLayoutError, FileExistsError, FileNotFoundError)
+_RUN_ERRORS = (FileProblem, RuntimeError, OSError)
+
+
+def _fail(exc: BaseException, code: int) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {exc}", markup=False)
+    raise typer.Exit(code)
+
+
+def _run(job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return job()
+    except _USAGE_ERRORS as exc:
+        _fail(exc, 2)
+    except _RUN_ERRORS as exc:
+        _fail(exc, 1)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``make-c`` and ``make-p`` commands to a Typer app."""
+
+    @app.command("make-c")
+    def make_c_cmd(
+        src: Annotated[
+            Path, typer.Argument(help="CIFAR python folder, ImageFolder root, or .npy of uint8 images")
+        ],
+        out: Annotated[Path, typer.Argument(help="output root; arrays go to OUT/<NAME>-C/")],
+        preset: Annotated[str, typer.Option(help="parameter table: cifar (32 px) or imagenet (224 px)")],
+        corruptions: Annotated[
+            list[str] | None,
+            typer.Option(help="corruptions to make (comma-separated or repeated); default all 19"),
+        ] = None,
+        severities: Annotated[
+            list[str] | None, typer.Option(help="severities, e.g. 1,2,3; default 1..5")
+        ] = None,
+        labels: Annotated[Path | None, typer.Option(help="labels .npy (N,) for an .npy SRC")] = None,
+        seed: Annotated[int, typer.Option(help="random seed")] = 0,
+        name: Annotated[
+            str | None, typer.Option(help="data set name for OUT/<NAME>-C (default from SRC)")
+        ] = None,
+        size: Annotated[int | None, typer.Option(help="resize/crop images to SIZE x SIZE px")] = None,
+        image_format: Annotated[
+            str, typer.Option("--format", help="JPEG or PNG (ImageFolder sources)")
+        ] = "JPEG",
+        chunk: Annotated[int, typer.Option(help="images per batch (part of the random stream)")] = 256,
+        force: Annotated[bool, typer.Option(help="replace finished files made with other settings")] = False,
+        progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+        frost_images: Annotated[
+            Path | None,
+            typer.Option(
+                help="folder with the reference's frost photographs (frost1.png .. frost6.jpg of "
+                "hendrycks/robustness); default: procedural frost textures"
+            ),
+        ] = None,
+    ) -> None:
+        """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
+        m = _run(
+            lambda: make_c(
+                src,
+                out,
+                preset,
+                corruptions=corruptions,
+                severities=severities,
+                labels=labels,
+                seed=seed,
+                name=name,
+                size=size,
+                image_format=image_format,
+                force=force,
+                chunk=chunk,
+                progress=progress,
+                frost_images=frost_images,
+            )
+        )
+        typer.echo(f"wrote {m['benchmark']} ({len(m['files'])} corruptions) in {m['folder']}")
+
+    @app.command("make-p")
+    def make_p_cmd(
+        src: Annotated[
+            Path, typer.Argument(help="CIFAR python folder, ImageFolder root, or .npy of uint8 images")
+        ],
+        out: Annotated[Path, typer.Argument(help="output root; arrays go to OUT/<NAME>-P/")],
+        preset: Annotated[str, typer.Option(help="settings: cifar (32 px) or imagenet (224 px)")],
+        perturbations: Annotated[
+            list[str] | None, typer.Option(help="perturbations (comma-separated or repeated); default all 14")
+        ] = None,
+        difficulties: Annotated[
+            list[str] | None, typer.Option(help="noise difficulties, default 1,2,3")
+        ] = None,
+        seed: Annotated[int, typer.Option(help="random seed")] = 0,
+        name: Annotated[
+            str | None, typer.Option(help="data set name for OUT/<NAME>-P (default from SRC)")
+        ] = None,
+        size: Annotated[int | None, typer.Option(help="resize/crop images to SIZE x SIZE px")] = None,
+        fps: Annotated[float, typer.Option(help="frame rate of MP4 files (ImageFolder sources)")] = 10.0,
+        chunk: Annotated[int, typer.Option(help="images per batch (part of the random stream)")] = 64,
+        force: Annotated[bool, typer.Option(help="replace finished files made with other settings")] = False,
+        progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    ) -> None:
+        """Regenerate a -P benchmark (10 test + 4 validation perturbation sequences) from a clean data set."""
+        m = _run(
+            lambda: make_p(
+                src,
+                out,
+                preset,
+                perturbations=perturbations,
+                difficulties=difficulties,
+                seed=seed,
+                name=name,
+                size=size,
+                fps=fps,
+                force=force,
+                chunk=chunk,
+                progress=progress,
+            )
+        )
+        typer.echo(f"wrote {m['benchmark']} ({len(m['files'])} files) in {m['folder']}")
+
+
+def main() -> None:
+    """Entry point: ``python -m robust_eval.generate_cli make-c|make-p ...`` (also ``robust-eval make-c``)."""
+    app = typer.Typer(
+        help="Regenerate -C / -P robustness benchmarks from a clean data set.", add_completion=False
+    )
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()
