@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import pickle
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from albumentations_ipmix.files import (
     list_images,
     resize_center_crop,
 )
+from robust_eval.constants import SEVERITIES
 
 __all__ = [
     "CIFAR_FOLDERS",
@@ -55,7 +57,6 @@ _CIFAR_FILES: dict[str, dict[bool, tuple[str, ...]]] = {
 }
 _CIFAR_LABEL_KEY = {"cifar10": "labels", "cifar100": "fine_labels"}
 _CIFAR_META = {"cifar10": ("batches.meta", "label_names"), "cifar100": ("meta", "fine_label_names")}
-
 
 
 class DataLayoutError(ValueError):
@@ -411,16 +412,40 @@ def expected_corruption_folder(root: str | os.PathLike[str], dataset: str, bar: 
     return Path(root) / (f"{title}-C-bar" if bar else f"{title}-C")
 
 
+def corruption_severities(folder: str | os.PathLike[str]) -> tuple[int, ...]:
+    """The severities stored in a CIFAR-layout -C folder, in row order.
+
+    Published folders hold all five; a folder written by ``robust-eval make-c --severities 1,3,5``
+    records its severities in ``manifest.json`` (``"generator": "robust_eval.generate"``), and its
+    arrays hold only those, in that order.
+    """
+    path = Path(folder) / "manifest.json"
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            manifest = {}
+        manifest = manifest if isinstance(manifest, dict) else {}
+        sevs = manifest.get("severities")
+        if manifest.get("generator") == "robust_eval.generate" and isinstance(sevs, list) and sevs:
+            if any(not isinstance(v, int) or v not in SEVERITIES for v in sevs):
+                raise DataLayoutError(f"'{path}' lists severities {sevs}; expected a subset of 1..5")
+            return tuple(sevs)
+    return tuple(SEVERITIES)
+
+
 def load_corruption_labels(folder: str | os.PathLike[str], n_per_severity: int | None = None) -> np.ndarray:
-    """``labels.npy`` of a CIFAR -C / -C-bar folder as int64 (stored uint8; 5 repeats of the test labels)."""
+    """``labels.npy`` of a CIFAR -C / -C-bar folder as int64 (stored uint8; the test labels repeated once
+    per stored severity, see :func:`corruption_severities`)."""
     path = Path(folder) / "labels.npy"
     if not path.is_file():
         raise DataLayoutError(f"'{path}' is missing; the -C folder needs the labels file next to the arrays")
     labels = np.load(path, mmap_mode="r", allow_pickle=False)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataLayoutError(f"'{path}' holds {labels.dtype} {labels.shape}; expected integer (5*N,)")
-    if n_per_severity is not None and len(labels) != 5 * n_per_severity:
-        raise DataLayoutError(f"'{path}' has {len(labels)} labels, expected 5 x {n_per_severity}")
+    k = len(corruption_severities(folder))
+    if n_per_severity is not None and len(labels) != k * n_per_severity:
+        raise DataLayoutError(f"'{path}' has {len(labels)} labels, expected {k} x {n_per_severity}")
     return np.asarray(labels, dtype=np.int64)
 
 
@@ -429,19 +454,24 @@ def load_corruption_cell(
 ) -> ArraySource:
     """One (corruption, severity) cell of a CIFAR -C / -C-bar ``.npy`` folder, memory-mapped.
 
-    Rows ``[n*(s-1), n*s)`` of ``<corruption>.npy`` are severity ``s`` where ``n = len(array) / 5``.
+    With the stored severities ``S`` (:func:`corruption_severities`, 1..5 for published folders), rows
+    ``[n*i, n*(i+1))`` of ``<corruption>.npy`` are severity ``S[i]``, where ``n = len(array) / len(S)``.
     """
-    if severity not in (1, 2, 3, 4, 5):
+    if severity not in SEVERITIES:
         raise ValueError(f"severity must be 1..5, got {severity}")
+    sevs = corruption_severities(folder)
+    if severity not in sevs:
+        raise DataLayoutError(f"'{folder}' holds severities {list(sevs)} only, not {severity}")
     arr = load_npy_images(Path(folder) / f"{corruption}.npy")
-    if len(arr) % 5 or len(arr) != len(labels):
+    k = len(sevs)
+    if len(arr) == 0 or len(arr) % k or len(arr) != len(labels):
         raise DataLayoutError(
             f"'{Path(folder) / corruption}.npy' has {len(arr)} rows and labels.npy {len(labels)}; "
-            "expected 5 severities x N rows in both"
+            f"expected {k} severities x N rows (N >= 1) in both"
         )
-    n = len(arr) // 5
-    sl = slice(n * (severity - 1), n * severity)
-    return ArraySource(arr[sl], labels[sl])
+    n = len(arr) // k
+    i = sevs.index(severity)
+    return ArraySource(arr[n * i : n * (i + 1)], labels[n * i : n * (i + 1)])
 
 
 def severity_folders(corruption_dir: str | os.PathLike[str]) -> list[Path]:

@@ -455,10 +455,12 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
                 cells.append((c, s, lambda c=c, s=s: _generated_cell(ctx, clean, c, s), ()))
     elif ds in rdata.CIFAR_FOLDERS:
         labels = rdata.load_corruption_labels(folder)
+        stored = rdata.corruption_severities(folder)
         info["source"] = str(folder)
+        info["severities"] = list(stored)
         for c in names:
             if (folder / f"{c}.npy").is_file():
-                for s in SEVERITIES:
+                for s in stored:
                     cells.append(
                         (
                             c,

@@ -170,3 +170,42 @@ def test_full_disk_is_one_clear_line_and_leaves_no_partial_file(tmp_path):
         assert not [p for p in mount.rglob("*") if p.name.endswith(".partial")]
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_set_with_some_severities_reads_back_as_those_severities(tmp_path):
+    """make-c --severities 1,3,5 (a README example) is evaluated as 3 cells of N images, not 5 of 3N/5."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from robust_eval_fixtures import make_context, make_data_root, write_project_checkpoint
+
+    from robust_eval.data import corruption_severities, load_corruption_cell, load_corruption_labels
+    from robust_eval.suites import run_corruptions
+
+    data = make_data_root(tmp_path / "data", n=20, with_p=False, with_c=False)
+    result = _invoke(
+        "make-c",
+        data / "cifar-10-batches-py",
+        data,
+        "--preset",
+        "cifar",
+        "--corruptions",
+        "fog",
+        "--severities",
+        "1,3,5",
+    )
+    assert result.exit_code == 0, result.output
+    folder = data / "CIFAR-10-C"
+    assert corruption_severities(folder) == (1, 3, 5)
+    labels = load_corruption_labels(folder, n_per_severity=20)
+    cells = {s: load_corruption_cell(folder, "fog", s, labels) for s in (1, 3, 5)}
+    assert {s: len(c) for s, c in cells.items()} == {1: 20, 3: 20, 5: 20}
+    whole = np.load(folder / "fog.npy")
+    np.testing.assert_array_equal(cells[3].batch(0, 20), whole[20:40])
+    with pytest.raises(Exception, match=r"holds severities \[1, 3, 5\] only"):
+        load_corruption_cell(folder, "fog", 2, labels)
+    ckpt = write_project_checkpoint(tmp_path / "ck.pth")
+    out = run_corruptions(make_context(ckpt, data, tmp_path / "cache"))
+    assert sorted(out["c"]["errors"]["fog"]) == ["1", "3", "5"]
+    assert out["c"]["severities"] == [1, 3, 5]
+    assert out["c"]["n_per_cell"]["fog"] == 20  # was 36 (3 x 20 rows read as 5 severities)
