@@ -392,7 +392,10 @@ COMMON_PARAMS = [
         default=None,
         annotation=Annotated[
             int | None,
-            typer.Option("--subset", help="Evaluate the first N examples of every set (smoke runs)."),
+            typer.Option(
+                "--subset",
+                help="Evaluate a seeded, class-stratified sample of N examples of every set (smoke runs; --seed picks it).",
+            ),
         ],
     ),
     _P(

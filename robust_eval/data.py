@@ -265,6 +265,7 @@ __all__ += [
     "load_perturbation_array",
     "perturbation_folder",
     "resize_center_crop",
+    "sample_indices",
     "severity_folders",
     "synthetic_ood",
 ]
@@ -290,8 +291,45 @@ class ImageSource:
     def batch(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def head(self, n: int | None) -> ImageSource:  # pragma: no cover - interface
+    def subset(self, indices: np.ndarray) -> ImageSource:  # pragma: no cover - interface
+        """The examples at ``indices`` (int array, in that order), as a source of the same kind."""
         raise NotImplementedError
+
+    def head(self, n: int | None) -> ImageSource:
+        """The first ``n`` examples (all when ``n`` is None or at least ``len(self)``)."""
+        if n is None or n >= len(self):
+            return self
+        return self.subset(np.arange(n))
+
+    def sample(self, n: int | None, seed: int = 0) -> ImageSource:
+        """A seeded sample of ``n`` examples, class-stratified when labelled (:func:`sample_indices`)."""
+        if n is None or n >= len(self):
+            return self
+        return self.subset(sample_indices(len(self), n, self.labels, seed))
+
+
+def sample_indices(total: int, n: int, labels: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """``n`` of ``range(total)``, sorted: what ``--subset N`` evaluates.
+
+    With labels the sample is stratified: every class contributes in proportion to its frequency
+    (each example gets the key ``(rank in a seeded permutation of its class + 0.5) / class size`` and
+    the ``n`` smallest keys are kept), so the first examples of an image folder sorted by class -
+    one class - are never all that is evaluated. Without labels it is a seeded uniform sample. The
+    same ``(total, n, labels, seed)`` always gives the same indices, so every -C cell (same labels)
+    gets the same images.
+    """
+    if not 0 <= n <= total:
+        raise ValueError(f"cannot sample {n} of {total} examples")
+    rng = np.random.default_rng([seed, total, n])
+    if labels is None:
+        return np.sort(rng.choice(total, n, replace=False))
+    labels = np.asarray(labels)
+    keys = np.empty(total, np.float64)
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        keys[rng.permutation(members)] = (np.arange(len(members)) + 0.5) / len(members)
+    order = np.lexsort((rng.random(total), keys))  # random tie-break between classes of equal size
+    return np.sort(order[:n])
 
 
 class ArraySource(ImageSource):
@@ -312,10 +350,12 @@ class ArraySource(ImageSource):
         out = np.array(self.images[start:stop])  # a writable in-memory copy of the (mapped) rows
         return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
 
-    def head(self, n: int | None) -> ArraySource:
-        if n is None or n >= len(self):
-            return self
-        return ArraySource(self.images[:n], None if self.labels is None else self.labels[:n])
+    def subset(self, indices: np.ndarray) -> ArraySource:
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+            rows = slice(int(idx[0]), int(idx[0]) + len(idx))  # a contiguous block stays memory-mapped
+            return ArraySource(self.images[rows], None if self.labels is None else self.labels[rows])
+        return ArraySource(np.asarray(self.images[idx]), None if self.labels is None else self.labels[idx])
 
 
 class FileSource(ImageSource):
@@ -359,10 +399,11 @@ class FileSource(ImageSource):
         """A source of the same kind and settings over other files (a slice or a selection)."""
         return FileSource(paths, labels, self.size, self.crop_pct, self.interpolation, self.workers)
 
-    def head(self, n: int | None) -> FileSource:
-        if n is None or n >= len(self):
-            return self
-        return self.with_paths(self.paths[:n], None if self.labels is None else self.labels[:n])
+    def subset(self, indices: np.ndarray) -> FileSource:
+        idx = np.asarray(indices, dtype=np.int64)
+        return self.with_paths(
+            [self.paths[i] for i in idx], None if self.labels is None else self.labels[idx]
+        )
 
 
 class SequenceSource:
@@ -387,6 +428,12 @@ class SequenceSource:
 
     def head(self, n: int | None) -> SequenceSource:
         return self if n is None or n >= len(self) else SequenceSource(self.array[:n])
+
+    def sample(self, n: int | None, seed: int = 0) -> SequenceSource:
+        """A seeded uniform sample of ``n`` sequences (sorted), see :func:`sample_indices`."""
+        if n is None or n >= len(self):
+            return self
+        return SequenceSource(np.asarray(self.array[sample_indices(len(self), n, None, seed)]))
 
 
 def _first_existing(candidates: Sequence[Path]) -> Path | None:
@@ -556,6 +603,11 @@ class VideoSequenceSource(SequenceSource):
     def head(self, n: int | None) -> VideoSequenceSource:
         return self if n is None or n >= len(self) else VideoSequenceSource(self.paths[:n])
 
+    def sample(self, n: int | None, seed: int = 0) -> VideoSequenceSource:
+        if n is None or n >= len(self):
+            return self
+        return VideoSequenceSource([self.paths[i] for i in sample_indices(len(self), n, None, seed)])
+
 
 def list_perturbation_videos(folder: str | os.PathLike[str], perturbation: str) -> list[str]:
     """Sorted ``<folder>/<perturbation>/<wnid>/*.mp4`` paths (empty when the perturbation is absent)."""
@@ -696,6 +748,13 @@ class SyntheticSource(ImageSource):
 
     def head(self, n: int | None) -> SyntheticSource:
         return self if n is None or n >= self.n else SyntheticSource(self.name, n, self.size, self.seed)
+
+    def sample(self, n: int | None, seed: int = 0) -> SyntheticSource:
+        return self.head(n)  # independent draws: any n of them are a sample
+
+    def subset(self, indices: np.ndarray) -> ArraySource:
+        idx = np.asarray(indices, dtype=np.int64)
+        return ArraySource(self.batch(0, self.n)[idx]) if len(idx) else ArraySource(self.batch(0, 0))
 
 
 @dataclass

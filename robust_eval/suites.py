@@ -266,7 +266,7 @@ def clean_source(ctx: Context) -> tuple[rdata.ImageSource, str]:
         except rdata.DataLayoutError as exc:
             raise SuiteSkipped(str(exc)) from None
         images, labels, _ = rdata.load_cifar(folder, ds)
-        return rdata.ArraySource(images, labels).head(ctx.subset), f"{folder} (test split)"
+        return rdata.ArraySource(images, labels).sample(ctx.subset, ctx.seed), f"{folder} (test split)"
     root = ctx.data_dir / "imagenet" if ds == "imagenet" else ctx.data_dir
     try:
         split_root = rdata.imagefolder_split(root, ctx.split)
@@ -275,7 +275,7 @@ def clean_source(ctx: Context) -> tuple[rdata.ImageSource, str]:
     paths, labels, classes = rdata.list_imagefolder(split_root)
     _class_count_check(ctx, classes, split_root)
     src = rdata.FileSource(paths, labels, ctx.size, ctx.crop_pct, ctx.interpolation, ctx.workers)
-    return src.head(ctx.subset), str(split_root)
+    return src.sample(ctx.subset, ctx.seed), str(split_root)
 
 
 def _clean_cell(ctx: Context) -> dict[str, Any]:
@@ -415,8 +415,8 @@ def _tree_source(ctx: Context, folder: Path, classes: list[str] | None, crop_pct
         labels = np.asarray([index[folder_classes[v]] for v in labels], dtype=np.int64)
     else:
         _class_count_check(ctx, folder_classes, folder)
-    return rdata.FileSource(paths, labels, ctx.size, crop_pct, ctx.interpolation, ctx.workers).head(
-        ctx.subset
+    return rdata.FileSource(paths, labels, ctx.size, crop_pct, ctx.interpolation, ctx.workers).sample(
+        ctx.subset, ctx.seed
     )
 
 
@@ -465,8 +465,8 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
                         (
                             c,
                             s,
-                            lambda c=c, s=s: rdata.load_corruption_cell(folder, c, s, labels).head(
-                                ctx.subset
+                            lambda c=c, s=s: rdata.load_corruption_cell(folder, c, s, labels).sample(
+                                ctx.subset, ctx.seed
                             ),
                             (folder / f"{c}.npy", folder / "labels.npy"),
                         )
@@ -660,7 +660,7 @@ def _difficulty_levels(
             seqs = rdata.load_perturbation(folder, f"{base}_{level}")
             if seqs is None:
                 continue
-            seqs = seqs.head(ctx.subset)
+            seqs = seqs.sample(ctx.subset, ctx.seed)
             got, _ = ctx.cache.cell(
                 "perturbations",
                 f"{base}_{level}",
@@ -711,7 +711,7 @@ def run_perturbations(ctx: Context) -> dict[str, Any]:
         sequences = rdata.load_perturbation(folder, name)
         if sequences is None:
             continue
-        seqs = sequences.head(ctx.subset)
+        seqs = sequences.sample(ctx.subset, ctx.seed)
         values, _ = ctx.cache.cell(
             "perturbations",
             name,
@@ -801,7 +801,7 @@ def run_adversarial(ctx: Context) -> dict[str, Any]:
     with ctx.track(f"PGD-{ctx.pgd.steps}", len(source)) as bar:
         for chunk, start in enumerate(range(0, len(source), PGD_CHUNK)):
             stop = min(start + PGD_CHUNK, len(source))
-            part = _slice(source, start, stop)
+            part = source.subset(np.arange(start, stop))
             hit = ctx.cache.get("adversarial", f"chunk{chunk:04d}", options)
             if hit is None:
                 values = _pgd_chunk(ctx, part, chunk, bar)
@@ -823,28 +823,6 @@ def run_adversarial(ctx: Context) -> dict[str, Any]:
         "max_linf_perturbation": max_linf,
         "inside_unit_box": box_ok,
     }
-
-
-def _slice(source: rdata.ImageSource, start: int, stop: int) -> rdata.ImageSource:
-    if isinstance(source, rdata.ArraySource):
-        return rdata.ArraySource(
-            source.images[start:stop], None if source.labels is None else source.labels[start:stop]
-        )
-    if isinstance(source, rdata.FileSource):
-        labels = None if source.labels is None else source.labels[start:stop]
-        return source.with_paths(source.paths[start:stop], labels)
-    raise TypeError(f"cannot slice {type(source).__name__}")
-
-
-def _take(source: rdata.ImageSource, idx: np.ndarray) -> rdata.ImageSource:
-    if isinstance(source, rdata.ArraySource):
-        return rdata.ArraySource(
-            np.asarray(source.images[idx]), None if source.labels is None else source.labels[idx]
-        )
-    if isinstance(source, rdata.FileSource):
-        labels = None if source.labels is None else source.labels[idx]
-        return source.with_paths([source.paths[i] for i in idx], labels)
-    raise TypeError(f"cannot index {type(source).__name__}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -937,10 +915,10 @@ def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dic
         except rdata.DataLayoutError as exc:
             skipped[entry.name] = str(exc)
             continue
-        src = src.head(ctx.subset)
+        src = src.sample(ctx.subset, ctx.seed)
         if len(src) > n_ood:
             rng = np.random.default_rng([ctx.seed, len(src)])
-            src = _take(src, np.sort(rng.choice(len(src), n_ood, replace=False)))
+            src = src.subset(np.sort(rng.choice(len(src), n_ood, replace=False)))
         opts = ctx.options(
             n_ood=n_ood,
             seed=ctx.seed,
@@ -1023,10 +1001,10 @@ def _imagenet_o(ctx: Context) -> dict[str, Any] | None:
     clean_src, _ = clean_source(ctx)
     assert clean_src.labels is not None
     keep = np.flatnonzero(mask[clean_src.labels])
-    in_src = _take(clean_src, keep)
+    in_src = clean_src.subset(keep)
     out_src = rdata.FileSource(
         rdata.list_image_files(folder), None, ctx.size, ctx.crop_pct, ctx.interpolation, ctx.workers
-    ).head(ctx.subset)
+    ).sample(ctx.subset, ctx.seed)
 
     def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         ins = _scores(ctx, in_src, "imagenet-val (200)", mask)

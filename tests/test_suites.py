@@ -422,7 +422,7 @@ def test_calibration_under_corruption_per_cell_and_mean(setup):
     out = run_corruptions(ctx)
     cal = out["c"]["calibration"]
     folder = data / "CIFAR-10-C"
-    cell = load_corruption_cell(folder, "fog", 3, load_corruption_labels(folder)).head(20)
+    cell = load_corruption_cell(folder, "fog", 3, load_corruption_labels(folder)).sample(20, ctx.seed)
     x = torch.from_numpy(cell.batch(0, 20)).permute(0, 3, 1, 2).float() / 255
     with torch.inference_mode():
         logits = ctx.model(x).numpy()
