@@ -134,6 +134,8 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
             v.copy_(torch.randn(v.shape, generator=g) * 0.2)
         elif k.endswith("running_var"):
             v.copy_(torch.rand(v.shape, generator=g) + 0.5)
+        elif k.endswith("bias") and sd[k[: -len("bias")] + "weight"].ndim == 2:
+            v.zero_()  # classifier bias: a random one would decide every prediction alone
         elif v.ndim == 1:
             v.copy_(torch.randn(v.shape, generator=g) * 0.2 + (1.0 if k.endswith("weight") else 0.0))
         else:
@@ -164,3 +166,14 @@ def write_reference_checkpoint(
         path,
     )
     return path
+
+
+def center_head(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Set the classifier bias to minus the mean logit over ``x`` so that, with random weights, the
+    prediction depends on the image (not on one dominant class). Returns the new state_dict."""
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_head(model.forward_features(x), pre_logits=True)
+        head = model.get_classifier()
+        head.bias.copy_(-(feats.mean(0) @ head.weight.T))
+    return model.state_dict()
