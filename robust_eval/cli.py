@@ -221,7 +221,6 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         model_dir=opts.get("model_dir"),
         threat_model=opts.get("threat_model") or "corruptions",
     )
-    err_console.print(describe(metadata["data_config"]), highlight=False, soft_wrap=True, markup=False)
     out: Path = opts["out"]
     cache = CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False))
     pgd = S.PGDSettings(
@@ -285,6 +284,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         print_summary(err_console, result)
     else:
         print_summary(Console(), result)
+    err_console.print(describe(metadata["data_config"]), highlight=False, soft_wrap=True, markup=False)
     err_console.print(f"wrote {json_path} and {md_path}", highlight=False, soft_wrap=True)
 
 

@@ -364,6 +364,18 @@ def _resolve_dataset(ds: str | None, classes: int) -> tuple[str, bool]:
     return ds, False
 
 
+def _legacy_layout(
+    state_dict: dict[str, torch.Tensor], model_name: str, parsed: _Parsed
+) -> dict[str, torch.Tensor]:
+    """Weights of timm_ext's CIFAR nets in their earlier layout (``blocks.N``) renamed to the current one."""
+    from timm_ext.models import convert_legacy_state_dict, default_cfgs
+
+    if model_name not in default_cfgs or not any(k.startswith("blocks.") for k in state_dict):
+        return state_dict
+    parsed.extra["converted_from_earlier_timm_ext_layout"] = True
+    return convert_legacy_state_dict(state_dict)
+
+
 def _load_file(
     path: Path, model: str | None, num_classes: int | None, dataset: str | None, ema: bool
 ) -> tuple[_Parsed, nn.Module]:
@@ -396,6 +408,7 @@ def _load_file(
     parsed.classes = int(classes)
     kwargs = parsed.model_kwargs if model is None or model == parsed.model else None
     net = _create(model_name, parsed.classes, kwargs)
+    state_dict = _legacy_layout(state_dict, model_name, parsed)
     _load_weights(net, state_dict, model_name)
     parsed.model = model_name
     if parsed.kind == "timm-train" and raw.get("args") is not None:

@@ -232,3 +232,55 @@ def test_bad_depth_is_rejected():
         CifarResNeXt(depth=30)
     with pytest.raises(ValueError, match="3n\\+4"):
         CifarDenseNet(depth=41)
+
+
+def _earlier_layout(sd: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """This package's earlier names (checked once against timm_ext/models.py at commit ed89f31), from
+    their description: one flat ``blocks.N`` sequence; WRN
+    ``shortcut`` and final ``bn``; ResNeXt stem ``conv1``/``bn1`` and head ``fc``; ResNet-18 blocks
+    ``conv1, bn1, conv2, bn2, downsample``."""
+    import re
+
+    per_stage = {"wrn40_2": 6, "resnext29_4x32d": 3, "resnet18_cifar": 2}[name]
+    block_names = {
+        "residual_function.0": "conv1",
+        "residual_function.1": "bn1",
+        "residual_function.3": "conv2",
+    }
+    block_names |= {"residual_function.4": "bn2", "shortcut": "downsample", "conv_shortcut": "shortcut"}
+    out = {}
+    for key, value in sd.items():
+        if m := re.match(r"(?:block(\d)\.layer|stage_(\d)|conv(\d)_x)\.(\d+)\.(.*)$", key):
+            stage = int(m[1] or m[2] or int(m[3]) - 1) - 1
+            rest = m[5]
+            for new, old in block_names.items():
+                if rest.startswith(new + "."):
+                    rest = old + rest[len(new) :]
+                    break
+            key = f"blocks.{stage * per_stage + int(m[4])}.{rest}"
+        else:
+            for new, old in (
+                ("bn1.", "bn."),
+                ("conv_1_3x3.", "conv1."),
+                ("bn_1.", "bn1."),
+                ("classifier.", "fc."),
+                ("conv1.0.", "conv1."),
+                ("conv1.1.", "bn1."),
+            ):
+                if key.startswith(new) and not (name != "wrn40_2" and new == "bn1."):
+                    key = old + key[len(new) :]
+                    break
+        out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("name", ["wrn40_2", "resnext29_4x32d", "resnet18_cifar"])
+def test_earlier_layout_converts_back(name):
+    from timm_ext.models import convert_legacy_state_dict
+
+    sd = timm.create_model(name, num_classes=10).state_dict()
+    old = _earlier_layout(sd, name)
+    assert any(k.startswith("blocks.") for k in old) and "fc.weight" in old
+    back = convert_legacy_state_dict(old)
+    assert back.keys() == sd.keys() and all(back[k] is sd[k] for k in sd)
+    assert convert_legacy_state_dict(sd) is sd  # the current layout passes through

@@ -571,6 +571,7 @@ def _build(
         name,
         pretrained,
         feature_cfg={"feature_cls": "getter", "out_indices": tuple(range(n_levels))},
+        pretrained_filter_fn=lambda state_dict, model: convert_legacy_state_dict(state_dict),
         **{**arch, **kwargs},
     )
 
@@ -632,3 +633,51 @@ def densenet40_k12(pretrained: bool = False, **kwargs: Any) -> nn.Module:
 def resnet18_cifar(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """IPMix's CIFAR ResNet-18 (3x3 stem, no max-pool)."""
     return _build("resnet18_cifar", CifarResNet, pretrained, {"layers": (2, 2, 2, 2)}, kwargs)
+
+
+# --------------------------------------------------------------------------- earlier layout
+def _legacy_block(key: str, n: int, stage_fmt: str, first: int = 1) -> tuple[str, str]:
+    """``blocks.<j>.<rest>`` -> (``<stage j // n>.<j % n>``, ``rest``)."""
+    _, j, rest = key.split(".", 2)
+    return stage_fmt.format(int(j) // n + first) + f".{int(j) % n}", rest
+
+
+_LEGACY_RESNET_BLOCK = {
+    "conv1": "residual_function.0",
+    "bn1": "residual_function.1",
+    "conv2": "residual_function.3",
+}
+_LEGACY_RESNET_BLOCK.update(bn2="residual_function.4", downsample="shortcut")
+
+
+def convert_legacy_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a state_dict of this package's earlier layout (``blocks.N``, ``shortcut``, ``bn``, ``fc``)
+    to the reference layout; any other state_dict is returned unchanged.
+
+    The earlier WRN had ``blocks.j.{bn1,conv1,bn2,conv2,shortcut}`` + ``bn``, the ResNeXt
+    ``conv1``/``bn1`` + ``blocks.j`` + ``fc``, the ResNet-18 ``conv1``/``bn1`` +
+    ``blocks.j.{conv1,bn1,conv2,bn2,downsample}``; stages had equal block counts.
+    """
+    blocks = {int(k.split(".")[1]) for k in state_dict if k.startswith("blocks.")}
+    if not blocks:
+        return state_dict
+    count = max(blocks) + 1
+    if "bn.weight" in state_dict:  # WRN: 3 stages
+        rename = {"conv1.": "conv1.", "bn.": "bn1.", "fc.": "fc."}
+        fmt, n, inner = "block{}.layer", count // 3, {"shortcut": "conv_shortcut"}
+    elif any(".conv_reduce." in k for k in state_dict):  # ResNeXt: 3 stages
+        rename = {"conv1.": "conv_1_3x3.", "bn1.": "bn_1.", "fc.": "classifier."}
+        fmt, n, inner = "stage_{}", count // 3, {}
+    else:  # CIFAR ResNet: 4 stages
+        rename = {"conv1.": "conv1.0.", "bn1.": "conv1.1.", "fc.": "fc."}
+        fmt, n, inner = "conv{}_x", count // 4, _LEGACY_RESNET_BLOCK
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith("blocks."):
+            stage, rest = _legacy_block(key, n, fmt, 2 if fmt == "conv{}_x" else 1)
+            head, _, tail = rest.partition(".")
+            out[f"{stage}.{inner.get(head, head)}.{tail}"] = value
+        else:
+            prefix = next((p for p in rename if key.startswith(p)), None)
+            out[rename[prefix] + key[len(prefix) :] if prefix else key] = value
+    return out
