@@ -61,6 +61,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_reference_checkpoint_evaluates_with_no_flags(kind, data, tmp_path):
     root, x, labels = data
@@ -96,6 +97,7 @@ def test_any_wrn_size_is_inferred_from_the_shapes(tmp_path):
         torch.testing.assert_close(wrapped(x), ref_wrn(sd, (x - 0.5) / 0.5), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bare_state_dict_with_mean_std_flags(data, tmp_path):
     root, x, labels = data
     net = timm.create_model("wrn40_2", num_classes=10).eval()
@@ -132,6 +134,7 @@ def test_bare_state_dict_in_a_reference_layout_needs_no_model_flag(tmp_path):
     assert meta["data_config"]["source"] == "architecture default" and meta["data_config"]["std"] == [0.5] * 3
 
 
+@pytest.mark.slow
 def test_normalization_is_printed_with_its_source(data, tmp_path):
     root, _, _ = data
     net = timm.create_model("resnext29_4x32d", num_classes=10)
