@@ -200,6 +200,16 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     if protocol not in ("resize_crop", "center_crop"):
         raise UsageProblem(f"--imagenet-c-protocol must be resize_crop or center_crop, got {protocol!r}")
 
+    from robust_eval.data_config import describe, parse_overrides
+
+    leaderboard_path: Path | None = opts.get("robustbench_json")
+    if leaderboard_path is not None and leaderboard_path.exists():
+        raise UsageProblem(
+            f"--robustbench-json: '{leaderboard_path}' already exists; remove it or choose another path"
+        )
+    overrides = parse_overrides(
+        opts.get("mean"), opts.get("std"), opts.get("input_size"), opts.get("crop_pct")
+    )
     model, metadata = load_checkpoint(
         ckpt,
         model=opts.get("model"),
@@ -207,6 +217,9 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         dataset=opts.get("dataset"),
         ema=opts.get("ema", False),
         device=device,
+        data_overrides=overrides,
+        model_dir=opts.get("model_dir"),
+        threat_model=opts.get("threat_model") or "corruptions",
     )
     out: Path = opts["out"]
     cache = CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False))
@@ -264,11 +277,14 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     md_path, _ = write_report(result, out, command)
     if save_baseline_path is not None:
         _save_baseline(save_baseline_path, result)
+    if leaderboard_path is not None:
+        _write_leaderboard(leaderboard_path, result)
     if opts.get("json"):
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         print_summary(err_console, result)
     else:
         print_summary(Console(), result)
+    err_console.print(describe(metadata["data_config"]), highlight=False, soft_wrap=True, markup=False)
     err_console.print(f"wrote {json_path} and {md_path}", highlight=False, soft_wrap=True)
 
 
@@ -306,6 +322,83 @@ def _save_baseline(path: Path, result: dict[str, Any]) -> None:
     err_console.print(f"wrote baseline {path}", highlight=False)
 
 
+def _write_leaderboard(path: Path, result: dict[str, Any]) -> None:
+    from robust_eval.cache import atomic_write_text
+    from robust_eval.zoo import ZooError, leaderboard_entry
+
+    try:
+        entry = leaderboard_entry(result)
+    except ZooError as exc:
+        raise UsageProblem(str(exc)) from None
+    atomic_write_text(path, json.dumps(entry, indent=2) + "\n")
+    err_console.print(f"wrote RobustBench leaderboard entry {path}", highlight=False, soft_wrap=True)
+
+
+def _opt(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+#: Input-contract overrides and RobustBench's zoo: every evaluation command gets these.
+INPUT_PARAMS = [
+    _opt(
+        "mean",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--mean", help="Per-channel mean, comma-separated, 0..1 scale (overrides the checkpoint)."
+            ),
+        ],
+    ),
+    _opt(
+        "std",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--std", help="Per-channel std, comma-separated, 0..1 scale (overrides the checkpoint)."
+            ),
+        ],
+    ),
+    _opt(
+        "input_size",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--input-size", help="Model input side in px (32) or C,H,W (overrides the checkpoint)."
+            ),
+        ],
+    ),
+    _opt(
+        "crop_pct",
+        Annotated[
+            float | None,
+            typer.Option(
+                "--crop-pct", help="Center-crop fraction when resizing, (0, 1] (overrides the checkpoint)."
+            ),
+        ],
+    ),
+    _opt(
+        "model_dir",
+        Annotated[
+            Path | None,
+            typer.Option(
+                "--model-dir",
+                help="RobustBench model folder DIR/<dataset>/<threat_model>/<NAME>.pt, for CHECKPOINT = robustbench:NAME.",
+            ),
+        ],
+    ),
+    _opt(
+        "threat_model",
+        Annotated[
+            str,
+            typer.Option(
+                "--threat-model",
+                help="RobustBench threat-model folder (only corruptions entries are supported).",
+            ),
+        ],
+        "corruptions",
+    ),
+]
+
 # Shared options: every evaluation command gets these (Typer reads the signature we build).
 _P = inspect.Parameter
 _KW = _P.KEYWORD_ONLY
@@ -316,7 +409,9 @@ COMMON_PARAMS = [
         _P.POSITIONAL_OR_KEYWORD,
         annotation=Annotated[
             Path,
-            typer.Argument(help="Checkpoint file (.pth/.pt); loaded with torch.load(weights_only=True)."),
+            typer.Argument(
+                help="Checkpoint file (.pth/.pt; loaded with torch.load(weights_only=True)) or robustbench:NAME."
+            ),
         ],
     ),
     _P(
@@ -471,6 +566,16 @@ COMMON_PARAMS = [
     ),
 ]
 CORRUPTION_PARAMS = [
+    _opt(
+        "robustbench_json",
+        Annotated[
+            Path | None,
+            typer.Option(
+                "--robustbench-json",
+                help="Also write RobustBench's leaderboard entry (clean_acc, corruptions_acc[, corruptions_mce]) to FILE.",
+            ),
+        ],
+    ),
     _P(
         "generate",
         _KW,
@@ -544,7 +649,7 @@ def _register(command: str, suites: Sequence[str], extra: Sequence[inspect.Param
     def run(**kwargs: Any) -> None:
         _evaluate(command, suites, kwargs)
 
-    run.__signature__ = inspect.Signature([*COMMON_PARAMS, *extra])  # type: ignore[attr-defined]
+    run.__signature__ = inspect.Signature([*COMMON_PARAMS, *INPUT_PARAMS, *extra])  # type: ignore[attr-defined]
     run.__doc__ = doc
     run.__name__ = command
     app.command(command)(run)

@@ -5,12 +5,19 @@ rest: it resizes to the checkpoint's input size when the batch has another size 
 ``round(size / crop_pct)``, then a center crop, i.e. the 256-resize + 224-crop protocol for
 ImageNet) and normalizes with the checkpoint's mean/std. The contract is written into every result.
 
-Three checkpoint kinds are accepted:
+Five routes are accepted:
 
 1. this project's format (:mod:`robust_eval.checkpoint`): works with no flags;
 2. timm ``train.py`` checkpoints (``state_dict``, ``arch``, optional ``state_dict_ema`` (``--ema``),
    ``args`` = ``argparse.Namespace``, allow-listed as a safe global);
-3. a bare state_dict plus ``--model NAME --num-classes K``.
+3. the AugMix / PixMix / IPMix ``cifar.py`` format (:mod:`robust_eval.reference`): architecture and
+   size inferred from the shapes, the papers' normalization;
+4. ``robustbench:NAME`` with ``model_dir``: RobustBench's corruption zoo from local files
+   (:mod:`robust_eval.zoo`);
+5. a bare state_dict: in a reference layout it is recognized, otherwise ``--model NAME
+   --num-classes K``; normalization from the architecture's ``pretrained_cfg`` unless flagged.
+
+Where the normalization comes from is recorded (:mod:`robust_eval.data_config`).
 
 Anything else that needs arbitrary unpickling is refused: there is no escape hatch.
 """
@@ -22,6 +29,7 @@ import hashlib
 import os
 import pickle
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +39,6 @@ from torch import nn
 from robust_eval.checkpoint import DATA_CONFIG_KEYS, DATASETS, FORMAT_VERSION
 
 __all__ = [
-    "CIFAR_MEAN_STD",
     "DATASET_CLASSES",
     "CheckpointError",
     "InputContract",
@@ -41,11 +48,6 @@ __all__ = [
 
 #: Classes of the fixed-size data sets (``imagefolder`` has as many as class folders).
 DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
-#: Normalization used by the CIFAR papers when a checkpoint carries none.
-CIFAR_MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
 
 
 class CheckpointError(ValueError):
@@ -148,21 +150,128 @@ def _dataset_from_timm_args(args: Any) -> str | None:
     )
 
 
-def _default_data_config(net: nn.Module, dataset: str | None) -> dict[str, Any]:
-    from timm.data import resolve_data_config
+@dataclass
+class _Parsed:
+    """What a checkpoint file says, before the network is built."""
 
-    cfg = resolve_data_config({}, model=net)
-    config = {
-        "input_size": [int(v) for v in cfg["input_size"]],
-        "mean": [float(v) for v in cfg["mean"]],
-        "std": [float(v) for v in cfg["std"]],
-        "interpolation": str(cfg.get("interpolation", "bilinear")),
-        "crop_pct": float(cfg.get("crop_pct", 1.0)),
+    kind: str
+    state: Mapping[str, Any]
+    model: str | None = None
+    classes: int | None = None
+    dataset: str | None = None
+    data_config: dict[str, Any] | None = None
+    config_source: str = "architecture default"
+    config_detail: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _weights(raw: Mapping[str, Any], path: Path, ema: bool) -> Mapping[str, Any]:
+    key = "state_dict_ema" if ema else "state_dict"
+    if key not in raw:
+        raise CheckpointError(f"'{path}' has no {key!r}" + (" (drop --ema)" if ema else ""))
+    return raw[key]
+
+
+def _parse_project(raw: Mapping[str, Any], path: Path, ema: bool) -> _Parsed:
+    if int(raw["format_version"]) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"'{path}' has format_version {raw['format_version']}; this version reads <= {FORMAT_VERSION}"
+        )
+    missing = [k for k in ("state_dict", "model", "num_classes", "dataset", "data_config") if k not in raw]
+    if missing:
+        raise CheckpointError(f"'{path}' is missing checkpoint keys {missing}")
+    data_config = dict(raw["data_config"])
+    absent = [k for k in DATA_CONFIG_KEYS if k not in data_config]
+    if absent:
+        raise CheckpointError(f"'{path}': data_config is missing {absent}")
+    extra = {"class_names": list(raw["class_names"])} if "class_names" in raw else {}
+    return _Parsed(
+        "robust-eval",
+        _weights(raw, path, ema),
+        str(raw["model"]),
+        int(raw["num_classes"]),
+        str(raw["dataset"]),
+        data_config,
+        "checkpoint",
+        "this project's data_config",
+        dict(raw.get("model_kwargs") or {}),
+        extra,
+    )
+
+
+def _parse_timm(raw: Mapping[str, Any], path: Path, ema: bool) -> _Parsed:
+    args = raw.get("args")
+    parsed = _Parsed("timm-train", _weights(raw, path, ema), raw.get("arch") or getattr(args, "model", None))
+    parsed.classes = getattr(args, "num_classes", None)
+    if args is not None:
+        parsed.dataset = _dataset_from_timm_args(args)
+        parsed.extra["train_args"] = {
+            k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))
+        }
+    return parsed
+
+
+def _parse_reference(raw: Mapping[str, Any]) -> _Parsed:
+    from robust_eval.reference import infer_reference_arch
+
+    state = _strip_prefix(raw["state_dict"])
+    arch = infer_reference_arch(str(raw["model"]), state)
+    ds = str(raw.get("dataset", "")).lower().replace("-", "") or None
+    parsed = _Parsed("reference", state, arch.model, arch.num_classes, ds if ds in DATASETS else None)
+    parsed.model_kwargs = dict(arch.model_kwargs)
+    parsed.config_source = "reference format"
+    parsed.config_detail = (
+        f"AugMix/PixMix/IPMix cifar.py checkpoint ({arch.description}): Normalize(0.5, 0.5), 32 px"
+    )
+    parsed.extra["reference"] = {
+        "model": str(raw["model"]),
+        "architecture": arch.description,
+        "epoch": raw.get("epoch"),
+        "best_acc": raw.get("best_acc"),
     }
-    if dataset in CIFAR_MEAN_STD:
-        mean, std = CIFAR_MEAN_STD[dataset]
-        config.update(input_size=[3, 32, 32], mean=list(mean), std=list(std), crop_pct=1.0)
-    return config
+    return parsed
+
+
+def _unknown_format(raw: Mapping[str, Any], path: Path) -> CheckpointError:
+    keys = sorted(map(str, raw))[:8]
+    inner = next((v for v in raw.values() if isinstance(v, Mapping)), {})
+    params = [str(k) for k, v in inner.items() if isinstance(v, torch.Tensor)][:4] if inner else []
+    return CheckpointError(
+        f"'{path}' matches no known checkpoint format (top-level keys: {keys}"
+        + (f"; parameters like {params}" if params else "")
+        + "): save {'state_dict': ...} or a bare state_dict and pass --model NAME --num-classes K "
+        "(and --mean/--std), or use robust_eval.checkpoint.save_checkpoint"
+    )
+
+
+def _parse(raw: Mapping[str, Any], path: Path, ema: bool) -> _Parsed:
+    from robust_eval.reference import is_reference_checkpoint
+
+    if "format_version" in raw:
+        return _parse_project(raw, path, ema)
+    if is_reference_checkpoint(raw):
+        if ema:
+            raise CheckpointError(
+                f"'{path}' is a reference cifar.py checkpoint: it has no EMA weights (drop --ema)"
+            )
+        return _parse_reference(raw)
+    if "state_dict" in raw and isinstance(raw["state_dict"], Mapping):
+        return _parse_timm(raw, path, ema)
+    if all(isinstance(v, torch.Tensor) for v in raw.values()):
+        return _Parsed("state_dict", raw)
+    raise _unknown_format(raw, path)
+
+
+def _guess_reference_kind(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The reference architecture whose characteristic parameter a bare state_dict has, if any."""
+    marks = {
+        "wrn": "block1.layer.0.conv1.weight",
+        "resnext": "stage_1.0.conv_conv.weight",
+        "densenet": "dense1.0.conv1.weight",
+        "resnet": "conv2_x.0.residual_function.0.weight",
+    }
+    return next((kind for kind, key in marks.items() if key in state_dict), None)
 
 
 def _create(model_name: str, num_classes: int, model_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
@@ -209,6 +318,109 @@ def _load_weights(net: nn.Module, state_dict: dict[str, torch.Tensor], model_nam
     net.load_state_dict(state_dict, strict=True)
 
 
+def _load_zoo(
+    spec: str, dataset: str | None, model_dir: str | os.PathLike[str] | None, threat_model: str
+) -> tuple[_Parsed, nn.Module, Path]:
+    """A RobustBench entry from RobustBench's local layout (robust_eval.zoo): parsed info, network, file."""
+    from robust_eval import zoo
+
+    name = spec[len(zoo.PREFIX) :]
+    try:
+        entry, ds, path = zoo.zoo_entry(name, dataset, threat_model, Path(model_dir) if model_dir else None)
+        state, norm, detail = zoo.unwrap(entry, _torch_load(path), ds)
+    except zoo.ZooError as exc:
+        raise CheckpointError(str(exc)) from None
+    classes = DATASET_CLASSES[ds]
+    net = zoo.build(entry, classes)
+    _load_weights(net, _strip_prefix(state), f"{zoo.PREFIX}{name} ({entry.build})")
+    mean, std = norm if norm is not None else ((0.0,) * 3, (1.0,) * 3)
+    parsed = _Parsed("robustbench", state, entry.build.partition(":")[2] or entry.build, classes, ds)
+    parsed.data_config = {
+        "input_size": [3, entry.size, entry.size],
+        "mean": list(mean),
+        "std": list(std),
+        "interpolation": entry.interpolation,
+        "crop_pct": entry.crop_pct,
+    }
+    parsed.config_source = "reference format"
+    parsed.config_detail = detail + ("" if norm is not None else " (raw [0, 1] inputs, no normalization)")
+    parsed.extra.update(zoo_entry=name, architecture=entry.architecture, threat_model=threat_model)
+    return parsed, net, path
+
+
+def _resolve_dataset(ds: str | None, classes: int) -> tuple[str, bool]:
+    if ds is None:
+        guess = {10: "cifar10", 100: "cifar100", 1000: "imagenet"}.get(classes)
+        if guess is None:
+            raise CheckpointError(
+                f"cannot tell the data set of a {classes}-class model: pass --dataset ({', '.join(DATASETS)})"
+            )
+        return guess, True
+    if ds in DATASET_CLASSES and DATASET_CLASSES[ds] != classes:
+        raise CheckpointError(
+            f"the model has {classes} output classes but {ds} has {DATASET_CLASSES[ds]}: "
+            "pass the right --dataset or --num-classes"
+        )
+    return ds, False
+
+
+def _legacy_layout(
+    state_dict: dict[str, torch.Tensor], model_name: str, parsed: _Parsed
+) -> dict[str, torch.Tensor]:
+    """Weights of timm_ext's CIFAR nets in their earlier layout (``blocks.N``) renamed to the current one."""
+    from timm_ext.models import convert_legacy_state_dict, default_cfgs
+
+    if model_name not in default_cfgs or not any(k.startswith("blocks.") for k in state_dict):
+        return state_dict
+    parsed.extra["converted_from_earlier_timm_ext_layout"] = True
+    return convert_legacy_state_dict(state_dict)
+
+
+def _load_file(
+    path: Path, model: str | None, num_classes: int | None, dataset: str | None, ema: bool
+) -> tuple[_Parsed, nn.Module]:
+    """Parse a checkpoint file, build its network and load the weights strictly."""
+    raw = _torch_load(path)
+    if not isinstance(raw, Mapping) or not raw:
+        raise CheckpointError(
+            f"'{path}' holds a {type(raw).__name__}, expected a dict (state_dict or checkpoint)"
+        )
+    parsed = _parse(raw, path, ema)
+    state_dict = _strip_prefix(parsed.state)
+    if parsed.kind == "state_dict" and model is None and (kind := _guess_reference_kind(state_dict)):
+        from robust_eval.reference import infer_reference_arch
+
+        arch = infer_reference_arch(kind, state_dict)
+        parsed.model, parsed.classes, parsed.model_kwargs = (
+            arch.model,
+            arch.num_classes,
+            dict(arch.model_kwargs),
+        )
+        parsed.extra["inferred_architecture"] = arch.description
+    model_name = model or parsed.model
+    if not model_name:
+        raise CheckpointError(
+            f"'{path}' does not say which architecture it is: pass --model NAME (a timm name)"
+        )
+    classes = num_classes if num_classes is not None else parsed.classes
+    if classes is None:
+        raise CheckpointError(f"'{path}' does not say how many classes it has: pass --num-classes K")
+    parsed.classes = int(classes)
+    kwargs = parsed.model_kwargs if model is None or model == parsed.model else None
+    net = _create(model_name, parsed.classes, kwargs)
+    state_dict = _legacy_layout(state_dict, model_name, parsed)
+    _load_weights(net, state_dict, model_name)
+    parsed.model = model_name
+    if parsed.kind == "timm-train" and raw.get("args") is not None:
+        from timm.data import resolve_data_config
+
+        # exactly what train.py resolved for its loaders (args override the model's defaults)
+        cfg = resolve_data_config(vars(raw["args"]), model=net)
+        parsed.data_config = {k: cfg[k] for k in DATA_CONFIG_KEYS if k in cfg}
+        parsed.config_source, parsed.config_detail = "checkpoint", "timm train.py args"
+    return parsed, net
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     model: str | None = None,
@@ -216,160 +428,64 @@ def load_checkpoint(
     dataset: str | None = None,
     ema: bool = False,
     device: str | torch.device = "cpu",
+    data_overrides: Mapping[str, Any] | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
+    threat_model: str = "corruptions",
 ) -> tuple[InputContract, dict[str, Any]]:
     """Load a checkpoint safely and wrap it in the [0, 1] input contract.
 
     Args:
-        path: the checkpoint file.
-        model, num_classes, dataset: override / supply metadata (required for a bare state_dict;
-            ``dataset`` defaults to the checkpoint's, else cifar10/cifar100/imagenet by class count).
+        path: the checkpoint file, or ``robustbench:NAME`` (a RobustBench entry under ``model_dir``).
+        model, num_classes, dataset: override / supply metadata (required for a bare state_dict not in
+            a reference layout; ``dataset`` defaults to the checkpoint's, else by class count).
         ema: use ``state_dict_ema`` (timm train.py and this project's format).
         device: where the wrapped model is put (eval mode).
+        data_overrides: fields from :func:`robust_eval.data_config.parse_overrides` (the flags).
+        model_dir, threat_model: RobustBench's local layout ``model_dir/<dataset>/<threat_model>/``.
 
     Returns:
         ``(wrapped_model, metadata)``; ``metadata`` (JSON-native) holds the file's sha256, the kind of
-        checkpoint, model name, class count, data set and the input contract.
+        checkpoint, model name, class count, data set and the input contract with its sources.
 
     Raises:
-        CheckpointError: unsafe file, unknown model, missing metadata, weights / head mismatch.
+        CheckpointError: unsafe file, unknown model or format, missing metadata, weights mismatch.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    from robust_eval import data_config as dc
+    from robust_eval.zoo import PREFIX
+
     if dataset is not None and dataset not in DATASETS:
         raise CheckpointError(f"--dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    raw = _torch_load(path)
-    if not isinstance(raw, Mapping) or not raw:
-        raise CheckpointError(
-            f"'{path}' holds a {type(raw).__name__}, expected a dict (state_dict or checkpoint)"
-        )
-
-    data_config: dict[str, Any] | None = None
-    ckpt_dataset: str | None = None
-    ckpt_model: str | None = None
-    ckpt_classes: int | None = None
-    model_kwargs: dict[str, Any] = {}  # what timm.create_model needs beyond num_classes (e.g. img_size)
-    extra: dict[str, Any] = {}
-    if "format_version" in raw:
-        kind = "robust-eval"
-        if int(raw["format_version"]) > FORMAT_VERSION:
-            raise CheckpointError(
-                f"'{path}' has format_version {raw['format_version']}; this version reads <= {FORMAT_VERSION}"
-            )
-        missing = [
-            k for k in ("state_dict", "model", "num_classes", "dataset", "data_config") if k not in raw
-        ]
-        if missing:
-            raise CheckpointError(f"'{path}' is missing checkpoint keys {missing}")
-        ckpt_model, ckpt_classes, ckpt_dataset = (
-            str(raw["model"]),
-            int(raw["num_classes"]),
-            str(raw["dataset"]),
-        )
-        data_config = dict(raw["data_config"])
-        absent = [k for k in DATA_CONFIG_KEYS if k not in data_config]
-        if absent:
-            raise CheckpointError(f"'{path}': data_config is missing {absent}")
-        if "class_names" in raw:
-            extra["class_names"] = list(raw["class_names"])
-        model_kwargs = dict(raw.get("model_kwargs") or {})
-        weights_key = "state_dict_ema" if ema else "state_dict"
-    elif "state_dict" in raw and isinstance(raw["state_dict"], Mapping):
-        kind = "timm-train"
-        args = raw.get("args")
-        ckpt_model = raw.get("arch") or getattr(args, "model", None)
-        ckpt_classes = getattr(args, "num_classes", None)
-        ckpt_dataset = _dataset_from_timm_args(args) if args is not None else None
-        weights_key = "state_dict_ema" if ema else "state_dict"
-        if args is not None:
-            extra["train_args"] = {
-                k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))
-            }
-    elif all(isinstance(v, torch.Tensor) for v in raw.values()):
-        kind = "state_dict"
-        weights_key = None
+    if str(path).startswith(PREFIX):
+        parsed, net, path = _load_zoo(str(path), dataset, model_dir, threat_model)
     else:
-        raise CheckpointError(
-            f"'{path}' is neither a state_dict, a timm train.py checkpoint nor this project's format "
-            f"(top-level keys: {sorted(map(str, raw))[:8]})"
-        )
-    if weights_key is None:
-        state = raw
-    else:
-        if weights_key not in raw:
-            raise CheckpointError(f"'{path}' has no {weights_key!r}" + (" (drop --ema)" if ema else ""))
-        state = raw[weights_key]
-    state_dict = _strip_prefix(state)
-
-    model_name = model or ckpt_model
-    if not model_name:
-        raise CheckpointError(
-            f"'{path}' does not say which architecture it is: pass --model NAME (a timm name)"
-        )
-    classes = num_classes if num_classes is not None else ckpt_classes
-    if classes is None:
-        raise CheckpointError(f"'{path}' does not say how many classes it has: pass --num-classes K")
-    classes = int(classes)
-    ds = dataset or ckpt_dataset
-    inferred = False
-    if ds is None:
-        ds = {10: "cifar10", 100: "cifar100", 1000: "imagenet"}.get(classes)
-        inferred = True
-        if ds is None:
-            raise CheckpointError(
-                f"cannot tell the data set of a {classes}-class model: pass --dataset ({', '.join(DATASETS)})"
-            )
-    if ds in DATASET_CLASSES and DATASET_CLASSES[ds] != classes:
-        raise CheckpointError(
-            f"the model has {classes} output classes but {ds} has {DATASET_CLASSES[ds]}: "
-            "pass the right --dataset or --num-classes"
-        )
-
-    net = _create(model_name, classes, model_kwargs if model is None or model == ckpt_model else None)
-    _load_weights(net, state_dict, model_name)
-    config_source = "checkpoint"
-    if data_config is None:
-        if kind == "timm-train" and raw.get("args") is not None:
-            from timm.data import resolve_data_config
-
-            # exactly what train.py resolved for its loaders (args override the model's defaults)
-            cfg = resolve_data_config(vars(raw["args"]), model=net)
-            data_config = {k: cfg[k] for k in DATA_CONFIG_KEYS if k in cfg}
-            config_source = "timm train.py args"
-        else:
-            data_config = _default_data_config(net, ds)
-            config_source = "defaults (checkpoint has none)"
-    size = int(data_config["input_size"][-1])
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint '{path}' does not exist")
+        parsed, net = _load_file(path, model, num_classes, dataset, ema)
+    assert parsed.classes is not None and parsed.model is not None
+    ds, inferred = _resolve_dataset(dataset or parsed.dataset, parsed.classes)
+    base = parsed.data_config if parsed.data_config is not None else dc.architecture_default(net)
+    config = dc.normalized_config(base, parsed.config_source, data_overrides or {}, parsed.config_detail)
+    size = int(config["input_size"][-1])
     wrapped = InputContract(
-        net,
-        size=size,
-        mean=tuple(float(v) for v in data_config["mean"]),
-        std=tuple(float(v) for v in data_config["std"]),
-        crop_pct=float(data_config.get("crop_pct", 1.0)),
-        interpolation=str(data_config.get("interpolation", "bilinear")),
+        net, size, tuple(config["mean"]), tuple(config["std"]), config["crop_pct"], config["interpolation"]
     )
     wrapped.eval().to(device)
     metadata: dict[str, Any] = {
         "path": str(path),
         "sha256": file_sha256(path),
-        "kind": kind,
-        "model": model_name,
-        "num_classes": classes,
+        "kind": parsed.kind,
+        "model": parsed.model,
+        "num_classes": parsed.classes,
         "dataset": ds,
         "dataset_inferred_from_classes": inferred,
         "ema": bool(ema),
-        "data_config": {
-            "input_size": [int(v) for v in data_config["input_size"]],
-            "mean": [float(v) for v in data_config["mean"]],
-            "std": [float(v) for v in data_config["std"]],
-            "interpolation": str(data_config.get("interpolation", "bilinear")),
-            "crop_pct": float(data_config.get("crop_pct", 1.0)),
-            "source": config_source,
-        },
+        "data_config": config,
         "input_contract": (
             "images in [0, 1], RGB, NCHW float32; the wrapper resizes batches of another size (shorter "
             f"side to round({size} / crop_pct), center crop {size}) and normalizes (x - mean) / std"
         ),
-        **extra,
+        **({"model_kwargs": parsed.model_kwargs} if parsed.model_kwargs else {}),
+        **parsed.extra,
     }
     return wrapped, metadata

@@ -54,7 +54,8 @@ def test_timm_train_checkpoint_with_namespace_and_prefixes(tmp_path):
     assert meta["kind"] == "timm-train"
     assert meta["dataset"] == "cifar10"  # from args.dataset = "torch/cifar10"
     assert meta["train_args"]["model"] == MODEL
-    assert meta["data_config"]["source"] == "timm train.py args"
+    assert meta["data_config"]["source"] == "checkpoint"
+    assert meta["data_config"]["detail"] == "timm train.py args"
     assert meta["data_config"]["input_size"] == [3, 16, 16] and meta["data_config"]["std"] == [0.25] * 3
     acc = (_logits(model, 100).argmax(1).numpy() == heldout_digits(100)[1]).mean()
     assert acc > 0.8  # same preprocessing as in training
@@ -72,7 +73,10 @@ def test_bare_state_dict_needs_model_and_classes(tmp_path):
     _, meta = load_checkpoint(path, model=MODEL, num_classes=10)
     assert meta["kind"] == "state_dict"
     assert meta["dataset"] == "cifar10" and meta["dataset_inferred_from_classes"]
-    assert meta["data_config"]["source"].startswith("defaults")
+    assert meta["data_config"]["source"] == "architecture default"
+    import timm
+
+    assert meta["data_config"]["mean"] == list(timm.create_model(MODEL).pretrained_cfg["mean"])
     _, meta2 = load_checkpoint(path, model=MODEL, num_classes=10, dataset="imagefolder")
     assert meta2["dataset"] == "imagefolder" and not meta2["dataset_inferred_from_classes"]
 
