@@ -656,19 +656,22 @@ def compare_cmd(
 
 
 def _print_comparison(cmp: dict[str, Any], table_rows: tuple[list[str], list[list[str]]]) -> None:
+    """The headline table on screen, transposed to fit a terminal: one row per metric, one column
+    per model (the same cells as compare.md)."""
     from rich.markup import escape
     from rich.table import Table
 
     header, rows = table_rows
-    title = f"robust-eval compare (reference: {escape(cmp['reference'])}; differences in parentheses)"
+    title = f"robust-eval compare: reference {escape(cmp['reference'])}, differences to it in parentheses"
     if cmp["protocol_mismatches"]:
         title = "[bold red]PROTOCOL MISMATCH (--allow-mismatch)[/] " + title
     table = Table(title=title)
-    for i, col in enumerate(header):
-        table.add_column(escape(col), justify="left" if i == 0 else "right", overflow="fold")
+    table.add_column("metric")
     for row in rows:
-        table.add_row(*[escape(cell) for cell in row])
-    console = Console(width=max(100, 14 * len(header)))
+        table.add_column(escape(row[0]), justify="right")
+    for j, metric in enumerate(header[1:], start=1):
+        table.add_row(escape(metric), *[escape(row[j]) for row in rows])
+    console = Console(width=max(100, 22 + 18 * len(rows)))
     console.print(table)
     for line in cmp["protocol_mismatches"]:
         console.print(f"[red]mismatch:[/] {escape(line)}", highlight=False)

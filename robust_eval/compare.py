@@ -253,7 +253,7 @@ def build_comparison(
 # text
 # ------------------------------------------------------------------------------------------------
 
-_MD_SPECIAL = set("\\`*_{}[]()#+-.!|~")
+_MD_SPECIAL = set("\\`*_{}[]()#+!|~")
 
 
 def md_escape(text: Any) -> str:
@@ -264,11 +264,10 @@ def md_escape(text: Any) -> str:
     return " ".join(s.splitlines())
 
 
-def format_cell(value: float | None, diff: float | None, is_reference: bool) -> str:
+def format_cell(value: float | None, diff: float | None, is_reference: bool, digits: int = 2) -> str:
     """``"6.21"`` for the reference, ``"6.21 (-3.73)"`` for the others, ``"-"`` when absent."""
     if value is None:
         return "-"
-    digits = 3 if abs(value) < 1 and value != 0 else 2
     if is_reference or diff is None:
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} ({diff:+.{digits}f})"
@@ -283,7 +282,10 @@ def headline_rows(cmp: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for i, model in enumerate(cmp["models"]):
         row = [model["label"]]
-        row += [format_cell(m["values"][i], m["differences"][i], i == 0) for m in cmp["metrics"]]
+        row += [
+            format_cell(m["values"][i], m["differences"][i], i == 0, 2 if m["unit"] else 3)
+            for m in cmp["metrics"]
+        ]
         if mce is not None:
             ratio = mce["ratios"][i]
             row.append("-" if ratio is None else f"{ratio:.2f}x")
@@ -345,7 +347,7 @@ def render_markdown(cmp: Mapping[str, Any], plots: Mapping[str, str] | None = No
     header, rows = headline_rows(cmp)
     rows = [[md_escape(r[0]), *r[1:]] for r in rows]
     out = [
-        f"# robust-eval compare: {len(cmp['models'])} models, reference `{md_escape(cmp['reference'])}`",
+        f"# robust-eval compare: {len(cmp['models'])} models, reference {md_escape(cmp['reference'])}",
         "",
         *_mismatch_banner(cmp),
         "Values in % unless noted; in parentheses the difference to the reference row (percentage points).",
@@ -370,8 +372,8 @@ def render_markdown(cmp: Mapping[str, Any], plots: Mapping[str, str] | None = No
     for m in cmp["models"]:
         ck = m["checkpoint"]
         out.append(
-            f"- **{md_escape(m['label'])}**: result `{md_escape(m['result'])}`, checkpoint "
-            f"`{md_escape(ck.get('path'))}` ({md_escape(ck.get('model'))}, sha256 {md_escape(str(ck.get('sha256'))[:12])})"
+            f"- **{md_escape(m['label'])}**: result {md_escape(m['result'])}, checkpoint "
+            f"{md_escape(ck.get('path'))} ({md_escape(ck.get('model'))}, sha256 {md_escape(str(ck.get('sha256'))[:12])})"
         )
         for suite, reason in m["skipped"].items():
             out.append(f"  - skipped {md_escape(suite)}: {md_escape(reason)}")

@@ -21,9 +21,14 @@ def _labels(cmp: Mapping[str, Any]) -> list[str]:
 
 
 def _grouped_bars(
-    ax: Any, groups: Sequence[str], series: Sequence[Sequence[float | None]], labels: Sequence[str]
+    ax: Any,
+    groups: Sequence[str],
+    series: Sequence[Sequence[float | None]],
+    labels: Sequence[str],
+    annotate: bool = False,
 ) -> None:
-    """Bars of ``series[model][group]`` side by side per group; missing values leave a gap."""
+    """Bars of ``series[model][group]`` side by side per group; missing values leave a gap;
+    ``annotate`` writes each value above its bar (so a zero still shows)."""
     import numpy as np
 
     n = max(1, len(series))
@@ -31,10 +36,13 @@ def _grouped_bars(
     x = np.arange(len(groups))
     for i, (vals, label) in enumerate(zip(series, labels)):
         heights = [np.nan if v is None else v for v in vals]
-        ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=label, color=f"C{i % 10}")
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=label, color=f"C{i % 10}")
+        if annotate:
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
     ax.set_xticks(x)
     ax.set_xticklabels(groups, rotation=45, ha="right")
     ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _pct(v: Any) -> float | None:
@@ -56,7 +64,6 @@ def _corruptions(cmp: Mapping[str, Any], plt: Any) -> Any:
     _grouped_bars(ax, groups, series, _labels(cmp))
     ax.set_ylabel("top-1 error (%), mean over severities 1-5")
     ax.set_title("Error per corruption (* = extra, not in mCE)")
-    ax.legend(fontsize=8, ncol=2)
     return fig
 
 
@@ -101,13 +108,14 @@ def _reliability(cmp: Mapping[str, Any], plt: Any) -> Any:
         ]
         if pts:
             conf, acc, count = zip(*pts)
-            ax.plot(conf, acc, marker="o", color=f"C{i % 10}", label=label, alpha=0.85)
-            ax.scatter(conf, acc, s=[8 + 60 * n / max(count) for n in count], color=f"C{i % 10}", alpha=0.4)
+            ax.plot(conf, acc, color=f"C{i % 10}", label=label, alpha=0.85)
+            sizes = [12 + 200 * n / max(count) for n in count]
+            ax.scatter(conf, acc, s=sizes, color=f"C{i % 10}", alpha=0.5, edgecolors="k", linewidths=0.5)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("confidence (max softmax), per bin")
     ax.set_ylabel("accuracy in the bin")
-    ax.set_title("Reliability (15 bins; marker size = images in bin)")
+    ax.set_title("Reliability (15 bins; dot area ~ images in the bin)")
     ax.legend(fontsize=8, loc="upper left")
     return fig
 
@@ -119,12 +127,11 @@ def _ood(cmp: Mapping[str, Any], plt: Any) -> Any:
         return None
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(sets) + 3), 4.5))
     series = [[_pct(m["ood_auroc"].get(n)) for n in sets] for m in models]
-    _grouped_bars(ax, sets, series, _labels(cmp))
     ax.axhline(50, color="k", ls=":", lw=1, label="chance (50%)")
-    ax.set_ylim(0, 100)
+    _grouped_bars(ax, sets, series, _labels(cmp), annotate=len(models) <= 4)
+    ax.set_ylim(0, 105)
     ax.set_ylabel("AUROC (%), higher is better")
     ax.set_title("Anomaly detection: OOD AUROC per set (score = -max softmax)")
-    ax.legend(fontsize=8, ncol=2)
     return fig
 
 
@@ -135,11 +142,10 @@ def _pgd(cmp: Mapping[str, Any], plt: Any) -> Any:
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(models) + 3), 4.5))
     groups = ["clean", "PGD"]
     series = [[_pct(m["pgd"]["clean_error"]), _pct(m["pgd"]["adversarial_error"])] for m in models]
-    _grouped_bars(ax, groups, series, _labels(cmp))
+    _grouped_bars(ax, groups, series, _labels(cmp), annotate=True)
     ax.set_xticklabels(groups, rotation=0)
     ax.set_ylabel("top-1 error (%)")
     ax.set_title("Error on clean and PGD-attacked test images")
-    ax.legend(fontsize=8)
     return fig
 
 
@@ -154,7 +160,6 @@ def _perturbations(cmp: Mapping[str, Any], plt: Any) -> Any:
     _grouped_bars(ax, names, series, _labels(cmp))
     ax.set_ylabel("flip probability (%), lower is better")
     ax.set_title("Prediction flips along -P sequences")
-    ax.legend(fontsize=8, ncol=2)
     return fig
 
 
