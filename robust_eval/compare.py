@@ -305,38 +305,38 @@ def _mismatch_banner(cmp: Mapping[str, Any]) -> list[str]:
     return lines + [f"> - {md_escape(d)}" for d in cmp["protocol_mismatches"]] + [""]
 
 
+def _fraction_cells(models: Sequence[Mapping[str, Any]], key: str, name: str) -> list[str]:
+    """Cells of ``models[i][key][name]`` (a fraction) in %, with the difference to ``models[0]``."""
+    ref = models[0][key].get(name)
+    cells = []
+    for i, m in enumerate(models):
+        v = m[key].get(name)
+        d = None if v is None or ref is None else 100 * (v - ref)
+        cells.append(format_cell(None if v is None else 100 * v, d, i == 0))
+    return cells
+
+
 def _detail_tables(cmp: Mapping[str, Any]) -> list[str]:
     models = cmp["models"]
     labels = [md_escape(m["label"]) for m in models]
     out: list[str] = []
-    names = [
-        c for c in (*BENCHMARK_CORRUPTIONS, *EXTRA_CORRUPTIONS) if c in models[0]["per_corruption_mean_error"]
-    ]
+    key = "per_corruption_mean_error"
+    names = [c for c in (*BENCHMARK_CORRUPTIONS, *EXTRA_CORRUPTIONS) if c in models[0][key]]
     if names:
-        out += ["## Error per corruption (%, mean over severities 1-5)", ""]
-        rows = []
-        for c in names:
-            ref = models[0]["per_corruption_mean_error"].get(c)
-            cells = []
-            for i, m in enumerate(models):
-                v = m["per_corruption_mean_error"].get(c)
-                d = None if v is None or ref is None else 100 * (v - ref)
-                cells.append(format_cell(None if v is None else 100 * v, d, i == 0))
-            rows.append([c + (" (extra)" if c in EXTRA_CORRUPTIONS else ""), *cells])
-        out += [*_md_table(["corruption", *labels], rows), ""]
+        rows = [
+            [c + (" (extra)" if c in EXTRA_CORRUPTIONS else ""), *_fraction_cells(models, key, c)]
+            for c in names
+        ]
+        out += [
+            "## Error per corruption (%, mean over severities 1-5)",
+            "",
+            *_md_table(["corruption", *labels], rows),
+            "",
+        ]
     sets = list(models[0]["ood_auroc"])
     if sets:
-        out += ["## OOD AUROC per set (%)", ""]
-        rows = []
-        for name in sets:
-            ref = models[0]["ood_auroc"].get(name)
-            cells = []
-            for i, m in enumerate(models):
-                v = m["ood_auroc"].get(name)
-                d = None if v is None or ref is None else 100 * (v - ref)
-                cells.append(format_cell(None if v is None else 100 * v, d, i == 0))
-            rows.append([md_escape(name), *cells])
-        out += [*_md_table(["OOD set", *labels], rows), ""]
+        rows = [[md_escape(n), *_fraction_cells(models, "ood_auroc", n)] for n in sets]
+        out += ["## OOD AUROC per set (%)", "", *_md_table(["OOD set", *labels], rows), ""]
     return out
 
 
