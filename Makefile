@@ -1,4 +1,6 @@
 # The two commands: `make demo` (the main job) and `make test` (the whole test suite).
+# `make demo`: the contact sheet and speed table of the transforms, then the digits study
+# (examples/digits_study.py: train none/IPMix/PixMix/AugMix, evaluate each, compare; resumable).
 # Both create or reuse .venv and install the project with its dev extra into it.
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,6 +21,7 @@ install: $(STAMP)
 demo: install
 	$(PY) -m albumentations_ipmix.demo --out demo_out
 	$(PY) benchmarks/transforms.py --images 200
+	$(PY) examples/digits_study.py --out demo_out/study
 
 test: install
 	$(PY) -m ruff check .

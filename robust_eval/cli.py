@@ -726,6 +726,68 @@ def report_cmd(
     err_console.print(f"wrote {md} and {len(plots)} plot(s)", highlight=False, soft_wrap=True)
 
 
+@app.command("compare")
+def compare_cmd(
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="Result JSON files (robust-eval all/...); the first is the reference row."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for compare.md, compare.json and plots/compare-*.png.")
+    ] = Path("robust-eval-compare"),
+    labels: Annotated[
+        str | None,
+        typer.Option("--labels", help="Comma-separated row names (default: the folder of each result file)."),
+    ] = None,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mismatch",
+            help="Compare results measured under different protocols (the table is marked).",
+        ),
+    ] = False,
+) -> None:
+    """Compare models side by side: every headline metric with its difference to the first (reference)
+    row, per-corruption and per-OOD-set tables, and plots. Refuses results measured under different
+    protocols (data, corruption/perturbation lists, PGD settings, normalization, regenerated -C)
+    unless --allow-mismatch."""
+    from robust_eval.compare import ComparisonError, headline_rows, write_comparison
+    from robust_eval.report import ResultError
+
+    names = [n.strip() for n in labels.split(",")] if labels else None
+    try:
+        cmp, written = write_comparison(results, out, labels=names, allow_mismatch=allow_mismatch)
+    except (ComparisonError, ResultError, OSError) as exc:
+        _fail(str(exc))
+        return
+    _print_comparison(cmp, headline_rows(cmp))
+    err_console.print(
+        f"wrote {written['md']}, {written['json']} and {len(written) - 2} plot(s)", highlight=False
+    )
+
+
+def _print_comparison(cmp: dict[str, Any], table_rows: tuple[list[str], list[list[str]]]) -> None:
+    """The headline table on screen, transposed to fit a terminal: one row per metric, one column
+    per model (the same cells as compare.md)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    header, rows = table_rows
+    title = f"robust-eval compare: reference {escape(cmp['reference'])}, differences to it in parentheses"
+    if cmp["protocol_mismatches"]:
+        title = "[bold red]PROTOCOL MISMATCH (--allow-mismatch)[/] " + title
+    table = Table(title=title)
+    table.add_column("metric")
+    for row in rows:
+        table.add_column(escape(row[0]), justify="right")
+    for j, metric in enumerate(header[1:], start=1):
+        table.add_row(escape(metric), *[escape(row[j]) for row in rows])
+    console = Console(width=max(100, 22 + 18 * len(rows)))
+    console.print(table)
+    for line in cmp["protocol_mismatches"]:
+        console.print(f"[red]mismatch:[/] {escape(line)}", highlight=False)
+
+
 @data_app.command("check")
 def data_check(
     data_dir: Annotated[
@@ -757,6 +819,28 @@ def data_check(
         Console(width=200).print(table)
     if any(e.status == "malformed" for e in entries):
         raise typer.Exit(1)
+
+
+@data_app.command("digits")
+def data_digits(
+    data_dir: Annotated[Path, typer.Argument(help="Data root to write into (e.g. ./data).")],
+    ood: Annotated[
+        bool, typer.Option("--ood/--no-ood", help="Also write ood/photos.npy (scikit-image photo crops).")
+    ] = True,
+) -> None:
+    """Write scikit-learn's handwritten digits as a CIFAR-10 python folder (32 x 32 RGB, fixed
+    stratified 80/20 train/test split) under DATA_DIR/cifar-10-batches-py, and a real OOD set of
+    photo crops at DATA_DIR/ood/photos.npy. Rerunning keeps identical files; never overwrites others."""
+    from robust_eval.data import DataLayoutError
+    from robust_eval.digits import write_digits
+
+    try:
+        status = write_digits(data_dir, ood=ood)
+    except (DataLayoutError, OSError) as exc:
+        _fail(str(exc))
+        return
+    for path, what in status.items():
+        err_console.print(f"{what} {path}", highlight=False, soft_wrap=True)
 
 
 generate_cli.register(app)  # make-c, make-p: -C / -P regeneration (robust_eval.generate)
