@@ -23,7 +23,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 
-from .train import TrainConfig, TrainError, _field_kind, config_from_dict, load_config_file
+from .train import TrainConfig, TrainError, config_from_dict, field_kind, load_config_file
 
 app = typer.Typer(
     name="timm",
@@ -80,7 +80,7 @@ def _build_signature() -> None:
     ]
     annotations: dict[str, Any] = {"ctx": typer.Context, "config": params[1].annotation, "return": None}
     for f in fields(TrainConfig):
-        kind, optional = _field_kind(f.name)
+        kind, optional = field_kind(f.name)
         flags = list(f.metadata["flags"])
         if kind is bool:
             long = flags[0]
