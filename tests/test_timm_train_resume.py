@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_timm_train import TINY, _digits_rgb32, _invoke, tiny_model_dir  # noqa: F401
+from test_adautomix_train import run_killed_after_first_epoch
+from test_timm_train import TINY, _digits_rgb32, _invoke, tiny_model_dir, write_digits  # noqa: F401
 
 from timm_ext.train.data import ArrayImageDataset, EpochSeeded
 from timm_ext.transforms import mixing_transform
@@ -31,13 +32,7 @@ def photos(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def digits_192(tmp_path_factory) -> Path:
-    from robust_eval.data import write_cifar
-
-    root = tmp_path_factory.mktemp("digits_192")
-    images, labels = _digits_rgb32()
-    write_cifar(root / "cifar-10-batches-py", "cifar10", images[:192], labels[:192], train=True)
-    write_cifar(root / "cifar-10-batches-py", "cifar10", images[192:224], labels[192:224], train=False)
-    return root
+    return write_digits(tmp_path_factory.mktemp("digits_192"), 192, 32)
 
 
 def test_unseeded_ipmix_repeats_from_the_torch_seed_in_the_main_process(photos):
@@ -73,18 +68,18 @@ def test_epoch_seeding_in_the_main_process(photos):
 @pytest.mark.slow
 @pytest.mark.usefixtures("tiny_model_dir")
 @pytest.mark.parametrize("workers", ["0", "1"])
-def test_ipmix_killed_and_resumed_equals_uninterrupted(digits_192, photos, tmp_path, workers):
-    def run(out: Path, epochs: int, *extra: str) -> None:
-        result = _invoke(
+def test_ipmix_killed_and_resumed_equals_uninterrupted(digits_192, photos, tmp_path, workers, monkeypatch):
+    def args(out: Path) -> list[str]:
+        return [
             "--data-dir", str(digits_192), "--model", TINY, "--aug", "ipmix", "--fractals", str(photos),
             "-b", "32", "-j", workers, "--lr", "0.05", "--device", "cpu", "--no-progress", "--output", str(out),
-            "--epochs", str(epochs), *extra,
-        )  # fmt: skip
-        assert result.exit_code == 0, result.output
+            "--epochs", "2",
+        ]  # fmt: skip
 
-    run(tmp_path / "straight", 2)
-    run(tmp_path / "split", 1)
-    run(tmp_path / "split", 2, "--resume", str(tmp_path / "split"))
+    assert _invoke(*args(tmp_path / "straight")).exit_code == 0
+    run_killed_after_first_epoch(monkeypatch, args(tmp_path / "split"))
+    result = _invoke(*args(tmp_path / "split"), "--resume", str(tmp_path / "split"))
+    assert result.exit_code == 0, result.output
     a = torch.load(tmp_path / "straight" / "last.pth", weights_only=True)
     b = torch.load(tmp_path / "split" / "last.pth", weights_only=True)
     for key, value in a["model"].items():

@@ -27,7 +27,7 @@ from .train import TrainConfig, TrainError, config_from_dict, field_kind, load_c
 
 app = typer.Typer(
     name="timm",
-    help="timm extras from robust-mix: train CIFAR/ImageNet models with IPMix, PixMix, AugMix, ...",
+    help="timm extras from robust-mix: train CIFAR/ImageNet models with IPMix, PixMix, AugMix, AdAutoMix, ...",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -40,7 +40,7 @@ def _fail(message: str) -> None:
 
 
 def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> None:
-    """Train a timm model with IPMix, PixMix, AugMix, RandAugment, Mixup, CutMix or Cutout.
+    """Train a timm model with IPMix, PixMix, AugMix, RandAugment, Mixup, CutMix, Cutout, AdAutoMix or AutoMix.
 
     Example: timm train --config configs/cifar100_wrn40_4_ipmix.yaml --data-dir ~/data --output runs/wrn
 

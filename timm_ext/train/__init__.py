@@ -11,6 +11,7 @@ Built on timm's public API (``create_model``, ``resolve_data_config``, ``create_
 ``build.py``       model creation (local or cached pretrained weights, never a download)
 ``data.py``        data sets, transforms, loaders, per-epoch augmentation seeding
 ``state.py``       random generators, resume files, ``metrics.csv``
+``setup.py``       a run's set-up (:class:`~timm_ext.train.setup.Run`): processes, model, loaders, resume
 ``loop.py``        :func:`train_one_epoch`, :func:`validate`, :func:`train`
 ``methods/``       one class per training method: plain, mixup/cutmix, JSD, AdAutoMix, AutoMix
 ``mixing.py``      AdAutoMix kernels (mask generator, mixing, losses, EMA teacher)
