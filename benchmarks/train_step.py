@@ -49,9 +49,11 @@ def _sync(device: torch.device) -> None:
 
 
 def _build(base: torch.nn.Module, aug: str, extra: dict, classes: int) -> tuple:
+    from timm.optim import create_optimizer_v2
+
     cfg = TrainConfig(aug=aug, model="bench", **extra)
     method = create_method(cfg, copy.deepcopy(base), classes)
-    opt = torch.optim.SGD(method.param_groups(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    opt = create_optimizer_v2(method.param_groups(), opt="momentum", lr=0.01, momentum=0.9, weight_decay=1e-4)
     method.network.train()
     return method, opt
 

@@ -253,3 +253,37 @@ def test_feature_tap_of_timm_models(name, index, channels):
 def test_model_without_forward_intermediates_is_a_clear_error():
     with pytest.raises(FeatureError, match=r"has no forward_intermediates\(\)"):
         default_feature_index(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))
+
+
+def test_parameter_groups_and_the_generators_own_floor():
+    """{q + hm_q} and {G, its lr}; G's lr follows the main schedule's position onto [gen_min_lr, gen_lr]."""
+    import timm
+
+    from timm_ext.train import TrainConfig
+    from timm_ext.train.methods import create_method
+
+    cfg = TrainConfig(
+        aug="adautomix",
+        model="test_resnet",
+        lr=0.1,
+        min_lr=0.0,
+        adautomix_gen_lr=0.2,
+        adautomix_gen_min_lr=1e-3,
+    )
+    method = create_method(cfg, timm.create_model("test_resnet", num_classes=10), 10)
+    groups = method.param_groups()
+    net = method.net
+    assert {id(p) for p in groups[0]["params"]} == {
+        id(p) for p in [*net.online.parameters(), *net.online_mix.parameters()]
+    }
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in net.generator.parameters()}
+    assert groups[1]["lr"] == 0.2
+    opt = torch.optim.SGD(groups, lr=0.1, weight_decay=1e-4)
+    for g in opt.param_groups:
+        g["initial_lr"] = g["lr"]
+    opt.param_groups[0]["lr"] = 0.05  # halfway down a schedule to 0
+    method.adjust_lr(opt)
+    assert opt.param_groups[1]["lr"] == pytest.approx(1e-3 + (0.2 - 1e-3) * 0.5)
+    opt.param_groups[0]["lr"] = 0.0
+    method.adjust_lr(opt)
+    assert opt.param_groups[1]["lr"] == pytest.approx(1e-3)
