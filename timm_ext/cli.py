@@ -23,11 +23,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 
-from .train import TrainConfig, TrainError, _field_kind, config_from_dict, load_config_file
+from .train import TrainConfig, TrainError, config_from_dict, field_kind, load_config_file
 
 app = typer.Typer(
     name="timm",
-    help="timm extras from robust-mix: train CIFAR/ImageNet models with IPMix, PixMix, AugMix, ...",
+    help="timm extras from robust-mix: train CIFAR/ImageNet models with IPMix, PixMix, AugMix, AdAutoMix, ...",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -40,7 +40,7 @@ def _fail(message: str) -> None:
 
 
 def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> None:
-    """Train a timm model with IPMix, PixMix, AugMix, RandAugment, Mixup, CutMix or Cutout.
+    """Train a timm model with IPMix, PixMix, AugMix, RandAugment, Mixup, CutMix, Cutout, AdAutoMix or AutoMix.
 
     Example: timm train --config configs/cifar100_wrn40_4_ipmix.yaml --data-dir ~/data --output runs/wrn
 
@@ -80,7 +80,7 @@ def _build_signature() -> None:
     ]
     annotations: dict[str, Any] = {"ctx": typer.Context, "config": params[1].annotation, "return": None}
     for f in fields(TrainConfig):
-        kind, optional = _field_kind(f.name)
+        kind, optional = field_kind(f.name)
         flags = list(f.metadata["flags"])
         if kind is bool:
             long = flags[0]

@@ -215,10 +215,12 @@ def _worker_key() -> tuple[int, int | None]:
     return os.getpid(), (None if info is None else int(info.seed))
 
 
-def _derived_seed(key: tuple[int, int | None]) -> int:
+def _derived_seed(key: tuple[int, int | None], creator_pid: int | None = None) -> int:
     pid, worker_seed = key
     if worker_seed is not None:  # a DataLoader worker: reproducible from the loader's base seed
         entropy = [worker_seed % 2**63, 0x1B9D]
+    elif pid == creator_pid:  # the process that built the transform (timm's main process, --workers 0)
+        entropy = [torch.initial_seed() % 2**63, 0x3A1F]
     else:  # any other new process (multiprocessing pool, ...): its torch seed and pid
         entropy = [torch.initial_seed() % 2**63, pid]
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
@@ -235,7 +237,9 @@ class AlbumentationsAdapter:
     in, the transform is reseeded once from the worker's seed (``get_worker_info().seed``, itself
     derived from torch's main-process seed, so runs with a fixed ``torch.manual_seed`` repeat) or,
     outside DataLoader workers, from ``torch.initial_seed()`` and the process id. Different workers
-    and different epochs (new workers) therefore draw different augmentations.
+    and different epochs (new workers) therefore draw different augmentations. Built without a
+    ``seed``, the transform is seeded on its first call in the building process too, from
+    ``torch.initial_seed()`` (what timm's ``random_seed`` sets): ``--workers 0`` runs repeat.
 
     Args:
         transform: an Albumentations transform or Compose (anything called as ``t(image=arr)``
@@ -247,9 +251,10 @@ class AlbumentationsAdapter:
         if not callable(transform):
             raise TypeError(f"transform must be an Albumentations transform, got {type(transform).__name__}")
         self.transform = transform
+        self._creator_pid = os.getpid()
+        self._seeded_for: tuple[int, int | None] | None = None  # seed on the first call
         if seed is not None:
-            self._set_seed(int(seed))
-        self._seeded_for = _worker_key()
+            self.reseed(int(seed))
 
     def reseed(self, seed: int) -> None:
         """Seed the wrapped transform now (in this process; new workers still reseed themselves)."""
@@ -264,7 +269,7 @@ class AlbumentationsAdapter:
     def __call__(self, img: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
         key = _worker_key()
         if key != self._seeded_for:
-            self._set_seed(_derived_seed(key))
+            self._set_seed(_derived_seed(key, self._creator_pid))
             self._seeded_for = key
         if isinstance(img, np.ndarray):
             return self.transform(image=img)["image"]

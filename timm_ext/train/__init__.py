@@ -1,0 +1,74 @@
+"""The ``timm train`` trainer: one command for the IPMix paper's comparison table, and AdAutoMix.
+
+Built on timm's public API (``create_model``, ``resolve_data_config``, ``create_transform``,
+``AugMixDataset``, ``create_optimizer_v2``, ``create_scheduler_v2``, ``Mixup``, ``JsdCrossEntropy``,
+``SoftTargetCrossEntropy``, ``ModelEmaV3``, ``NativeScaler``, ``timm.utils.distributed``,
+``forward_intermediates``). The parts:
+
+=================  ===================================================================================
+``config.py``      :class:`TrainConfig` (every option; field name = config-file key = flag), coercion
+``checks.py``      validation of values and combinations (one-line :class:`TrainError`)
+``build.py``       model creation (local or cached pretrained weights, never a download)
+``data.py``        data sets, transforms, loaders, per-epoch augmentation seeding
+``state.py``       random generators, resume files, ``metrics.csv``
+``setup.py``       a run's set-up (:class:`~timm_ext.train.setup.Run`): processes, model, loaders, resume
+``loop.py``        :func:`train_one_epoch`, :func:`validate`, :func:`train`
+``methods/``       one class per training method: plain, mixup/cutmix, JSD, AdAutoMix, AutoMix
+``mixing.py``      AdAutoMix kernels (mask generator, mixing, losses, EMA teacher)
+``features.py``    feature taps through timm's ``forward_intermediates``
+=================  ===================================================================================
+
+Output folder (``--output``)::
+
+    args.yaml     the resolved configuration (feed it back with --config to repeat the run)
+    metrics.csv   one row per epoch (rewritten atomically after every epoch)
+    last.pth      resume state: model, method state (AdAutoMix: mix heads, generator, teacher),
+                  optimizer, AMP scaler, EMA, epoch, update count, RNG states, metrics history
+                  (the schedule is rebuilt from the settings and fast-forwarded)
+    best.pth      best validation top-1 so far  } robust_eval checkpoint format
+    final.pth     the model after the last epoch } (``robust-eval all final.pth``)
+
+All ``.pth`` files load with ``torch.load(path, weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from .build import create_model
+from .checks import validate as validate_config
+from .config import (
+    AUGMENTATIONS,
+    DATASETS,
+    RESUME_KIND,
+    TrainConfig,
+    TrainError,
+    config_from_dict,
+    field_kind,
+    load_config_file,
+)
+from .data import ArrayImageDataset, Cutout
+from .loop import train, train_one_epoch, validate
+from .state import load_resume_state
+
+# the names other code and older tests import
+_create_model = create_model
+_validate = validate_config
+_field_kind = field_kind
+
+__all__ = [
+    "AUGMENTATIONS",
+    "DATASETS",
+    "RESUME_KIND",
+    "ArrayImageDataset",
+    "Cutout",
+    "TrainConfig",
+    "TrainError",
+    "config_from_dict",
+    "create_model",
+    "field_kind",
+    "load_config_file",
+    "load_resume_state",
+    "train",
+    "train_one_epoch",
+    "validate",
+    "validate_config",
+]

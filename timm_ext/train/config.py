@@ -1,0 +1,410 @@
+"""Settings of ``timm train``: the :class:`TrainConfig` dataclass, its type coercion and config files.
+
+Every option is a field of :class:`TrainConfig`; the CLI (``timm_ext.cli``) exposes each field as a
+flag named like timm's ``train.py`` where the concept exists, and ``--config FILE.yaml`` sets any of
+them from a file (keys are the field names, ``-`` or ``_``; flags given on the command line win).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AUGMENTATIONS",
+    "DATASETS",
+    "DEFAULT_AA",
+    "RESUME_KIND",
+    "SCHEDULERS",
+    "VIEW_AUGS",
+    "TrainConfig",
+    "TrainError",
+    "config_from_dict",
+    "field_kind",
+    "load_config_file",
+]
+
+#: ``--aug`` choices.
+AUGMENTATIONS: tuple[str, ...] = (
+    "none",
+    "ipmix",
+    "pixmix",
+    "augmix",
+    "randaugment",
+    "mixup",
+    "cutmix",
+    "cutout",
+    "adautomix",
+    "automix",
+)
+#: ``--dataset`` choices.
+DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagefolder")
+#: ``--sched`` choices (timm schedulers that need no validation metric).
+SCHEDULERS: tuple[str, ...] = ("cosine", "step", "multistep", "tanh", "poly", "constant")
+#: Augmentations applied as timm's auto-augment stage (they produce the views of ``--aug-splits``).
+VIEW_AUGS: tuple[str, ...] = ("ipmix", "pixmix", "augmix", "randaugment")
+#: Training methods that mix images inside the batch (their targets are soft: no train accuracy).
+BATCH_MIX_AUGS: tuple[str, ...] = ("mixup", "cutmix", "adautomix", "automix")
+#: Default config string per ``--aug`` (override with ``--aa``).
+DEFAULT_AA: dict[str, str] = {
+    "ipmix": "ipmix-w3-d3-b3-s3",
+    "pixmix": "pixmix-k4-b3-s3",
+    "augmix": "augmix-m3-w3",
+    "randaugment": "rand-m9-mstd0.5-inc1",
+}
+AA_PREFIX: dict[str, str] = {"ipmix": "ipmix", "pixmix": "pixmix", "augmix": "augmix", "randaugment": "rand"}
+RESUME_KIND = "timm_ext.train.resume"
+RESUME_FORMAT_VERSION = 2
+RUN_FILES: tuple[str, ...] = ("last.pth", "final.pth", "best.pth", "metrics.csv", "args.yaml")
+
+
+class TrainError(ValueError):
+    """Bad user input (flags, config file, data folder): reported as one line, exit code 2."""
+
+
+def _opt(help: str, *flags: str) -> dict[str, Any]:
+    return {"help": help, "flags": flags}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of ``timm train`` (field name = config-file key = flag name with ``-``)."""
+
+    # data
+    data_dir: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Data folder: for cifar10/cifar100 the folder holding the extracted python archive "
+            "(cifar-10-batches-py / cifar-100-python); for imagefolder a folder with train/ and "
+            "optionally val/ class sub-folders (or the class folders directly).",
+            "--data-dir",
+        ),
+    )
+    dataset: str = field(default="cifar10", metadata=_opt("cifar10 | cifar100 | imagefolder.", "--dataset"))
+    num_classes: int | None = field(
+        default=None, metadata=_opt("Classifier outputs (default: from the data set).", "--num-classes")
+    )
+    img_size: int | None = field(
+        default=None,
+        metadata=_opt(
+            "Training/eval image side in px (default: the model's, 32 for CIFAR models).", "--img-size"
+        ),
+    )
+    # model
+    model: str = field(
+        default="wrn40_4",
+        metadata=_opt("timm model name (wrn40_4, resnet50, vit_small_patch16_224, ...).", "--model"),
+    )
+    pretrained: bool = field(
+        default=False,
+        metadata=_opt(
+            "Start from timm's pretrained weights, read from the local cache only (nothing is downloaded "
+            "during a run: fetch them once beforehand, or use --pretrained-file).",
+            "--pretrained",
+        ),
+    )
+    pretrained_file: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Start from the weights in this local file (.pth/.safetensors; loaded by timm with "
+            "weights_only=True; the classifier is re-initialized for fine-tuning, as with --pretrained).",
+            "--pretrained-file",
+        ),
+    )
+    drop: float = field(
+        default=0.0, metadata=_opt("Dropout rate (WRN: inside blocks; 0.3 in the paper).", "--drop")
+    )
+    # augmentation
+    aug: str = field(
+        default="none",
+        metadata=_opt(
+            "none | ipmix | pixmix | augmix | randaugment | mixup | cutmix | cutout | adautomix | automix.",
+            "--aug",
+        ),
+    )
+    aa: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Config string for the --aug method in timm's grammar (default ipmix-w3-d3-b3-s3, pixmix-k4-b3-s3, "
+            "augmix-m3-w3, rand-m9-mstd0.5-inc1).",
+            "--aa",
+        ),
+    )
+    fractals: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Folder of mixing pictures for ipmix/pixmix (default: $TIMM_EXT_FRACTALS, else procedural).",
+            "--fractals",
+        ),
+    )
+    jsd: bool = field(
+        default=False,
+        metadata=_opt(
+            "Jensen-Shannon consistency loss over the clean + augmented views.", "--jsd", "--jsd-loss"
+        ),
+    )
+    aug_splits: int = field(
+        default=0,
+        metadata=_opt("Views per image (clean + augmented); 3 when --jsd and unset.", "--aug-splits"),
+    )
+    jsd_alpha: float = field(default=12.0, metadata=_opt("Weight of the JSD term.", "--jsd-alpha"))
+    smoothing: float = field(default=0.0, metadata=_opt("Label smoothing.", "--smoothing"))
+    mixup: float = field(default=1.0, metadata=_opt("Mixup alpha for --aug mixup.", "--mixup"))
+    cutmix: float = field(default=1.0, metadata=_opt("CutMix alpha for --aug cutmix.", "--cutmix"))
+    cutout_size: int | None = field(
+        default=None,
+        metadata=_opt("Cutout square side in px (default: half the image side).", "--cutout-size"),
+    )
+    hflip: float = field(default=0.5, metadata=_opt("Horizontal flip probability.", "--hflip"))
+    crop_pad: int = field(default=4, metadata=_opt("CIFAR random-crop padding in px.", "--crop-pad"))
+    interpolation: str | None = field(
+        default=None, metadata=_opt("Resize interpolation (default: the model's).", "--interpolation")
+    )
+    # optimization
+    epochs: int = field(default=100, metadata=_opt("Training epochs.", "--epochs"))
+    batch_size: int = field(
+        default=128,
+        metadata=_opt("Images per batch and process (before --aug-splits).", "-b", "--batch-size"),
+    )
+    lr: float = field(default=0.1, metadata=_opt("Base learning rate.", "--lr"))
+    min_lr: float = field(default=1e-6, metadata=_opt("Lowest learning rate of the schedule.", "--min-lr"))
+    opt: str = field(
+        default="sgd",
+        metadata=_opt("timm optimizer name (sgd = SGD with Nesterov momentum, adamw, ...).", "--opt"),
+    )
+    momentum: float = field(default=0.9, metadata=_opt("Optimizer momentum.", "--momentum"))
+    weight_decay: float = field(default=5e-4, metadata=_opt("Weight decay.", "--weight-decay"))
+    sched: str = field(
+        default="cosine",
+        metadata=_opt("Schedule: cosine | step | multistep | tanh | poly | constant.", "--sched"),
+    )
+    sched_on_updates: bool = field(
+        default=True,
+        metadata=_opt("Step the schedule every update (else every epoch).", "--sched-on-updates"),
+    )
+    warmup_epochs: int = field(default=0, metadata=_opt("Linear warm-up epochs.", "--warmup-epochs"))
+    warmup_lr: float = field(default=1e-5, metadata=_opt("Warm-up start learning rate.", "--warmup-lr"))
+    decay_epochs: float = field(
+        default=30.0, metadata=_opt("Epochs between decays (step schedule).", "--decay-epochs")
+    )
+    decay_rate: float = field(default=0.1, metadata=_opt("Decay factor (step/multistep).", "--decay-rate"))
+    clip_grad: float | None = field(
+        default=None, metadata=_opt("Clip the gradient norm to this value.", "--clip-grad")
+    )
+    # precision, EMA
+    amp: bool = field(
+        default=False,
+        metadata=_opt("Mixed precision (float16 + loss scaling on GPU, bfloat16 on CPU).", "--amp"),
+    )
+    amp_dtype: str = field(default="float16", metadata=_opt("float16 | bfloat16 (GPU).", "--amp-dtype"))
+    model_ema: bool = field(
+        default=False, metadata=_opt("Keep an exponential moving average of the weights.", "--model-ema")
+    )
+    model_ema_decay: float = field(
+        default=0.9998, metadata=_opt("EMA decay per update.", "--model-ema-decay")
+    )
+    # system
+    workers: int = field(
+        default=4, metadata=_opt("DataLoader worker processes per training process.", "-j", "--workers")
+    )
+    seed: int = field(default=42, metadata=_opt("Random seed (each process adds its rank).", "--seed"))
+    device: str = field(default="auto", metadata=_opt("auto | cpu | cuda | cuda:N.", "--device"))
+    dist_backend: str | None = field(
+        default=None,
+        metadata=_opt("torch.distributed backend (default nccl on GPU, gloo on CPU).", "--dist-backend"),
+    )
+    output: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Run folder for checkpoints, metrics.csv and args.yaml (default: the --resume folder, else "
+            "output/train).",
+            "--output",
+        ),
+    )
+    resume: str | None = field(
+        default=None, metadata=_opt("Continue from a last.pth (or the run folder holding it).", "--resume")
+    )
+    log_interval: int = field(
+        default=50, metadata=_opt("Refresh the progress bar every N batches.", "--log-interval")
+    )
+    progress: bool = field(default=True, metadata=_opt("Show rich progress bars.", "--progress"))
+
+    # AdAutoMix / AutoMix (--aug adautomix | automix); defaults: the CIFAR-100 ResNet-18 setting
+    adautomix_sources: int = field(
+        default=3, metadata=_opt("Images mixed per sample N (2 or 3).", "--adautomix-sources")
+    )
+    adautomix_random_sources: bool = field(
+        default=False,
+        metadata=_opt(
+            "Draw N uniformly from 2..--adautomix-sources every step.", "--adautomix-random-sources"
+        ),
+    )
+    adautomix_alpha: float = field(
+        default=1.0, metadata=_opt("Beta(alpha, alpha) of the mixing ratios (> 0).", "--adautomix-alpha")
+    )
+    adautomix_beta: float = field(
+        default=0.3,
+        metadata=_opt(
+            "Adversarial weight beta in [0, 1]: L_g = -beta mixCE + (1 - beta) cos on adversarial steps.",
+            "--adautomix-beta",
+        ),
+    )
+    adautomix_cos_sign: float = field(
+        default=1.0,
+        metadata=_opt(
+            "Sign of the cosine term (+1 = the official code; -1 only for ablations).", "--adautomix-cos-sign"
+        ),
+    )
+    adautomix_margin: float = field(
+        default=0.03,
+        metadata=_opt(
+            "lam_margin in [0, 0.5): the classifier sees plain mixup when lambda_0 <= m or > 1 - m.",
+            "--adautomix-margin",
+        ),
+    )
+    adautomix_mix_weight: float = field(
+        default=0.5,
+        metadata=_opt(
+            "r in [0, 1]: weight of the plain-mixup term of the classifier loss (N = 3).",
+            "--adautomix-mix-weight",
+        ),
+    )
+    adautomix_lam_concat: bool = field(
+        default=False,
+        metadata=_opt(
+            "Feed each source's lambda to the generator as an extra channel.", "--adautomix-lam-concat"
+        ),
+    )
+    adautomix_gen_norm: bool = field(
+        default=False,
+        metadata=_opt(
+            "BatchNorm in the generator's query/key projections (ResNet-50 ImageNet).", "--adautomix-gen-norm"
+        ),
+    )
+    adautomix_gen_lr: float | None = field(
+        default=None, metadata=_opt("Generator learning rate (default: --lr).", "--adautomix-gen-lr")
+    )
+    adautomix_gen_min_lr: float | None = field(
+        default=None,
+        metadata=_opt("Generator's lowest learning rate (default: --min-lr).", "--adautomix-gen-min-lr"),
+    )
+    adautomix_momentum: float = field(
+        default=0.999,
+        metadata=_opt(
+            "EMA teacher momentum before and at the start of its cosine ramp.", "--adautomix-momentum"
+        ),
+    )
+    adautomix_momentum_end: float = field(
+        default=1.0 - 1e-6,
+        metadata=_opt(
+            "EMA teacher momentum at the end of training (1 - 1e-6 CIFAR/Tiny, 1 - 1e-5 ImageNet).",
+            "--adautomix-momentum-end",
+        ),
+    )
+    adautomix_momentum_start: float = field(
+        default=0.1,
+        metadata=_opt(
+            "Fraction of training before the momentum's cosine ramp starts (0.25 Swin/DeiT).",
+            "--adautomix-momentum-start",
+        ),
+    )
+    adautomix_feature_index: int | None = field(
+        default=None,
+        metadata=_opt(
+            "forward_intermediates index of the feature tap (default: the second-to-last stage; ViT: block "
+            "depth // 2 - 1).",
+            "--adautomix-feature-index",
+        ),
+    )
+    adautomix_upsample: str = field(
+        default="auto",
+        metadata=_opt(
+            "Mask upsampling: auto (bilinear for CNNs, nearest for ViTs) | bilinear | nearest.",
+            "--adautomix-upsample",
+        ),
+    )
+    adautomix_reuse_clean: bool = field(
+        default=False,
+        metadata=_opt(
+            "Take the sources' teacher logits from the teacher's clean pass (3 fewer forwards; the teacher's "
+            "BatchNorm statistics then see fewer updates).",
+            "--adautomix-reuse-clean",
+        ),
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-native dict (what ``args.yaml`` and the checkpoints' ``train_args`` hold)."""
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def field_kind(name: str) -> tuple[type, bool]:
+    """(base type, optional) of a config field, from its annotation string."""
+    annotation = str(_FIELDS[name].type)
+    optional = "None" in annotation
+    base = annotation.replace("| None", "").strip()
+    return {"str": str, "int": int, "float": float, "bool": bool}[base], optional
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    kind, optional = field_kind(name)
+    if value is None:
+        if optional:
+            return None
+        raise TrainError(f"{where}: '{name}' cannot be empty; expected a {kind.__name__}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise TrainError(f"{where}: '{name}' must be a {kind.__name__}, got {value!r}")
+
+
+def config_from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
+    """A :class:`TrainConfig` from a dict of field names (``-`` or ``_``), type-checked.
+
+    Raises:
+        TrainError: an unknown key (with the valid ones) or a value of the wrong type.
+    """
+    clean: dict[str, Any] = {}
+    for raw_key, value in values.items():
+        key = str(raw_key).replace("-", "_")
+        if key not in _FIELDS:
+            raise TrainError(f"{where}: unknown setting '{raw_key}'; valid settings: {', '.join(_FIELDS)}")
+        clean[key] = _coerce(key, value, where)
+    return TrainConfig(**clean)
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Settings from a YAML file (a mapping of field names to values), checked like the CLI's.
+
+    Raises:
+        TrainError: missing file, invalid YAML, not a mapping, unknown key or wrong type.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"config file '{path}' does not exist; pass a YAML file of settings (see configs/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrainError(f"config file '{path}' is not valid YAML: {first}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TrainError(f"config file '{path}' must hold a mapping of settings, got {type(data).__name__}")
+    config_from_dict(data, where=f"config file '{path}'")  # validates keys and types
+    return {str(k).replace("-", "_"): v for k, v in data.items()}

@@ -1,0 +1,278 @@
+"""The ``timm train`` loop: set-up, :func:`train_one_epoch`, :func:`validate` and :func:`train`.
+
+Shaped like timm's ``train.py`` (``train_one_epoch`` and ``validate`` apart from the orchestration);
+what differs between training methods lives in ``methods/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import validate as validate_config
+from .config import RESUME_FORMAT_VERSION, RESUME_KIND, TrainConfig, TrainError
+from .setup import Run, init_processes, output_dir, restore, setup
+from .state import atomic_write_text, load_resume_state, rng_state, write_metrics
+
+__all__ = ["Run", "train", "train_one_epoch", "validate"]
+
+
+def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
+    if not cfg.amp:
+        return torch.autocast(device.type, enabled=False)
+    dtype = torch.bfloat16 if (device.type == "cpu" or cfg.amp_dtype == "bfloat16") else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, loader: Any, cfg: TrainConfig, device: torch.device, distributed: bool
+) -> dict[str, float]:
+    """Mean loss, top-1 and top-5 (%) of ``model`` over ``loader`` (summed over ranks when distributed)."""
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(cfg, device):
+            out = model(x)
+        out = out.float()
+        hit = out.topk(min(5, out.shape[1]), dim=1).indices.eq(y[:, None])
+        sums += torch.stack(
+            [
+                F.cross_entropy(out, y, reduction="sum").double(),
+                hit[:, 0].sum().double(),
+                hit.any(dim=1).sum().double(),
+                torch.tensor(float(len(y)), dtype=torch.float64, device=device),
+            ]
+        )
+    if distributed:
+        torch.distributed.all_reduce(sums)
+    n = max(float(sums[3]), 1.0)
+    return {
+        "loss": float(sums[0]) / n,
+        "top1": 100.0 * float(sums[1]) / n,
+        "top5": 100.0 * float(sums[2]) / n,
+    }
+
+
+def _optimizer_step(run: Run, loss: torch.Tensor) -> None:
+    cfg, optimizer = run.cfg, run.optimizer
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler(loss, optimizer, clip_grad=cfg.clip_grad, parameters=params)
+    else:
+        loss.backward()
+        if cfg.clip_grad is not None:
+            nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+        optimizer.step()
+    run.num_updates += 1
+    if run.ema is not None:
+        run.ema.update(run.method.model, step=run.num_updates)
+    run.method.after_update(run.num_updates, run.cfg.epochs * run.updates_per_epoch)
+    if cfg.sched_on_updates:
+        run.scheduler.step_update(num_updates=run.num_updates)
+    run.method.adjust_lr(optimizer)
+
+
+def _progress(run: Run, epoch: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn(f"epoch {epoch + 1}/{run.cfg.epochs}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        console=run.console,
+        transient=True,
+        disable=not (run.primary and run.cfg.progress and run.console.is_terminal),
+    )
+
+
+def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
+    """One pass over the training loader; returns the epoch's training columns of ``metrics.csv``.
+
+    Raises:
+        TrainError: the loss became NaN or infinite.
+    """
+    cfg, device, method = run.cfg, run.device, run.method
+    run.loaders.sampler.set_epoch(epoch)
+    run.net.train()
+    t0 = time.perf_counter()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, correct, n, images
+    extra = {name: torch.zeros((), dtype=torch.float64, device=device) for name in method.step_stats}
+    soft_targets = False
+    with _progress(run, epoch) as progress:
+        task = progress.add_task("train", total=run.updates_per_epoch, loss=float("nan"))
+        for step, (x, y) in enumerate(run.loaders.train):
+            if isinstance(x, (list, tuple)):
+                x = torch.cat(list(x), dim=0)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with _autocast(cfg, device):
+                out = method.step(run.net, x, y, run.num_updates)
+            if not torch.isfinite(out.loss):
+                raise TrainError(
+                    f"the loss became {out.loss.item()} at epoch {epoch + 1}, batch {step + 1}; lower --lr "
+                    "or turn off --amp"
+                )
+            _optimizer_step(run, out.loss)
+            n = len(y)
+            soft_targets = out.logits is None
+            with torch.no_grad():
+                correct = sums[1] * 0 if soft_targets else out.logits.argmax(1).eq(y).sum().double()
+                for name in extra:
+                    extra[name] += out.stats[name].double() * n
+                counts = torch.tensor([float(n), float(x.shape[0])], dtype=torch.float64, device=device)
+                sums += torch.stack([out.loss.detach().double() * n, correct, counts[0], counts[1]])
+            if (step + 1) % cfg.log_interval == 0 or step + 1 == run.updates_per_epoch:
+                progress.update(task, completed=step + 1, loss=float(sums[0] / sums[2]))
+    if not cfg.sched_on_updates:
+        run.scheduler.step(epoch + 1)
+        method.adjust_lr(run.optimizer)
+    stacked = torch.cat([sums, torch.stack(list(extra.values()))]) if extra else sums
+    if run.distributed:
+        torch.distributed.all_reduce(stacked)
+    elapsed = time.perf_counter() - t0
+    row = {
+        "epoch": epoch + 1,
+        "lr": float(run.optimizer.param_groups[0]["lr"]),
+        "train_loss": float(stacked[0] / stacked[2]),
+        "train_top1": None if soft_targets else 100.0 * float(stacked[1] / stacked[2]),
+        "epoch_time_s": round(elapsed, 3),
+        "train_images_per_s": round(float(stacked[3]) / max(elapsed, 1e-9), 1),
+    }
+    for i, name in enumerate(extra):
+        row[name] = float(stacked[4 + i] / stacked[2])
+    return row
+
+
+def _evaluate_epoch(run: Run, row: dict[str, Any]) -> None:
+    row.update(val_loss=None, val_top1=None, val_top5=None, ema_val_top1=None)
+    loader = run.loaders.val
+    if loader is None:
+        return
+    args = (loader, run.cfg, run.device, run.distributed)
+    metrics = validate(run.method.eval_model(), *args)
+    row.update(val_loss=metrics["loss"], val_top1=metrics["top1"], val_top5=metrics["top5"])
+    if run.ema is not None:
+        row["ema_val_top1"] = validate(run.ema.module, *args)["top1"]
+    online = run.method.online_model()
+    if online is not None:
+        row["online_val_top1"] = validate(online, *args)["top1"]
+
+
+def _weights_extra(run: Run, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
+    extra: dict[str, Any] = {"epoch": epoch, "metrics": row}
+    if run.ema is not None:
+        extra["state_dict_ema"] = run.ema.module.state_dict()
+    online = run.method.online_model()
+    if online is not None:
+        extra["state_dict_online"] = online.state_dict()
+    return extra
+
+
+def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
+    """best.pth (when validation top-1 improved), last.pth and metrics.csv, each written atomically."""
+    from robust_eval.checkpoint import atomic_save, save_checkpoint
+
+    out_dir, method = run.out_dir, run.method
+    if row["val_top1"] is not None and row["val_top1"] > run.best["top1"]:
+        run.best = {"top1": row["val_top1"], "epoch": epoch + 1}
+        weights = method.eval_model().state_dict()
+        save_checkpoint(out_dir / "best.pth", weights, **run.ckpt_meta, **_weights_extra(run, epoch + 1, row))
+    state = {
+        "kind": RESUME_KIND,
+        "format_version": RESUME_FORMAT_VERSION,
+        "epoch": epoch + 1,
+        "num_updates": run.num_updates,
+        "world_size": run.world,
+        "model": method.model.state_dict(),
+        "method": method.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "ema": run.ema.module.state_dict() if run.ema is not None else None,
+        "rng": rng_state(),
+        "history": run.history,
+        "best": run.best,
+        "train_args": run.cfg.to_dict(),
+    }
+    atomic_save(state, out_dir / "last.pth")
+    write_metrics(out_dir / "metrics.csv", run.history, method.csv_columns)
+
+
+def _announce(run: Run) -> None:
+    import yaml
+
+    cfg = run.cfg
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.out_dir / "args.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    aa = run.loaders.aa
+    run.console.print(
+        f"timm train: {cfg.model} on {run.data.dataset} ({len(run.data.train)} train images, "
+        f"{run.ckpt_meta['num_classes']} classes), --aug {cfg.aug}{f' ({aa})' if aa else ''}"
+        f"{' + JSD' if cfg.jsd else ''}, {run.world} process(es) on {run.device.type}, "
+        f"epochs {run.start_epoch + 1}..{cfg.epochs}"
+    )
+    if run.start_epoch >= cfg.epochs:
+        run.console.print(
+            f"nothing to do: the run already completed {run.start_epoch} of {cfg.epochs} epochs"
+        )
+
+
+def _report_epoch(run: Run, row: dict[str, Any]) -> None:
+    val = (
+        f", val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2f}%"
+        if row["val_top1"] is not None
+        else ""
+    )
+    run.console.print(
+        f"epoch {row['epoch']}/{run.cfg.epochs}: train loss {row['train_loss']:.4f}{val}, "
+        f"{row['train_images_per_s']:.0f} img/s, lr {row['lr']:.3g}"
+    )
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run a training job described by ``cfg``; returns the last epoch's metrics row.
+
+    Raises:
+        TrainError: bad settings, data or resume files (reported by the CLI as one line, exit 2).
+    """
+    from robust_eval.checkpoint import save_checkpoint
+
+    cfg = dataclasses.replace(cfg)
+    if cfg.jsd and cfg.aug_splits == 0:
+        cfg.aug_splits = 3
+    validate_config(cfg)
+    resume_state = load_resume_state(cfg.resume) if cfg.resume else None
+    out_dir = output_dir(cfg, resume_state)
+    info = init_processes(cfg)
+    try:
+        run = setup(cfg, info, out_dir)
+        if resume_state is not None:
+            restore(run, resume_state)
+        if run.primary:
+            _announce(run)
+        row: dict[str, Any] = run.history[-1] if run.history else {}
+        for epoch in range(run.start_epoch, cfg.epochs):
+            row = train_one_epoch(run, epoch)
+            _evaluate_epoch(run, row)
+            run.history.append(row)
+            if run.primary:
+                _save_epoch(run, epoch, row)
+                _report_epoch(run, row)
+        if run.primary:
+            weights = run.method.eval_model().state_dict()
+            extra = _weights_extra(run, max(cfg.epochs, run.start_epoch), row)
+            save_checkpoint(out_dir / "final.pth", weights, **run.ckpt_meta, **extra)
+            names = ", ".join(n for n in ("final.pth", "best.pth", "last.pth") if (out_dir / n).exists())
+            run.console.print(f"checkpoints in {out_dir}/ ({names}), metrics in metrics.csv")
+        return row
+    finally:
+        if info["distributed"] and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

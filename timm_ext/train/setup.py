@@ -1,0 +1,238 @@
+"""Set-up of a ``timm train`` run: output folder, processes, model, method, loaders, optimizer, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .build import create_model
+from .config import RUN_FILES, TrainConfig, TrainError
+from .data import Data, Loaders, build_loaders, load_data
+from .features import FeatureError
+from .methods import TrainMethod, create_method
+from .state import set_rng_state
+
+__all__ = ["Run", "init_processes", "output_dir", "restore", "setup"]
+
+
+@dataclass
+class Run:
+    """Everything one training process holds (built by :func:`_setup`)."""
+
+    cfg: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    out_dir: Path
+    data: Data
+    loaders: Loaders
+    method: TrainMethod
+    net: nn.Module  # the method's network, DDP-wrapped when distributed
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    ema: Any
+    ckpt_meta: dict[str, Any]
+    console: Any
+    start_epoch: int = 0
+    num_updates: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"top1": -math.inf, "epoch": 0})
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def primary(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def updates_per_epoch(self) -> int:
+        return len(self.loaders.train)
+
+
+def output_dir(cfg: TrainConfig, resume_state: dict[str, Any] | None) -> Path:
+    if cfg.output is None:
+        resume_path = Path(cfg.resume) if cfg.resume else None
+        if resume_path is None:
+            cfg.output = "output/train"
+        else:
+            cfg.output = str(resume_path if resume_path.is_dir() else resume_path.parent)
+    out_dir = Path(cfg.output)
+    if resume_state is None and out_dir.is_dir():
+        existing = [name for name in RUN_FILES if (out_dir / name).exists()]
+        if existing:
+            raise TrainError(
+                f"output folder '{out_dir}' already holds a run ({', '.join(existing)}); pass --resume {out_dir} "
+                "to continue it or choose another --output"
+            )
+    if resume_state is not None and resume_state["train_args"].get("model") != cfg.model:
+        raise TrainError(
+            f"--resume state was trained with --model {resume_state['train_args'].get('model')}, not {cfg.model}"
+        )
+    return out_dir
+
+
+def init_processes(cfg: TrainConfig) -> dict[str, Any]:
+    from timm.utils import distributed as tdist
+    from timm.utils import random_seed
+
+    device_name = cfg.device
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError(f"--device {cfg.device}: CUDA is not available on this machine; use --device cpu")
+    info = tdist.init_distributed_device_so(device=device_name, dist_backend=cfg.dist_backend)
+    random_seed(cfg.seed, info["global_rank"])
+    return info
+
+
+def _build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, dict, dict]:
+    """(model on device, data config, extra create_model kwargs to record in checkpoints)."""
+    from timm.data import resolve_data_config
+
+    model_kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": cfg.drop}
+    model = create_model(cfg, **model_kwargs)
+    base_cfg = resolve_data_config({}, model=model)
+    extra_model_kwargs: dict[str, Any] = {}
+    img_size = cfg.img_size or int(base_cfg["input_size"][-1])
+    if img_size != int(base_cfg["input_size"][-1]):
+        with contextlib.suppress(TypeError):  # ViTs need their input size; conv nets take any
+            model = create_model(cfg, img_size=img_size, **model_kwargs)
+            extra_model_kwargs["img_size"] = img_size
+    data_cfg = dict(base_cfg)
+    data_cfg["input_size"] = (3, img_size, img_size)
+    if cfg.interpolation:
+        data_cfg["interpolation"] = cfg.interpolation
+    if cfg.dataset != "imagefolder":
+        data_cfg["crop_pct"] = 1.0
+    return model.to(device), data_cfg, extra_model_kwargs
+
+
+def _build_optimization(cfg: TrainConfig, method: TrainMethod, device: torch.device, updates: int) -> tuple:
+    """(optimizer, scheduler, AMP scaler or None, ModelEmaV3 or None)."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import ModelEmaV3, NativeScaler
+
+    try:
+        optimizer = create_optimizer_v2(
+            method.param_groups(),
+            opt=cfg.opt,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+        )
+    except ValueError as exc:  # unknown --opt
+        raise TrainError(f"--opt {cfg.opt}: {str(exc).splitlines()[0]} (e.g. sgd, momentum, adamw)") from exc
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=cfg.sched,
+        num_epochs=cfg.epochs,
+        decay_epochs=cfg.decay_epochs,
+        decay_rate=cfg.decay_rate,
+        min_lr=cfg.min_lr,
+        warmup_lr=cfg.warmup_lr,
+        warmup_epochs=cfg.warmup_epochs,
+        step_on_epochs=not cfg.sched_on_updates,
+        updates_per_epoch=updates,
+    )
+    method.adjust_lr(optimizer)
+    use_scaler = cfg.amp and device.type == "cuda" and cfg.amp_dtype == "float16"
+    scaler = NativeScaler(device=device.type) if use_scaler else None
+    ema = ModelEmaV3(method.model, decay=cfg.model_ema_decay) if cfg.model_ema else None
+    return optimizer, scheduler, scaler, ema
+
+
+def _ckpt_meta(cfg: TrainConfig, data: Data, num_classes: int, data_cfg: dict, model_kwargs: dict) -> dict:
+    return {
+        "model": cfg.model,
+        "num_classes": num_classes,
+        "dataset": data.dataset,
+        "data_config": {
+            "input_size": list(data_cfg["input_size"]),
+            "mean": list(data_cfg["mean"]),
+            "std": list(data_cfg["std"]),
+            "interpolation": str(data_cfg["interpolation"]),
+            "crop_pct": float(data_cfg["crop_pct"]),
+        },
+        "class_names": list(data.class_names),
+        "model_kwargs": model_kwargs,
+        "train_args": cfg.to_dict(),
+    }
+
+
+def setup(cfg: TrainConfig, info: dict[str, Any], out_dir: Path) -> Run:
+    from .. import models  # noqa: F401 - registers the CIFAR architectures
+
+    device, rank, world = torch.device(info["device"]), info["global_rank"], info["world_size"]
+    data = load_data(cfg)
+    num_classes = cfg.num_classes or data.num_classes
+    if num_classes < data.num_classes:
+        raise TrainError(
+            f"--num-classes {num_classes} is smaller than the {data.num_classes} classes of the data"
+        )
+    model, data_cfg, model_kwargs = _build_model(cfg, num_classes, device)
+    try:
+        method = create_method(cfg, model, num_classes, rank)
+    except FeatureError as exc:
+        raise TrainError(f"--model {cfg.model}: {exc}") from exc
+    loaders = build_loaders(cfg, data, data_cfg, rank, world, device)
+    optimizer, scheduler, scaler, ema = _build_optimization(cfg, method, device, len(loaders.train))
+    net = method.network
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    meta = _ckpt_meta(cfg, data, num_classes, data_cfg, model_kwargs)
+    return Run(
+        cfg,
+        device,
+        rank,
+        world,
+        out_dir,
+        data,
+        loaders,
+        method,
+        net,
+        optimizer,
+        scheduler,
+        scaler,
+        ema,
+        meta,
+        console,
+    )
+
+
+def restore(run: Run, state: dict[str, Any]) -> None:
+    """Continue from a ``last.pth``: weights, method state, optimizer, scaler, EMA, counters, RNG."""
+    cfg = run.cfg
+    try:
+        run.method.model.load_state_dict(state["model"])
+        run.method.load_state_dict(state.get("method") or {})
+        run.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise TrainError(f"--resume state does not fit this run: {str(exc).splitlines()[0]}") from exc
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None and state.get("ema") is not None:
+        run.ema.module.load_state_dict(state["ema"])
+    run.start_epoch, run.num_updates = int(state["epoch"]), int(state["num_updates"])
+    run.history, run.best = list(state["history"]), dict(state["best"])
+    if state.get("world_size", 1) == run.world:
+        set_rng_state(state["rng"])
+    # the schedule is rebuilt from this run's settings (so --epochs can be raised) and fast-forwarded
+    run.scheduler.step(run.start_epoch)
+    if cfg.sched_on_updates:
+        run.scheduler.step_update(num_updates=run.num_updates)
+    run.method.adjust_lr(run.optimizer)

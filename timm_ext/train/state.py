@@ -1,0 +1,169 @@
+"""Run state of ``timm train``: random generators, augmentation seeding, resume files, metrics, checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RESUME_KIND, TrainError
+
+__all__ = [
+    "atomic_write_text",
+    "augmentation_adapters",
+    "load_resume_state",
+    "reseed_augmentations",
+    "reseed_worker",
+    "rng_state",
+    "set_rng_state",
+    "write_metrics",
+]
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()  # noqa: NPY002 - the global stream timm's workers seed
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": [random.getstate()[0], list(random.getstate()[1]), None],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_resume_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``last.pth`` (or the run folder holding one) with ``weights_only=True``.
+
+    Raises:
+        TrainError: missing file, or a file that is not a ``timm train`` resume state.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pth"
+    if not path.is_file():
+        raise TrainError(
+            f"--resume '{path}' does not exist; pass the last.pth of a previous run or its folder"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TrainError(
+            f"--resume '{path}' could not be read as a safe torch file: {str(exc).splitlines()[0]}"
+        ) from exc
+    if not isinstance(state, dict) or state.get("kind") != RESUME_KIND:
+        raise TrainError(
+            f"--resume '{path}' is not a `timm train` resume state (last.pth); checkpoints like best.pth/final.pth "
+            "hold weights only"
+        )
+    return state
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+_CSV_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "ema_val_top1",
+    "epoch_time_s",
+    "train_images_per_s",
+)
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]], extra_columns: Sequence[str] = ()) -> None:
+    """Write ``metrics.csv`` atomically: the standard columns, then the method's ``extra_columns``."""
+    columns = [*_CSV_COLUMNS, *extra_columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+    atomic_write_text(path, buf.getvalue())
+
+
+def augmentation_adapters(obj: Any, _seen: set[int] | None = None) -> Iterator[Any]:
+    """Every :class:`~timm_ext.transforms.AlbumentationsAdapter` reachable from a data set or transform
+    (through ``.transform``, ``.transforms``, ``.dataset``, tuples and lists: timm's and torchvision's
+    containers and ``AugMixDataset``)."""
+    from ..transforms import AlbumentationsAdapter
+
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen or obj is None:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, AlbumentationsAdapter):
+        yield obj
+        return
+    if isinstance(obj, (list, tuple)):
+        children: list[Any] = list(obj)
+    else:
+        children = [
+            getattr(obj, name, None) for name in ("dataset", "transform", "transforms", "augmentation")
+        ]
+    for child in children:
+        if child is not None and not isinstance(child, (str, bytes, int, float, np.ndarray, torch.Tensor)):
+            yield from augmentation_adapters(child, seen)
+
+
+def _epoch_seeds(seed: int, epoch: int, rank: int, worker: int) -> np.ndarray:
+    """Four 32-bit seeds (Python, NumPy, torch, adapters) for one process's epoch, as timm derives a
+    worker's seed from the run seed, the rank and the worker id (``worker = -1``: main process)."""
+    entropy = [int(seed) % 2**63, int(epoch), int(rank), int(worker) + 1, 0x5EED]
+    return np.random.SeedSequence(entropy).generate_state(4, dtype=np.uint32)
+
+
+def reseed_augmentations(dataset: Any, seed: int, epoch: int, rank: int, worker: int = -1) -> None:
+    """Seed every IPMix/PixMix adapter of ``dataset`` for ``epoch`` (each adapter its own stream)."""
+    base = int(_epoch_seeds(seed, epoch, rank, worker)[3])
+    for i, adapter in enumerate(augmentation_adapters(dataset)):
+        adapter.reseed(int(np.random.SeedSequence([base, i]).generate_state(1, dtype=np.uint32)[0]))
+
+
+def reseed_worker(dataset: Any, seed: int, epoch: int, rank: int, worker: int) -> None:
+    """In a DataLoader worker: seed Python's, NumPy's and torch's global generators (timm's AugMix /
+    RandAugment and torchvision's crops draw from them) and the adapters, for ``epoch``."""
+    py_seed, np_seed, torch_seed, _ = (int(v) for v in _epoch_seeds(seed, epoch, rank, worker))
+    random.seed(py_seed)
+    np.random.seed(np_seed)  # noqa: NPY002 - the global stream timm's auto-augment ops use
+    torch.manual_seed(torch_seed)
+    reseed_augmentations(dataset, seed, epoch, rank, worker)
