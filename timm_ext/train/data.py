@@ -134,8 +134,10 @@ def train_transforms(cfg: TrainConfig, data_cfg: dict[str, Any], aa: str | None)
     from timm.data import create_transform
     from timm.data.auto_augment import augment_and_mix_transform, rand_augment_transform
 
+    from ..compat import fix_posterize
     from ..transforms import mixing_transform
 
+    fix_posterize()  # `timm train` uses timm's RandAugment, which needs it on Pillow >= 12
     size = int(data_cfg["input_size"][-1])
     mean, std, interp = data_cfg["mean"], data_cfg["std"], data_cfg["interpolation"]
     if cfg.dataset == "imagefolder":
