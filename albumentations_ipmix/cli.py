@@ -71,8 +71,9 @@ class BadInput(Exception):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"ipmix-fractals: error: {message}", err=True)
-    raise typer.Exit(code)
+    from robust_mix.cli import fail
+
+    fail("ipmix-fractals", message, code)
 
 
 def picture_path(out: Path, kind: str, index: int) -> Path:
@@ -403,36 +404,11 @@ def preview(
     console.print(f"wrote a {rows}x{cols} contact sheet ({sheet.shape[1]}x{sheet.shape[0]} px) -> {out}")
 
 
-# Usage errors raised while parsing: recent Typer vendors Click (its errors derive from
-# typer.TyperException); older Typer raises Click's own.
-_PARSE_ERRORS: tuple[type[Exception], ...] = (
-    (typer.TyperException,) if hasattr(typer, "TyperException") else ()
-)
-_ABORTS: tuple[type[BaseException], ...] = (typer.Abort, KeyboardInterrupt)
-try:
-    import click
-
-    _PARSE_ERRORS += (click.exceptions.ClickException,)
-    _ABORTS += (click.exceptions.Abort,)
-except ImportError:  # pragma: no cover - Typer without a separate Click
-    pass
-
-
 def main() -> None:
-    """Console entry point: runs the app; usage errors become one line on stderr and exit status 2."""
-    try:
-        status = app(standalone_mode=False)
-    except _PARSE_ERRORS as exc:
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            typer.echo(message, err=True)  # no arguments: the help text
-        else:
-            typer.echo(f"ipmix-fractals: error: {' '.join(message.split())}", err=True)
-        sys.exit(getattr(exc, "exit_code", 2) or 2)
-    except _ABORTS:
-        typer.echo("ipmix-fractals: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(status if isinstance(status, int) else 0)
+    """Console entry point: one-line errors and exit status 2 for bad input (see robust_mix.cli)."""
+    from robust_mix.cli import run
+
+    run(app, "ipmix-fractals")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from robust_mix.cli import fail, run
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from robust_eval import generate_cli
@@ -59,9 +61,8 @@ class UsageProblem(Exception):
     """Bad input: reported as one line, exit code 2."""
 
 
-def _fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def _fail(message: str, code: int = 2) -> None:
+    fail("robust-eval", message, code)
 
 
 def _resolve_data_dir(data_dir: Path | None) -> Path:
@@ -847,8 +848,8 @@ generate_cli.register(app)  # make-c, make-p: -C / -P regeneration (robust_eval.
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: one-line errors, exit status 2 for bad input (robust_mix.cli)."""
+    run(app, "robust-eval")
 
 
 if __name__ == "__main__":

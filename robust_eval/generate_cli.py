@@ -10,11 +10,11 @@ from typing import Annotated, Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
-from rich.console import Console
 
 from albumentations_ipmix.files import FileProblem
 from robust_eval.data import DataLayoutError
 from robust_eval.generate import make_c, make_p
+from robust_mix.cli import fail
 
 __all__ = ["main", "register"]
 
@@ -25,8 +25,7 @@ _RUN_ERRORS = (FileProblem, RuntimeError, OSError)
 
 
 def _fail(exc: BaseException, code: int) -> None:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {exc}", markup=False)
-    raise typer.Exit(code)
+    fail("robust-eval", exc, code)
 
 
 def _run(job: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def test_missing_data_single_suite_and_all(env, tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 7 and all(line.startswith("skipped ") for line in lines[:6])
-    assert lines[-1].startswith("error: no suite could run")
+    assert lines[-1].startswith("robust-eval: error: no suite could run")
     assert not (tmp_path / "o" / "all.json").exists()
     only_clean = tmp_path / "only_clean"
     images, labels = heldout_digits(12)

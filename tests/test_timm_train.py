@@ -154,7 +154,7 @@ def _assert_one_line_error(result, fragment: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
+    assert lines[0].startswith("timm: error: ")
     assert fragment in lines[0], lines[0]
 
 
@@ -211,7 +211,7 @@ def test_real_cli_process_bad_input(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: unknown --aug 'bogus'; expected one of none, ipmix, pixmix, augmix, randaugment, mixup, "
+        "timm: error: unknown --aug 'bogus'; expected one of none, ipmix, pixmix, augmix, randaugment, mixup, "
         "cutmix, cutout, adautomix, automix"
     ]
 

@@ -23,6 +23,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 
+from robust_mix.cli import fail, run
+
 from .train import TrainConfig, TrainError, config_from_dict, field_kind, load_config_file
 
 app = typer.Typer(
@@ -35,8 +37,7 @@ app = typer.Typer(
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+    fail("timm", message)
 
 
 def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> None:
@@ -111,8 +112,8 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console entry point (``timm``)."""
-    app()
+    """Console entry point (``timm``): one-line errors, exit status 2 for bad input."""
+    run(app, "timm")
 
 
 if __name__ == "__main__":
