@@ -123,7 +123,7 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
         "preprocessing": {
             "input_contract": ctx.metadata["input_contract"],
             "data_config": ctx.metadata["data_config"],
-            "image_files": "decoded with OpenCV, shorter side resized to round(size / crop_pct), center crop",
+            "image_files": "decoded with Pillow (EXIF orientation applied), shorter side resized to round(size / crop_pct), center crop",
             "imagenet_c_protocol": ctx.imagenet_c_protocol,
         },
         "corruption_lists": {

@@ -459,25 +459,32 @@ def expected_corruption_folder(root: str | os.PathLike[str], dataset: str, bar: 
     return Path(root) / (f"{title}-C-bar" if bar else f"{title}-C")
 
 
+def generator_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``manifest.json`` that ``robust-eval make-c`` / ``make-p`` wrote into ``folder`` ({} when the
+    folder is a published set or the file is someone else's)."""
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    ours = isinstance(manifest, dict) and manifest.get("generator") == "robust_eval.generate"
+    return manifest if ours else {}
+
+
 def corruption_severities(folder: str | os.PathLike[str]) -> tuple[int, ...]:
     """The severities stored in a CIFAR-layout -C folder, in row order.
 
     Published folders hold all five; a folder written by ``robust-eval make-c --severities 1,3,5``
-    records its severities in ``manifest.json`` (``"generator": "robust_eval.generate"``), and its
-    arrays hold only those, in that order.
+    records its severities in its manifest (:func:`generator_manifest`), and its arrays hold only
+    those, in that order.
     """
-    path = Path(folder) / "manifest.json"
-    if path.is_file():
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, ValueError):
-            manifest = {}
-        manifest = manifest if isinstance(manifest, dict) else {}
-        sevs = manifest.get("severities")
-        if manifest.get("generator") == "robust_eval.generate" and isinstance(sevs, list) and sevs:
-            if any(not isinstance(v, int) or v not in SEVERITIES for v in sevs):
-                raise DataLayoutError(f"'{path}' lists severities {sevs}; expected a subset of 1..5")
-            return tuple(sevs)
+    sevs = generator_manifest(folder).get("severities")
+    if isinstance(sevs, list) and sevs:
+        if any(not isinstance(v, int) or v not in SEVERITIES for v in sevs):
+            raise DataLayoutError(f"'{Path(folder) / 'manifest.json'}' lists severities {sevs}; expected 1..5")
+        return tuple(sevs)
     return tuple(SEVERITIES)
 
 

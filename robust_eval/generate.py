@@ -127,7 +127,7 @@ class Source:
     def fingerprint(self) -> dict[str, Any]:
         first = self.chunk(0, 1)
         return {
-            "path": str(self.path),
+            "path": str(self.path.resolve()),  # the same folder however it was typed
             "kind": self.kind,
             "n": len(self),
             "image_shape": list(first.shape[1:]),

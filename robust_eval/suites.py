@@ -458,6 +458,7 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
         stored = rdata.corruption_severities(folder)
         info["source"] = str(folder)
         info["severities"] = list(stored)
+        info["regenerated"] = bool(rdata.generator_manifest(folder).get("regenerated"))  # made by make-c
         for c in names:
             if (folder / f"{c}.npy").is_file():
                 for s in stored:
@@ -475,6 +476,7 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
         classes = _imagenet_classes(ctx)
         crop = ctx.crop_pct if ctx.imagenet_c_protocol == "resize_crop" else 1.0
         info.update(source=str(folder), imagenet_c_protocol=ctx.imagenet_c_protocol, crop_pct_used=crop)
+        info["regenerated"] = bool(rdata.generator_manifest(folder).get("regenerated"))  # made by make-c
         for c in names:
             if (folder / c).is_dir():
                 for s, sev_dir in zip(SEVERITIES, rdata.severity_folders(folder / c)):

@@ -209,3 +209,31 @@ def test_a_set_with_some_severities_reads_back_as_those_severities(tmp_path):
     assert sorted(out["c"]["errors"]["fog"]) == ["1", "3", "5"]
     assert out["c"]["severities"] == [1, 3, 5]
     assert out["c"]["n_per_cell"]["fog"] == 20  # was 36 (3 x 20 rows read as 5 severities)
+
+
+def test_a_make_c_set_on_disk_is_flagged_regenerated_and_a_relative_path_is_the_same_source(
+    tmp_path, monkeypatch
+):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from robust_eval_fixtures import make_context, make_data_root, write_project_checkpoint
+
+    from robust_eval.suites import run_corruptions
+
+    data = make_data_root(tmp_path / "data", n=12, with_p=False, with_c=False)
+    assert (
+        _invoke(
+            "make-c", data / "cifar-10-batches-py", data, "--preset", "cifar", "--corruptions", "fog"
+        ).exit_code
+        == 0
+    )
+    monkeypatch.chdir(tmp_path)  # the same source typed as a relative path is not "another source"
+    again = _invoke(
+        "make-c", "data/cifar-10-batches-py", "data", "--preset", "cifar", "--corruptions", "fog,contrast"
+    )
+    assert again.exit_code == 0, again.output
+    out = run_corruptions(
+        make_context(write_project_checkpoint(tmp_path / "ck.pth"), data, tmp_path / "cache")
+    )
+    assert out["c"]["regenerated"] is True
