@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -172,6 +173,16 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         value = opts.get(name)
         if value is not None and value < 1:
             raise UsageProblem(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("workers", "seed"):
+        value = opts.get(name)
+        if value is not None and value < 0:
+            raise UsageProblem(f"--{name} must be >= 0, got {value}")
+    for name in ("eps", "alpha"):  # PGD budget and step, in 1/255 units
+        value = opts.get(name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageProblem(f"--{name} must be a finite number > 0 (in 1/255 units), got {value}")
+    if opts.get("device") == "meta":
+        raise UsageProblem("--device meta holds no data and cannot evaluate; use cpu, cuda or cuda:N")
     save_baseline_path: Path | None = opts.get("save_baseline")
     if save_baseline_path is not None and save_baseline_path.exists():
         raise UsageProblem(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from .config import AA_PREFIX, AUGMENTATIONS, DATASETS, SCHEDULERS, VIEW_AUGS, TrainConfig, TrainError
@@ -9,6 +10,63 @@ from .config import AA_PREFIX, AUGMENTATIONS, DATASETS, SCHEDULERS, VIEW_AUGS, T
 __all__ = ["validate"]
 
 _ADAUTOMIX_AUGS = ("adautomix", "automix")
+
+#: Allowed ranges of the numeric flags: (field, low, high, low inclusive, high inclusive); None = unbounded.
+#: Every value must also be finite (NaN / inf are refused for every float flag).
+_RANGES: tuple[tuple[str, float | None, float | None, bool, bool], ...] = (
+    ("jsd_alpha", 0.0, None, True, True),
+    ("smoothing", 0.0, 1.0, True, False),
+    ("mixup", 0.0, None, False, True),
+    ("cutmix", 0.0, None, False, True),
+    ("hflip", 0.0, 1.0, True, True),
+    ("min_lr", 0.0, None, True, True),
+    ("momentum", 0.0, 1.0, True, False),
+    ("weight_decay", 0.0, None, True, True),
+    ("warmup_epochs", 0, None, True, True),
+    ("warmup_lr", 0.0, None, True, True),
+    ("decay_epochs", 0.0, None, False, True),
+    ("decay_rate", 0.0, 1.0, False, True),
+    ("clip_grad", 0.0, None, False, True),
+    ("model_ema_decay", 0.0, 1.0, True, False),
+    ("seed", 0, 2**32 - 1, True, True),
+    ("cutout_size", 1, None, True, True),
+)
+
+
+def _check_numeric_ranges(cfg: TrainConfig) -> None:
+    import math
+
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TrainError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+    for name, low, high, low_in, high_in in _RANGES:
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        below = low is not None and (value < low if low_in else value <= low)
+        above = high is not None and (value > high if high_in else value >= high)
+        if below or above:
+            lo = "-inf" if low is None else f"{'[' if low_in else '('}{low}"
+            hi = "inf)" if high is None else f"{high}{']' if high_in else ')'}"
+            raise TrainError(f"--{name.replace('_', '-')} must be in {lo}, {hi}, got {value}")
+
+
+def _check_device(cfg: TrainConfig) -> None:
+    import torch
+
+    if cfg.device == "auto":
+        return
+    try:
+        device = torch.device(cfg.device)
+    except (RuntimeError, ValueError):
+        raise TrainError(
+            f"--device '{cfg.device}' is not a torch device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "meta":
+        raise TrainError("--device meta holds no data and cannot train; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device {cfg.device}: no CUDA device is available here; use --device cpu")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -18,6 +76,8 @@ def validate(cfg: TrainConfig) -> None:
         TrainError: the first bad value or combination, naming the flag and what it expects.
     """
     _check_choices_and_ranges(cfg)
+    _check_numeric_ranges(cfg)
+    _check_device(cfg)
     _check_model(cfg)
     _check_aa_and_files(cfg)
     _check_views(cfg)
