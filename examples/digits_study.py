@@ -77,7 +77,7 @@ def _train_step(args: argparse.Namespace, data: Path, aug: str, seed: int) -> St
         "--lr",
         str(args.lr),
     ]
-    argv += ["--hflip", "0", "-j", "0", "--seed", str(seed), "--aug", aug, *AUG_FLAGS[aug], "--no-progress"]
+    argv += ["--hflip", "0", "-j", "2", "--seed", str(seed), "--aug", aug, *AUG_FLAGS[aug], "--no-progress"]
     if (run / "last.pth").is_file():
         argv += ["--resume", str(run)]  # continues an interrupted (or shorter) run
     else:
@@ -177,7 +177,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--augs", default="none,ipmix,pixmix,augmix", help="--aug values (first = reference)")
     parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs per model")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs per model")
     parser.add_argument("--model", default="test_resnet", help="timm model (the same for every run)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine schedule)")
