@@ -238,7 +238,11 @@ class OutputLock:
                 if isinstance(pid, int) and same_host and not _pid_alive(pid):
                     self.path.unlink(missing_ok=True)  # left by a killed run
                     continue
-                if not other and time.time() - self.path.stat().st_mtime > 60:
+                try:
+                    age = time.time() - self.path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # released meanwhile: try again
+                if not other and age > 60:
                     self.path.unlink(missing_ok=True)  # unreadable and old: a crash while writing it
                     continue
                 who = (
