@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from robust_eval.constants import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, TEST_PERTURBATIONS
+from robust_eval.report import save_png
 
 __all__ = ["make_comparison_plots"]
 
@@ -188,9 +189,6 @@ def make_comparison_plots(cmp: Mapping[str, Any], folder: str | os.PathLike[str]
         if fig is None:
             continue
         name = f"compare-{kind}.png"
-        tmp = folder / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        os.replace(tmp, folder / name)
+        save_png(fig, folder / name)
         made[kind] = name
     return made

@@ -432,6 +432,18 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
 # ------------------------------------------------------------------------------------------------
 
 
+def save_png(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Write a matplotlib figure as PNG (110 dpi) atomically, through a unique temporary file (so two
+    runs into one folder cannot collide), and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_writer(path) as handle:
+            fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
 def make_plots(result: Mapping[str, Any], folder: str | os.PathLike[str], stem: str) -> dict[str, str]:
     """PNG plots (matplotlib Agg) for what the result holds; returns {kind: file name in ``folder``}."""
     import matplotlib
@@ -446,11 +458,7 @@ def make_plots(result: Mapping[str, Any], folder: str | os.PathLike[str], stem: 
 
     def save(fig: Any, kind: str) -> None:
         name = f"{stem}-{kind}.png"
-        try:  # a unique temporary per call: concurrent runs into one folder cannot collide
-            with atomic_writer(folder / name) as handle:
-                fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-        finally:
-            plt.close(fig)
+        save_png(fig, folder / name)
         made[kind] = name
 
     corr = s.get("corruptions")
