@@ -6,6 +6,7 @@ import ast
 import hashlib
 import importlib
 import pkgutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,45 +44,37 @@ def test_rendered_bytes_are_those_of_the_single_module_renderer(
     assert digest == GOLDEN[(kind, index, height, width)]
 
 
-# Names other modules import from the package today (cli.py, benchmarks/fractals.py, sources.py via
-# the registry, tests, the README): they must keep working as ``from albumentations_ipmix.fractals
-# import X``.
-USED_NAMES = [
-    "DEFAULT_COUNT",
-    "DEFAULT_KINDS",
-    "KINDS",
-    "RENDERER_VERSION",
-    "MAX_ATTEMPTS",
-    "MIN_COLOUR_STD",
-    "MIN_COVERAGE",
-    "MAX_NOISE_SCORE",
-    "TILE_DETAIL_STD",
-    "QUALITY_SIZE",
-    "SIGMA_FACTOR_BAND",
-    "IFS_MARGIN",
-    "ESCAPE_RADIUS",
-    "TRAPS",
-    "EscapeParams",
-    "FractalSource",
-    "IFSParams",
-    "QualityMeasures",
-    "kind_of",
-    "parse_kinds",
-    "passes_quality",
-    "quality_measures",
-    "render_escape",
-    "render_fractal",
-    "render_ifs",
-    "render_params",
-    "sample_escape",
-    "sample_ifs",
-    "sample_params",
-]
+ROOT = Path(__file__).resolve().parents[1]
+FROM_FRACTALS = re.compile(r"^(>>> )?from albumentations_ipmix\.fractals import [\w, ]+$")
+
+
+def _imported_from_fractals() -> set[str]:
+    """Names that the project's modules, benchmarks, examples, tests and README import from the package."""
+    names: set[str] = set()
+    sources = [
+        p.read_text()
+        for d in ("albumentations_ipmix", "benchmarks", "examples", "tests", "timm_ext")
+        for p in (ROOT / d).glob("*.py")
+    ]
+    readme = (ROOT / "README.md").read_text().splitlines()
+    sources += [line.strip().removeprefix(">>> ") for line in readme if FROM_FRACTALS.match(line.strip())]
+    for text in sources:
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                "albumentations_ipmix.fractals",
+                "fractals",
+            ):
+                if node.module == "fractals" and node.level != 1:
+                    continue
+                names.update(alias.name for alias in node.names)
+    return names
 
 
 def test_every_used_public_name_is_exported_by_the_package() -> None:
-    missing = [name for name in USED_NAMES if name not in F.__all__ or not hasattr(F, name)]
-    assert not missing
+    used = _imported_from_fractals()
+    assert {"render_fractal", "kind_of", "parse_kinds", "RENDERER_VERSION", "FractalSource"} <= used
+    submodules = {info.name for info in pkgutil.iter_modules(F.__path__)}
+    assert not used - set(F.__all__) - submodules, "imported but not exported"
     assert all(hasattr(F, name) for name in F.__all__)
     # the procedural source is registered by importing the package
     from albumentations_ipmix.sources import as_source
