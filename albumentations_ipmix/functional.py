@@ -5,7 +5,9 @@ Nothing here draws random numbers: every function takes its parameters explicitl
 (they reproduce Pillow's semantics, as the reference code uses PIL), mixing happens in float.
 
 The image-level operations and their table live in :mod:`albumentations_ipmix.ops` (re-exported
-here: :func:`apply_image_op`, :class:`ImageOp` and the op lists). Every image operation can be
+here: :func:`apply_image_op`, :class:`ImageOp` and the op lists); the mixing operations are the rows
+of :data:`MIXING_OP_TABLE` (formula, uint8 and float32 kernels, which draws they need), read by
+:func:`mix_region_uint8`, :func:`pixmix` and the transforms' samplers. Every image operation can be
 evaluated on a region of interest only (``roi=(top, left, height, width)``), which is how a
 patch-level step that needs "one random op applied to the original image" stays cheap for small
 patches.
@@ -13,7 +15,8 @@ patches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import cv2
@@ -37,10 +40,13 @@ __all__ = [
     "IPMIX_ALL_OPS",
     "IPMIX_OPS",
     "MIXING_OPS",
+    "MIXING_OP_TABLE",
     "PATCH_SHAPES",
     "PIXMIX_ALL_OPS",
+    "PIXMIX_MIXING_OPS",
     "PIXMIX_OPS",
     "ImageOp",
+    "MixingOpSpec",
     "PatchStep",
     "PixMixStep",
     "add",
@@ -57,10 +63,8 @@ __all__ = [
 ]
 
 # ----------------------------------------------------------------------------------------------
-# Mixing-op, patch-shape and overflow names
+# Patch-shape and overflow names (the mixing ops: MIXING_OP_TABLE below)
 # ----------------------------------------------------------------------------------------------
-#: Patch/pixel-level mixing operations.
-MIXING_OPS: tuple[str, ...] = ("add", "multiply", "random_pixels", "random_elements")
 #: Patch shapes: an s x s square, or a "scar" with width and height drawn independently in {2..s}.
 PATCH_SHAPES: tuple[str, ...] = ("square", "scar")
 #: Overflow handling when a mixed value leaves [0, 1]: ``wrap`` (modulo 256, the reference) or ``clip``.
@@ -155,6 +159,71 @@ def _quantize(v255: np.ndarray, overflow: str) -> np.ndarray:
     return v255.astype(np.int32).astype(np.uint8)  # int32 -> uint8 keeps the low byte: modulo 256
 
 
+def _add_255(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """``add`` of two uint8 regions, times 255, float32 (two 256-entry lookup tables)."""
+    # (a(2x-1) + b(2y-1) + 1)/2 * 255 = a*255x + b*255y + 255(1 - a - b)/2
+    lut_x = (a * _LEVELS * 255.0).astype(np.float32)
+    lut_y = (b * _LEVELS * 255.0 + 127.5 * (1.0 - a - b)).astype(np.float32)
+    v = cv2.LUT(x, lut_x).reshape(x.shape)
+    v += cv2.LUT(y, lut_y).reshape(y.shape)
+    return v
+
+
+def _multiply_255(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """``multiply`` of two uint8 regions, times 255, float32 (two 256-entry lookup tables)."""
+    lut_x = (127.5 * np.power(2.0 * _LEVELS, a)).astype(np.float32)
+    lut_y = np.minimum(np.power(np.maximum(2.0 * _LEVELS, _MULTIPLY_FLOOR), b), 3.0e38).astype(np.float32)
+    v = cv2.LUT(x, lut_x).reshape(x.shape)
+    with np.errstate(over="ignore"):
+        v *= cv2.LUT(y, lut_y).reshape(y.shape)
+    return v
+
+
+def _add_float32(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """PixMix's ``add`` on float32 images in [0, 1] (float32 weights)."""
+    return add(x, y, np.float32(a), np.float32(b))
+
+
+def _multiply_float32(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """PixMix's ``multiply`` on float32 images in [0, 1] (``cv2.pow``)."""
+    lhs = cv2.pow(2.0 * x, a).reshape(x.shape)
+    rhs = cv2.pow(np.maximum(2.0 * y, np.float32(_MULTIPLY_FLOOR)), b).reshape(x.shape)
+    return lhs * rhs * np.float32(0.5)
+
+
+@dataclass(frozen=True)
+class MixingOpSpec:
+    """One row of :data:`MIXING_OP_TABLE`.
+
+    Attributes:
+        formula: the op on floats in [0, 1] (ipmix.md "Mixing ops"): ``formula(x, y, a, b)`` for
+            the weighted ops, ``formula(x, y, mask)`` for the masked ones.
+        mask: ``None`` for the weighted ops (``a, b`` from ``get_ab``), ``"pixel"`` for one mask
+            value per pixel (shared by the channels) or ``"element"`` for one per channel element.
+        uint8_255: weighted ops: ``uint8_255(x, y, a, b)`` on uint8 regions gives
+            ``255 * formula(x / 255, y / 255, a, b)`` in float32 (quantized by the caller).
+        float32: weighted ops that PixMix uses: ``float32(x, y, a, b)`` on float32 images.
+    """
+
+    formula: Callable[..., np.ndarray]
+    mask: str | None = None
+    uint8_255: Callable[[np.ndarray, np.ndarray, float, float], np.ndarray] | None = None
+    float32: Callable[[np.ndarray, np.ndarray, float, float], np.ndarray] | None = None
+
+
+#: Every patch/pixel-level mixing op: name -> :class:`MixingOpSpec` (one source of truth).
+MIXING_OP_TABLE: dict[str, MixingOpSpec] = {
+    "add": MixingOpSpec(add, uint8_255=_add_255, float32=_add_float32),
+    "multiply": MixingOpSpec(multiply, uint8_255=_multiply_255, float32=_multiply_float32),
+    "random_pixels": MixingOpSpec(random_pixels, mask="pixel"),
+    "random_elements": MixingOpSpec(random_elements, mask="element"),
+}
+#: The mixing ops of IPMix (all of them), in table order.
+MIXING_OPS: tuple[str, ...] = tuple(MIXING_OP_TABLE)
+#: The mixing ops of PixMix (those with a float32 kernel): ``add`` and ``multiply``.
+PIXMIX_MIXING_OPS: tuple[str, ...] = tuple(name for name, spec in MIXING_OP_TABLE.items() if spec.float32)
+
+
 def mix_region_uint8(
     x: np.ndarray, y: np.ndarray, op: str, a: float, b: float, mask: np.ndarray | None, overflow: str
 ) -> np.ndarray:
@@ -164,26 +233,15 @@ def mix_region_uint8(
     the reference) or clipped to [0, 255] (``"clip"``). ``add`` and ``multiply`` are evaluated with
     256-entry lookup tables per operand, so the cost is a few passes over the region.
     """
-    if op in ("random_pixels", "random_elements"):
+    spec = MIXING_OP_TABLE.get(op)
+    if spec is None:
+        raise ValueError(f"unknown mixing op {op!r}; expected one of {MIXING_OPS}")
+    if spec.mask is not None:
         if mask is None:
             raise ValueError(f"mixing op {op!r} needs a mask")
         return np.ascontiguousarray(np.where(mask, x, y))
-    levels = _LEVELS
-    if op == "add":
-        # (a(2x-1) + b(2y-1) + 1)/2 * 255 = a*255x + b*255y + 255(1 - a - b)/2
-        lut_x = (a * levels * 255.0).astype(np.float32)
-        lut_y = (b * levels * 255.0 + 127.5 * (1.0 - a - b)).astype(np.float32)
-        v = cv2.LUT(x, lut_x).reshape(x.shape)
-        v += cv2.LUT(y, lut_y).reshape(y.shape)
-    elif op == "multiply":
-        lut_x = (127.5 * np.power(2.0 * levels, a)).astype(np.float32)
-        lut_y = np.minimum(np.power(np.maximum(2.0 * levels, _MULTIPLY_FLOOR), b), 3.0e38).astype(np.float32)
-        v = cv2.LUT(x, lut_x).reshape(x.shape)
-        with np.errstate(over="ignore"):
-            v *= cv2.LUT(y, lut_y).reshape(y.shape)
-    else:
-        raise ValueError(f"unknown mixing op {op!r}; expected one of {MIXING_OPS}")
-    return _quantize(v, overflow)
+    assert spec.uint8_255 is not None
+    return _quantize(spec.uint8_255(x, y, a, b), overflow)
 
 
 def patch_mix(
@@ -360,14 +418,10 @@ def pixmix(
     full = (0, 0, image.shape[0], image.shape[1])
     for step in steps:
         other = _partner_for(original, fractal, step.partner, full).astype(np.float32) * inv255
-        if step.op == "add":
-            mixed = add(mixed, other, np.float32(step.a), np.float32(step.b))
-        elif step.op == "multiply":
-            lhs = cv2.pow(2.0 * mixed, step.a).reshape(mixed.shape)
-            rhs = cv2.pow(np.maximum(2.0 * other, np.float32(_MULTIPLY_FLOOR)), step.b).reshape(mixed.shape)
-            mixed = lhs * rhs * np.float32(0.5)
-        else:
-            raise ValueError(f"PixMix mixing op must be 'add' or 'multiply', got {step.op!r}")
+        spec = MIXING_OP_TABLE.get(step.op)
+        if spec is None or spec.float32 is None:
+            raise ValueError(f"PixMix mixing op must be one of {PIXMIX_MIXING_OPS}, got {step.op!r}")
+        mixed = spec.float32(mixed, other, step.a, step.b)
         np.clip(mixed, 0.0, 1.0, out=mixed)
     if image.dtype == np.uint8:
         return _from_float255(mixed * np.float32(255.0), image.dtype)

@@ -321,11 +321,12 @@ class IPMix(_MixingTransform):
         op = self.mixing_ops[int(u_op * len(self.mixing_ops))]
         a = b = 0.0
         mask = None
-        if op in ("add", "multiply"):
+        mask_kind = F.MIXING_OP_TABLE[op].mask
+        if mask_kind is None:
             a, b = sample_ab(rng, self.beta)
         else:
             keep = rng.random()
-            mask_channels = 1 if op == "random_pixels" else channels
+            mask_channels = 1 if mask_kind == "pixel" else channels
             mask = rng.random((box[2], box[3], mask_channels), dtype=np.float32) < keep
         partner = None
         if u_partner >= self.fractal_prob:
@@ -454,7 +455,7 @@ class PixMix(_MixingTransform):
         steps = []
         for _ in range(int(rng.integers(self.k + 1))):
             partner = _draw_image_op(rng, ops, self.severity, context) if rng.random() < 0.5 else None
-            op = "add" if rng.random() < 0.5 else "multiply"
+            op = F.PIXMIX_MIXING_OPS[int(rng.random() * len(F.PIXMIX_MIXING_OPS))]  # add or multiply
             a, b = sample_ab(rng, self.beta)
             steps.append(F.PixMixStep(op, a, b, partner))
         needs_fractal = any(s.partner is None for s in steps)

@@ -249,3 +249,55 @@ def test_outputs_on_fixed_seeds_are_those_before_the_table(case: tuple) -> None:
         digest.update(transform(image=photo)["image"].tobytes())
     digest.update(transform(image=photo.astype(np.float32) / 255)["image"].tobytes())
     assert digest.hexdigest()[:16] == GOLDEN_MIX[case]
+
+
+# ------------------------------------------------------------------ the mixing-op table
+def test_the_mixing_ops_are_those_of_the_spec_and_of_the_schema() -> None:
+    from typing import get_args
+
+    from albumentations_ipmix.transforms import MixingOpName
+
+    # ipmix.md "Mixing ops": IPMix uses all four, PixMix add and multiply
+    assert F.MIXING_OPS == ("add", "multiply", "random_pixels", "random_elements") == get_args(MixingOpName)
+    assert F.PIXMIX_MIXING_OPS == ("add", "multiply")
+    assert {name: spec.mask for name, spec in F.MIXING_OP_TABLE.items()} == {
+        "add": None,
+        "multiply": None,
+        "random_pixels": "pixel",
+        "random_elements": "element",
+    }
+
+
+@pytest.mark.parametrize("name", F.MIXING_OPS)
+def test_each_mixing_kernel_computes_its_formula(name: str) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    y = rng.integers(1, 256, (9, 11, 3), dtype=np.uint8)
+    spec = F.MIXING_OP_TABLE[name]
+    if spec.mask is not None:
+        mask = rng.random((9, 11, 1 if spec.mask == "pixel" else 3)) < 0.5
+        expected = spec.formula(x, y, mask)
+        np.testing.assert_array_equal(F.mix_region_uint8(x, y, name, 0.0, 0.0, mask, "wrap"), expected)
+        return
+    for a, b in [(0.8, 0.1), (1.3, -0.4)]:
+        exact = spec.formula(x / 255.0, y / 255.0, a, b)
+        np.testing.assert_allclose(spec.uint8_255(x, y, a, b) / 255.0, exact, rtol=1e-5, atol=1e-5)
+        xf, yf = (x / np.float32(255)).astype(np.float32), (y / np.float32(255)).astype(np.float32)
+        np.testing.assert_allclose(spec.float32(xf, yf, a, b), exact, rtol=1e-4, atol=1e-5)
+
+
+def test_every_mixing_op_is_drawn_by_ipmix_and_pixmix_draws_only_its_own() -> None:
+    ipmix = IPMix(fractals=np.zeros((1, 8, 8, 3), np.uint8), depth=3)
+    pixmix = PixMix(fractals=np.zeros((1, 8, 8, 3), np.uint8))
+    ipmix.set_random_seed(0)
+    pixmix.set_random_seed(0)
+    drawn_ipmix: set[str] = set()
+    drawn_pixmix: set[str] = set()
+    for _ in range(200):
+        chains = ipmix.get_params_dependent_on_data({"shape": (32, 32, 3)}, {})["chains"]
+        drawn_ipmix.update(s.op for c in chains for s in c if isinstance(s, F.PatchStep))
+        drawn_pixmix.update(
+            s.op for s in pixmix.get_params_dependent_on_data({"shape": (32, 32, 3)}, {})["steps"]
+        )
+    assert drawn_ipmix == set(F.MIXING_OPS)
+    assert drawn_pixmix == set(F.PIXMIX_MIXING_OPS)
