@@ -1,11 +1,13 @@
-"""Pure kernels of IPMix and PixMix: image operations, mixing operations, patch mixing, the mixers.
+"""Pure kernels of IPMix and PixMix: mixing operations, patch mixing, the two mixers.
 
 Nothing here draws random numbers: every function takes its parameters explicitly (the transforms in
 ``transforms.py`` sample them). Images are ``(H, W, C)`` arrays; image operations work on uint8
 (they reproduce Pillow's semantics, as the reference code uses PIL), mixing happens in float.
 
-Image operations are per-channel lookup tables (``cv2.LUT``) or one ``cv2.warpAffine`` with the
-half-pixel offset that matches Pillow's pixel-centre convention. Every image operation can be
+The image-level operations and their table live in :mod:`albumentations_ipmix.ops` (re-exported
+here: :func:`apply_image_op`, :class:`ImageOp` and the op lists); the mixing operations are the rows
+of :data:`MIXING_OP_TABLE` (formula, uint8 and float32 kernels, which draws they need), read by
+:func:`mix_region_uint8`, :func:`pixmix` and the transforms' samplers. Every image operation can be
 evaluated on a region of interest only (``roi=(top, left, height, width)``), which is how a
 patch-level step that needs "one random op applied to the original image" stays cheap for small
 patches.
@@ -13,13 +15,24 @@ patches.
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import cv2
 import numpy as np
+
+from .ops import (
+    AUGMIX_OPS,
+    ENHANCE_OPS,
+    IPMIX_ALL_OPS,
+    IPMIX_OPS,
+    PIXMIX_ALL_OPS,
+    PIXMIX_OPS,
+    ImageOp,
+    apply_image_op,
+    gray,
+)
 
 __all__ = [
     "AUGMIX_OPS",
@@ -27,10 +40,13 @@ __all__ = [
     "IPMIX_ALL_OPS",
     "IPMIX_OPS",
     "MIXING_OPS",
+    "MIXING_OP_TABLE",
     "PATCH_SHAPES",
     "PIXMIX_ALL_OPS",
+    "PIXMIX_MIXING_OPS",
     "PIXMIX_OPS",
     "ImageOp",
+    "MixingOpSpec",
     "PatchStep",
     "PixMixStep",
     "add",
@@ -47,43 +63,8 @@ __all__ = [
 ]
 
 # ----------------------------------------------------------------------------------------------
-# Operation lists (one source of truth; ipmix.md "Image-level ops")
+# Patch-shape and overflow names (the mixing ops: MIXING_OP_TABLE below)
 # ----------------------------------------------------------------------------------------------
-#: IPMix's base list of image-level ops (10).
-IPMIX_OPS: tuple[str, ...] = (
-    "equalize",
-    "posterize",
-    "rotate",
-    "solarize",
-    "shear_x",
-    "shear_y",
-    "translate_x",
-    "translate_y",
-    "mirror",
-    "invert",
-)
-#: The PIL ImageEnhance ops.
-ENHANCE_OPS: tuple[str, ...] = ("color", "contrast", "brightness", "sharpness")
-#: IPMix's ``all_ops`` list (15): the base list plus autocontrast and the enhance ops.
-IPMIX_ALL_OPS: tuple[str, ...] = (*IPMIX_OPS, "autocontrast", *ENHANCE_OPS)
-#: AugMix's / PixMix's base list (9).
-AUGMIX_OPS: tuple[str, ...] = (
-    "autocontrast",
-    "equalize",
-    "posterize",
-    "rotate",
-    "solarize",
-    "shear_x",
-    "shear_y",
-    "translate_x",
-    "translate_y",
-)
-PIXMIX_OPS: tuple[str, ...] = AUGMIX_OPS
-#: PixMix's ``all_ops`` list (13).
-PIXMIX_ALL_OPS: tuple[str, ...] = (*AUGMIX_OPS, *ENHANCE_OPS)
-
-#: Patch/pixel-level mixing operations.
-MIXING_OPS: tuple[str, ...] = ("add", "multiply", "random_pixels", "random_elements")
 #: Patch shapes: an s x s square, or a "scar" with width and height drawn independently in {2..s}.
 PATCH_SHAPES: tuple[str, ...] = ("square", "scar")
 #: Overflow handling when a mixed value leaves [0, 1]: ``wrap`` (modulo 256, the reference) or ``clip``.
@@ -91,13 +72,6 @@ OVERFLOW_MODES: tuple[str, ...] = ("wrap", "clip")
 
 _MULTIPLY_FLOOR = 1e-37  # the reference's max(2y, 1e-37) guard
 _WRAP_LIMIT = float(2**30)  # |v*255| beyond this saturates before wrapping (only multiply by ~0 gets there)
-
-
-class ImageOp(NamedTuple):
-    """One image-level operation with its magnitude (see :func:`apply_image_op` for units)."""
-
-    name: str
-    magnitude: float = 0.0
 
 
 class PatchStep(NamedTuple):
@@ -149,220 +123,7 @@ def default_patch_sizes(height: int, width: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-# ----------------------------------------------------------------------------------------------
-# Lookup-table operations (exact Pillow semantics)
-# ----------------------------------------------------------------------------------------------
-_IDENTITY = np.arange(256, dtype=np.uint8)
 _LEVELS = np.arange(256, dtype=np.float64) / 255.0  # uint8 value -> [0, 1]
-
-
-def _apply_luts(img: np.ndarray, luts: np.ndarray) -> np.ndarray:
-    """Apply one LUT ``(256,)`` to every channel, or one LUT per channel ``(C, 256)``."""
-    channels = img.shape[2]
-    if luts.ndim == 1:
-        return cv2.LUT(img, luts).reshape(img.shape)
-    if channels in (1, 3, 4):
-        lut = np.ascontiguousarray(luts.T).reshape(256, 1, channels)
-        return cv2.LUT(img, lut).reshape(img.shape)
-    out = np.empty_like(img)
-    for c in range(channels):
-        out[:, :, c] = cv2.LUT(np.ascontiguousarray(img[:, :, c]), luts[c]).reshape(img.shape[:2])
-    return out
-
-
-def _histograms(img: np.ndarray) -> np.ndarray:
-    """Per-channel 256-bin histograms, shape ``(C, 256)``, int64."""
-    return np.stack(
-        [cv2.calcHist([img], [c], None, [256], [0, 256]).ravel() for c in range(img.shape[2])]
-    ).astype(np.int64)
-
-
-@functools.lru_cache(maxsize=16)
-def _posterize_lut(bits: int) -> np.ndarray:
-    mask = ~(2 ** (8 - int(bits)) - 1) & 0xFF
-    return (_IDENTITY & mask).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=512)
-def _solarize_lut(threshold: float) -> np.ndarray:
-    return np.where(threshold > _IDENTITY, _IDENTITY, 255 - _IDENTITY).astype(np.uint8)
-
-
-def _equalize_luts(hist: np.ndarray) -> np.ndarray:
-    """Pillow's ``ImageOps.equalize`` tables from per-channel histograms ``(C, 256)``."""
-    luts = np.empty(hist.shape, dtype=np.uint8)
-    for c, h in enumerate(hist):
-        nonzero = np.flatnonzero(h)
-        step = (int(h.sum()) - int(h[nonzero[-1]])) // 255 if nonzero.size > 1 else 0
-        if step == 0:
-            luts[c] = _IDENTITY
-            continue
-        running = np.concatenate(([0], np.cumsum(h)[:-1]))
-        luts[c] = np.minimum((step // 2 + running) // step, 255)
-    return luts
-
-
-def _autocontrast_luts(hist: np.ndarray, cutoff: float) -> np.ndarray:
-    """Pillow's ``ImageOps.autocontrast(cutoff=percent)`` tables from histograms ``(C, 256)``."""
-    luts = np.empty(hist.shape, dtype=np.uint8)
-    levels = np.arange(256, dtype=np.float64)
-    for c, h in enumerate(hist):
-        n = int(h.sum())
-        cut_lo = int(n * cutoff // 100)
-        cut_hi = int(n * cutoff // 100)
-        if n - cut_lo - cut_hi <= 0:
-            luts[c] = _IDENTITY
-            continue
-        prefix = np.cumsum(h)
-        lo = int(np.argmax(prefix > cut_lo))
-        suffix = np.minimum(np.cumsum(h[::-1])[::-1], n - cut_lo)
-        above = np.flatnonzero(suffix > cut_hi)
-        hi = int(above[-1]) if above.size else 0
-        if hi <= lo:
-            luts[c] = _IDENTITY
-            continue
-        scale = 255.0 / (hi - lo)
-        luts[c] = np.clip((levels * scale - lo * scale).astype(np.int64), 0, 255)
-    return luts
-
-
-# ----------------------------------------------------------------------------------------------
-# Geometric operations (one warpAffine, Pillow's pixel-centre convention)
-# ----------------------------------------------------------------------------------------------
-def _pil_affine_to_cv2(coeffs: Sequence[float]) -> np.ndarray:
-    """Convert Pillow's output->input affine ``(a, b, c, d, e, f)`` to an index-space cv2 matrix.
-
-    Pillow maps output pixel centre ``(x + 0.5, y + 0.5)`` to input coordinates and samples at
-    ``input - 0.5``; in index space (centres on integers) the offset becomes
-    ``c + (a + b - 1) / 2`` and ``f + (d + e - 1) / 2``.
-    """
-    a, b, c, d, e, f = coeffs
-    return np.array([[a, b, c + 0.5 * (a + b - 1.0)], [d, e, f + 0.5 * (d + e - 1.0)]], dtype=np.float64)
-
-
-def _rotate_coeffs(degrees: float, height: int, width: int) -> tuple[float, ...]:
-    """Pillow ``Image.rotate(degrees)`` (counter-clockwise about the centre) as affine coefficients."""
-    angle = -math.radians(degrees)
-    a, b = round(math.cos(angle), 15), round(math.sin(angle), 15)
-    d, e = -b, a
-    cx, cy = width / 2.0, height / 2.0
-    return (a, b, a * -cx + b * -cy + cx, d, e, d * -cx + e * -cy + cy)
-
-
-def _warp(img: np.ndarray, matrix: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
-    height, width = img.shape[:2]
-    if roi is not None:
-        top, left, height, width = roi
-        matrix = matrix.copy()
-        matrix[:, 2] += matrix[:, 0] * left + matrix[:, 1] * top
-    out = cv2.warpAffine(
-        img,
-        matrix,
-        (width, height),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-    return out.reshape(height, width, img.shape[2])
-
-
-# ----------------------------------------------------------------------------------------------
-# Enhance operations (Pillow's ImageEnhance: blend against a degenerate image, truncating)
-# ----------------------------------------------------------------------------------------------
-def _gray(img: np.ndarray) -> np.ndarray:
-    """Luma (Pillow's ``convert("L")`` for RGB; the channel mean otherwise), uint8 ``(H, W, 1)``."""
-    if img.shape[2] == 3:
-        r, g, b = (img[:, :, i].astype(np.uint32) for i in range(3))
-        return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)[:, :, None]
-    return np.rint(img.mean(axis=2, keepdims=True)).astype(np.uint8)
-
-
-def _blend(degenerate: np.ndarray, img: np.ndarray, factor: float) -> np.ndarray:
-    deg = degenerate.astype(np.float32)
-    out = deg + np.float32(factor) * (img.astype(np.float32) - deg)
-    np.clip(out, 0.0, 255.0, out=out)
-    return out.astype(np.uint8)
-
-
-_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
-
-
-def _smooth(img: np.ndarray) -> np.ndarray:
-    """Pillow's ``ImageFilter.SMOOTH``; the one-pixel border keeps the original values."""
-    out = cv2.filter2D(img, -1, _SMOOTH, borderType=cv2.BORDER_REPLICATE).reshape(img.shape)
-    out[0, :], out[-1, :], out[:, 0], out[:, -1] = img[0, :], img[-1, :], img[:, 0], img[:, -1]
-    return out
-
-
-def apply_image_op(
-    img: np.ndarray, name: str, magnitude: float = 0.0, roi: tuple[int, int, int, int] | None = None
-) -> np.ndarray:
-    """Apply one image-level op to a uint8 ``(H, W, C)`` image (Pillow semantics), return a new array.
-
-    Args:
-        img: uint8 ``(H, W, C)``, any channel count. Not modified.
-        name: op name (see :data:`IPMIX_ALL_OPS`, :data:`PIXMIX_ALL_OPS`). Magnitudes:
-            ``posterize`` bits kept (0..8); ``rotate`` degrees counter-clockwise; ``solarize``
-            threshold (0..256); ``shear_x``/``shear_y`` shear factor; ``translate_x``/``translate_y``
-            pixels (content moves left/up for positive values, as Pillow's affine (1,0,v,0,1,0));
-            ``autocontrast`` cutoff percent per end; ``color``/``contrast``/``brightness``/
-            ``sharpness`` enhance factor (1 = identity); ``equalize``/``mirror``/``invert``: unused.
-        roi: ``(top, left, height, width)``: compute only this region of the result (the op still
-            sees the whole image: histograms, means and geometry are those of the full image).
-
-    Returns:
-        uint8 ``(H, W, C)`` (or the ROI's size), C-contiguous.
-    """
-    height, width = img.shape[:2]
-    if name in {"rotate", "shear_x", "shear_y", "translate_x", "translate_y"}:
-        if name == "rotate":
-            coeffs = _rotate_coeffs(magnitude, height, width)
-        elif name == "shear_x":
-            coeffs = (1.0, magnitude, 0.0, 0.0, 1.0, 0.0)
-        elif name == "shear_y":
-            coeffs = (1.0, 0.0, 0.0, magnitude, 1.0, 0.0)
-        elif name == "translate_x":
-            coeffs = (1.0, 0.0, float(magnitude), 0.0, 1.0, 0.0)
-        else:
-            coeffs = (1.0, 0.0, 0.0, 0.0, 1.0, float(magnitude))
-        return _warp(img, _pil_affine_to_cv2(coeffs), roi)
-    if name == "mirror":
-        if roi is None:
-            return np.ascontiguousarray(img[:, ::-1])
-        top, left, h, w = roi
-        return np.ascontiguousarray(img[top : top + h, width - left - w : width - left][:, ::-1])
-
-    # Ops that see the whole image for their statistics, then act per pixel on the region.
-    region = img if roi is None else img[roi[0] : roi[0] + roi[2], roi[1] : roi[1] + roi[3]]
-    if name == "invert":
-        return np.ascontiguousarray(255 - region)
-    if name == "posterize":
-        return _apply_luts(np.ascontiguousarray(region), _posterize_lut(int(magnitude)))
-    if name == "solarize":
-        return _apply_luts(np.ascontiguousarray(region), _solarize_lut(magnitude))
-    if name == "equalize":
-        return _apply_luts(np.ascontiguousarray(region), _equalize_luts(_histograms(img)))
-    if name == "autocontrast":
-        return _apply_luts(np.ascontiguousarray(region), _autocontrast_luts(_histograms(img), magnitude))
-    if name == "brightness":
-        return _blend(np.zeros_like(region), region, magnitude)
-    if name == "color":
-        if img.shape[2] == 1:
-            return np.array(region, copy=True)
-        return _blend(_gray(region), region, magnitude)
-    if name == "contrast":
-        mean = int(_gray(img).mean() + 0.5)
-        return _blend(np.full_like(region, mean), region, magnitude)
-    if name == "sharpness":
-        out = _blend(_smooth(img), img, magnitude)
-        return (
-            out
-            if roi is None
-            else np.ascontiguousarray(out[roi[0] : roi[0] + roi[2], roi[1] : roi[1] + roi[3]])
-        )
-    raise ValueError(
-        f"unknown image op {name!r}; known ops: {sorted(set(IPMIX_ALL_OPS) | set(PIXMIX_ALL_OPS))}"
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,6 +159,71 @@ def _quantize(v255: np.ndarray, overflow: str) -> np.ndarray:
     return v255.astype(np.int32).astype(np.uint8)  # int32 -> uint8 keeps the low byte: modulo 256
 
 
+def _add_255(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """``add`` of two uint8 regions, times 255, float32 (two 256-entry lookup tables)."""
+    # (a(2x-1) + b(2y-1) + 1)/2 * 255 = a*255x + b*255y + 255(1 - a - b)/2
+    lut_x = (a * _LEVELS * 255.0).astype(np.float32)
+    lut_y = (b * _LEVELS * 255.0 + 127.5 * (1.0 - a - b)).astype(np.float32)
+    v = cv2.LUT(x, lut_x).reshape(x.shape)
+    v += cv2.LUT(y, lut_y).reshape(y.shape)
+    return v
+
+
+def _multiply_255(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """``multiply`` of two uint8 regions, times 255, float32 (two 256-entry lookup tables)."""
+    lut_x = (127.5 * np.power(2.0 * _LEVELS, a)).astype(np.float32)
+    lut_y = np.minimum(np.power(np.maximum(2.0 * _LEVELS, _MULTIPLY_FLOOR), b), 3.0e38).astype(np.float32)
+    v = cv2.LUT(x, lut_x).reshape(x.shape)
+    with np.errstate(over="ignore"):
+        v *= cv2.LUT(y, lut_y).reshape(y.shape)
+    return v
+
+
+def _add_float32(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """PixMix's ``add`` on float32 images in [0, 1] (float32 weights)."""
+    return add(x, y, np.float32(a), np.float32(b))
+
+
+def _multiply_float32(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """PixMix's ``multiply`` on float32 images in [0, 1] (``cv2.pow``)."""
+    lhs = cv2.pow(2.0 * x, a).reshape(x.shape)
+    rhs = cv2.pow(np.maximum(2.0 * y, np.float32(_MULTIPLY_FLOOR)), b).reshape(x.shape)
+    return lhs * rhs * np.float32(0.5)
+
+
+@dataclass(frozen=True)
+class MixingOpSpec:
+    """One row of :data:`MIXING_OP_TABLE`.
+
+    Attributes:
+        formula: the op on floats in [0, 1] (ipmix.md "Mixing ops"): ``formula(x, y, a, b)`` for
+            the weighted ops, ``formula(x, y, mask)`` for the masked ones.
+        mask: ``None`` for the weighted ops (``a, b`` from ``get_ab``), ``"pixel"`` for one mask
+            value per pixel (shared by the channels) or ``"element"`` for one per channel element.
+        uint8_255: weighted ops: ``uint8_255(x, y, a, b)`` on uint8 regions gives
+            ``255 * formula(x / 255, y / 255, a, b)`` in float32 (quantized by the caller).
+        float32: weighted ops that PixMix uses: ``float32(x, y, a, b)`` on float32 images.
+    """
+
+    formula: Callable[..., np.ndarray]
+    mask: str | None = None
+    uint8_255: Callable[[np.ndarray, np.ndarray, float, float], np.ndarray] | None = None
+    float32: Callable[[np.ndarray, np.ndarray, float, float], np.ndarray] | None = None
+
+
+#: Every patch/pixel-level mixing op: name -> :class:`MixingOpSpec` (one source of truth).
+MIXING_OP_TABLE: dict[str, MixingOpSpec] = {
+    "add": MixingOpSpec(add, uint8_255=_add_255, float32=_add_float32),
+    "multiply": MixingOpSpec(multiply, uint8_255=_multiply_255, float32=_multiply_float32),
+    "random_pixels": MixingOpSpec(random_pixels, mask="pixel"),
+    "random_elements": MixingOpSpec(random_elements, mask="element"),
+}
+#: The mixing ops of IPMix (all of them), in table order.
+MIXING_OPS: tuple[str, ...] = tuple(MIXING_OP_TABLE)
+#: The mixing ops of PixMix (those with a float32 kernel): ``add`` and ``multiply``.
+PIXMIX_MIXING_OPS: tuple[str, ...] = tuple(name for name, spec in MIXING_OP_TABLE.items() if spec.float32)
+
+
 def mix_region_uint8(
     x: np.ndarray, y: np.ndarray, op: str, a: float, b: float, mask: np.ndarray | None, overflow: str
 ) -> np.ndarray:
@@ -407,26 +233,15 @@ def mix_region_uint8(
     the reference) or clipped to [0, 255] (``"clip"``). ``add`` and ``multiply`` are evaluated with
     256-entry lookup tables per operand, so the cost is a few passes over the region.
     """
-    if op in ("random_pixels", "random_elements"):
+    spec = MIXING_OP_TABLE.get(op)
+    if spec is None:
+        raise ValueError(f"unknown mixing op {op!r}; expected one of {MIXING_OPS}")
+    if spec.mask is not None:
         if mask is None:
             raise ValueError(f"mixing op {op!r} needs a mask")
         return np.ascontiguousarray(np.where(mask, x, y))
-    levels = _LEVELS
-    if op == "add":
-        # (a(2x-1) + b(2y-1) + 1)/2 * 255 = a*255x + b*255y + 255(1 - a - b)/2
-        lut_x = (a * levels * 255.0).astype(np.float32)
-        lut_y = (b * levels * 255.0 + 127.5 * (1.0 - a - b)).astype(np.float32)
-        v = cv2.LUT(x, lut_x).reshape(x.shape)
-        v += cv2.LUT(y, lut_y).reshape(y.shape)
-    elif op == "multiply":
-        lut_x = (127.5 * np.power(2.0 * levels, a)).astype(np.float32)
-        lut_y = np.minimum(np.power(np.maximum(2.0 * levels, _MULTIPLY_FLOOR), b), 3.0e38).astype(np.float32)
-        v = cv2.LUT(x, lut_x).reshape(x.shape)
-        with np.errstate(over="ignore"):
-            v *= cv2.LUT(y, lut_y).reshape(y.shape)
-    else:
-        raise ValueError(f"unknown mixing op {op!r}; expected one of {MIXING_OPS}")
-    return _quantize(v, overflow)
+    assert spec.uint8_255 is not None
+    return _quantize(spec.uint8_255(x, y, a, b), overflow)
 
 
 def patch_mix(
@@ -465,7 +280,7 @@ def match_channels(picture: np.ndarray, channels: int) -> np.ndarray:
     if channels == 3:
         return picture
     if channels == 1:
-        return _gray(picture)
+        return gray(picture)
     return np.ascontiguousarray(picture[:, :, np.arange(channels) % 3])
 
 
@@ -603,14 +418,10 @@ def pixmix(
     full = (0, 0, image.shape[0], image.shape[1])
     for step in steps:
         other = _partner_for(original, fractal, step.partner, full).astype(np.float32) * inv255
-        if step.op == "add":
-            mixed = add(mixed, other, np.float32(step.a), np.float32(step.b))
-        elif step.op == "multiply":
-            lhs = cv2.pow(2.0 * mixed, step.a).reshape(mixed.shape)
-            rhs = cv2.pow(np.maximum(2.0 * other, np.float32(_MULTIPLY_FLOOR)), step.b).reshape(mixed.shape)
-            mixed = lhs * rhs * np.float32(0.5)
-        else:
-            raise ValueError(f"PixMix mixing op must be 'add' or 'multiply', got {step.op!r}")
+        spec = MIXING_OP_TABLE.get(step.op)
+        if spec is None or spec.float32 is None:
+            raise ValueError(f"PixMix mixing op must be one of {PIXMIX_MIXING_OPS}, got {step.op!r}")
+        mixed = spec.float32(mixed, other, step.a, step.b)
         np.clip(mixed, 0.0, 1.0, out=mixed)
     if image.dtype == np.uint8:
         return _from_float255(mixed * np.float32(255.0), image.dtype)

@@ -19,6 +19,7 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema, Im
 from pydantic import Field
 
 from albumentations_ipmix import functional as F
+from albumentations_ipmix.ops import OpContext, level_to_magnitude
 from albumentations_ipmix.sources import ArraySource, MixingSource, MixingSourceError, as_source
 
 __all__ = ["IPMix", "PixMix", "sample_ab", "sample_image_op"]
@@ -31,18 +32,8 @@ FractalsSpec = str | Path | np.ndarray | Sequence[np.ndarray] | MixingSource | d
 
 
 # ----------------------------------------------------------------------------------------------
-# Sampling helpers (ipmix.md "Notation" and the magnitude table)
+# Sampling helpers (ipmix.md "Notation"; the magnitude rules are the level rules of ops.IMAGE_OPS)
 # ----------------------------------------------------------------------------------------------
-def int_param(level: float, maxval: float) -> int:
-    """``int(level * maxval / 10)``."""
-    return int(level * maxval / 10)
-
-
-def float_param(level: float, maxval: float) -> float:
-    """``level * maxval / 10``."""
-    return float(level) * maxval / 10
-
-
 def sample_image_op(
     rng: np.random.Generator,
     ops: Sequence[str],
@@ -53,30 +44,22 @@ def sample_image_op(
 ) -> F.ImageOp:
     """Draw one image op from ``ops`` and its magnitude at ``level = U(0.1, severity)``.
 
-    ``autocontrast_cutoff`` selects IPMix's all-ops autocontrast (cutoff ``10 - level`` percent);
-    otherwise autocontrast has no magnitude (AugMix/PixMix).
+    The magnitude is the op's level rule in :data:`albumentations_ipmix.ops.IMAGE_OPS`, its sign
+    flipped with probability 0.5 for signed ops. ``autocontrast_cutoff`` selects IPMix's all-ops
+    autocontrast (cutoff ``10 - level`` percent); otherwise autocontrast has no magnitude
+    (AugMix/PixMix).
     """
+    return _draw_image_op(rng, ops, severity, OpContext(height, width, autocontrast_cutoff))
+
+
+def _draw_image_op(
+    rng: np.random.Generator, ops: Sequence[str], severity: float, context: OpContext
+) -> F.ImageOp:
+    """:func:`sample_image_op` with the context built once per image (the transforms' hot path)."""
     u_op, u_level, u_sign = rng.random(3)  # one call: Generator methods cost microseconds each
     name = ops[int(u_op * len(ops))]
     level = 0.1 + (severity - 0.1) * float(u_level)
-    sign = -1.0 if u_sign < 0.5 else 1.0
-    if name == "posterize":
-        return F.ImageOp(name, 4 - int_param(level, 4))
-    if name == "rotate":
-        return F.ImageOp(name, sign * int_param(level, 30))
-    if name == "solarize":
-        return F.ImageOp(name, 256 - int_param(level, 256))
-    if name in ("shear_x", "shear_y"):
-        return F.ImageOp(name, sign * float_param(level, 0.3))
-    if name == "translate_x":
-        return F.ImageOp(name, sign * int_param(level, width / 3))
-    if name == "translate_y":
-        return F.ImageOp(name, sign * int_param(level, height / 3))
-    if name == "autocontrast":
-        return F.ImageOp(name, 10 - float_param(level, 10) if autocontrast_cutoff else 0.0)
-    if name in F.ENHANCE_OPS:
-        return F.ImageOp(name, float_param(level, 1.8) + 0.1)
-    return F.ImageOp(name, 0.0)
+    return F.ImageOp(name, level_to_magnitude(name, level, context, negate=u_sign < 0.5))
 
 
 def sample_ab(rng: np.random.Generator, beta: float) -> tuple[float, float]:
@@ -323,7 +306,8 @@ class IPMix(_MixingTransform):
         """The image-level ops in use."""
         return F.IPMIX_ALL_OPS if self.all_ops else F.IPMIX_OPS
 
-    def _patch_step(self, height: int, width: int, channels: int, sizes: Sequence[int]) -> F.PatchStep:
+    def _patch_step(self, context: OpContext, channels: int, sizes: Sequence[int]) -> F.PatchStep:
+        height, width = context.height, context.width
         rng = self.random_generator
         u_size, u_top, u_left, u_shape, u_h, u_w, u_op, u_partner = rng.random(8)
         s = int(sizes[int(u_size * len(sizes))])
@@ -337,21 +321,23 @@ class IPMix(_MixingTransform):
         op = self.mixing_ops[int(u_op * len(self.mixing_ops))]
         a = b = 0.0
         mask = None
-        if op in ("add", "multiply"):
+        mask_kind = F.MIXING_OP_TABLE[op].mask
+        if mask_kind is None:
             a, b = sample_ab(rng, self.beta)
         else:
             keep = rng.random()
-            mask_channels = 1 if op == "random_pixels" else channels
+            mask_channels = 1 if mask_kind == "pixel" else channels
             mask = rng.random((box[2], box[3], mask_channels), dtype=np.float32) < keep
         partner = None
         if u_partner >= self.fractal_prob:
-            partner = sample_image_op(rng, self.image_ops, self.severity, height, width, self.all_ops)
+            partner = _draw_image_op(rng, self.image_ops, self.severity, context)
         return F.PatchStep(box, op, a, b, mask, partner)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         height, width, channels = _image_geometry(params["shape"])
         rng = self.random_generator
         sizes = self.patch_sizes or F.default_patch_sizes(height, width)
+        context = OpContext(height, width, autocontrast_cutoff=self.all_ops)
         weights = rng.dirichlet([self.alpha] * self.width)
         m = float(rng.beta(self.alpha, self.alpha))
         chains: list[list[F.ImageOp | F.PatchStep]] = []
@@ -359,11 +345,9 @@ class IPMix(_MixingTransform):
             n = int(u_depth * (self.depth + 1))  # chain depth uniform on 0..depth
             if u_level < 0.5:  # image level, else patch/pixel level
                 ops = self.image_ops
-                chains.append(
-                    [sample_image_op(rng, ops, self.severity, height, width, self.all_ops) for _ in range(n)]
-                )
+                chains.append([_draw_image_op(rng, ops, self.severity, context) for _ in range(n)])
             else:
-                chains.append([self._patch_step(height, width, channels, sizes) for _ in range(n)])
+                chains.append([self._patch_step(context, channels, sizes) for _ in range(n)])
         needs_fractal = any(isinstance(s, F.PatchStep) and s.partner is None for c in chains for s in c)
         fractal = self._mixing_picture(data, height, width, channels) if needs_fractal else None
         return {"chains": chains, "weights": [float(w) for w in weights], "m": m, "fractal": fractal}
@@ -466,11 +450,12 @@ class PixMix(_MixingTransform):
         height, width, channels = _image_geometry(params["shape"])
         rng = self.random_generator
         ops = self.image_ops
-        first = sample_image_op(rng, ops, self.severity, height, width) if rng.random() < 0.5 else None
+        context = OpContext(height, width)
+        first = _draw_image_op(rng, ops, self.severity, context) if rng.random() < 0.5 else None
         steps = []
         for _ in range(int(rng.integers(self.k + 1))):
-            partner = sample_image_op(rng, ops, self.severity, height, width) if rng.random() < 0.5 else None
-            op = "add" if rng.random() < 0.5 else "multiply"
+            partner = _draw_image_op(rng, ops, self.severity, context) if rng.random() < 0.5 else None
+            op = F.PIXMIX_MIXING_OPS[int(rng.random() * len(F.PIXMIX_MIXING_OPS))]  # add or multiply
             a, b = sample_ab(rng, self.beta)
             steps.append(F.PixMixStep(op, a, b, partner))
         needs_fractal = any(s.partner is None for s in steps)
