@@ -222,7 +222,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     overrides = parse_overrides(
         opts.get("mean"), opts.get("std"), opts.get("input_size"), opts.get("crop_pct")
     )
-    model, metadata = load_checkpoint(
+    model, info = load_checkpoint(
         ckpt,
         model=opts.get("model"),
         num_classes=opts.get("num_classes"),
@@ -233,6 +233,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         model_dir=opts.get("model_dir"),
         threat_model=opts.get("threat_model") or "corruptions",
     )
+    metadata = info.to_dict()
     out: Path = opts["out"]
     cache = CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False))
     pgd = S.PGDSettings(
