@@ -133,3 +133,78 @@ def test_checkpoint_kwargs_are_recorded(tmp_path):
     save_net_checkpoint(tmp_path / "vit.pth", net, "test_vit", 10, "cifar10", model_kwargs={"img_size": 32})
     _, info = load_checkpoint(tmp_path / "vit.pth")
     assert info.model_kwargs == {"img_size": 32} and info.to_dict()["model_kwargs"] == {"img_size": 32}
+
+
+def _crafted(tmp_path, kwargs):
+    """A project-format checkpoint whose model_kwargs were written by someone else."""
+    import timm
+
+    net = timm.create_model(MODEL, num_classes=10)
+    return save_net_checkpoint(tmp_path / "crafted.pth", net, MODEL, 10, "cifar10", model_kwargs=kwargs)
+
+
+def test_model_kwargs_cannot_make_timm_open_another_file(tmp_path, monkeypatch):
+    """checkpoint_path in model_kwargs would make timm.create_model torch.load a second file."""
+    import builtins
+
+    import timm
+
+    other = write_bare_state_dict(tmp_path / "other.pth")
+    ckpt = _crafted(tmp_path, {"checkpoint_path": str(other)})
+    opened, built = [], []
+    real_open, real_load, real_create = builtins.open, torch.load, timm.create_model
+
+    def spy_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def spy_load(f, *args, **kwargs):
+        opened.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    def spy_create(*args, **kwargs):
+        built.append(kwargs)
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(torch, "load", spy_load)
+    monkeypatch.setattr(timm, "create_model", spy_create)
+    with pytest.raises(
+        CheckpointError, match=r"model_kwargs key 'checkpoint_path' is not an allowed architecture argument"
+    ):
+        load_checkpoint(ckpt)
+    assert str(ckpt) in opened  # the spies see file access ...
+    assert str(other) not in opened  # ... and the other file was never opened
+    assert built == []  # nothing reached timm
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"pretrained": True}, "'pretrained'"),
+        ({"pretrained_cfg": {"file": "/etc/passwd"}}, "'pretrained_cfg'"),
+        ({"pretrained_cfg_overlay": {"url": "http://x"}}, "'pretrained_cfg_overlay'"),
+        ({"cache_dir": "/tmp"}, "'cache_dir'"),
+        ({"features_only": True}, "'features_only'"),
+        ({"img_size": {"h": 32}}, r"model_kwargs\['img_size'\] is a dict"),
+        ({"layers": ["a", "b"]}, r"model_kwargs\['layers'\] is a list"),
+    ],
+)
+def test_model_kwargs_outside_the_allow_list_are_refused(tmp_path, kwargs, named):
+    with pytest.raises(CheckpointError, match=named):
+        load_checkpoint(_crafted(tmp_path, kwargs))
+
+
+def test_crafted_model_kwargs_fail_the_cli_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from robust_eval.cli import app
+
+    ckpt = _crafted(tmp_path, {"checkpoint_path": str(write_bare_state_dict(tmp_path / "other.pth"))})
+    r = CliRunner().invoke(
+        app, ["clean", str(ckpt), "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("robust-eval: error: checkpoint") and "'checkpoint_path'" in line
+    assert not (tmp_path / "o").exists()
