@@ -9,7 +9,7 @@ What a file is comes from one table, :data:`FORMATS`: each row names a format, s
 file is recognised and which parser turns it into a :class:`CheckpointInfo` (the one record the CLI
 and the report read). The first row that recognises the file wins:
 
-1. ``robust-eval``: this project's format (:mod:`robust_eval.checkpoint`): works with no flags;
+1. ``robust-eval``: this project's format (:mod:`robust_mix.checkpoint`): works with no flags;
 2. ``reference``: the AugMix / PixMix / IPMix ``cifar.py`` format (:mod:`robust_eval.reference`):
    architecture and size inferred from the shapes, the papers' normalization;
 3. ``torchvision-alexnet``: torchvision's AlexNet state_dict (``alexnet-owt-7be5be79.pth``, the
@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robust_eval.checkpoint import DATA_CONFIG_KEYS, DATASETS, FORMAT_VERSION
+from robust_mix.checkpoint import DATA_CONFIG_KEYS, DATASETS, FORMAT_VERSION
 
 __all__ = [
     "ALEXNET_KEYS",
@@ -119,7 +119,7 @@ class CheckpointInfo:
         state_dict: the weights as stored (prefixes not yet stripped).
         model: the architecture's name (a timm name; ``alexnet`` for torchvision's AlexNet).
         num_classes: output classes.
-        dataset: one of ``robust_eval.checkpoint.DATASETS``.
+        dataset: one of ``robust_mix.checkpoint.DATASETS``.
         data_config: input size / mean / std / interpolation / crop_pct, when the file says.
         config_source, config_detail: where ``data_config`` comes from (``robust_eval.data_config.SOURCES``).
         model_kwargs: extra constructor arguments (checked against :data:`ARCHITECTURE_KWARGS`).
