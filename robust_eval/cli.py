@@ -184,10 +184,8 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     if opts.get("device") == "meta":
         raise UsageProblem("--device meta holds no data and cannot evaluate; use cpu, cuda or cuda:N")
     save_baseline_path: Path | None = opts.get("save_baseline")
-    if save_baseline_path is not None and save_baseline_path.exists():
-        raise UsageProblem(
-            f"--save-baseline: '{save_baseline_path}' already exists; remove it or choose another path"
-        )
+    if save_baseline_path is not None:
+        _check_save_baseline(save_baseline_path)
     try:
         device = torch.device(opts["device"])
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -234,6 +232,8 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         threat_model=opts.get("threat_model") or "corruptions",
     )
     metadata = info.to_dict()
+    if baseline is not None:
+        baseline.check_dataset(info.dataset)
     out: Path = opts["out"]
     cache = CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False))
     pgd = S.PGDSettings(
@@ -301,38 +301,26 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     err_console.print(f"wrote {json_path} and {md_path}", highlight=False, soft_wrap=True)
 
 
-def _save_baseline(path: Path, result: dict[str, Any]) -> None:
-    from robust_eval.baselines import Baseline, save_baseline
-    from robust_eval.constants import ALL_CORRUPTIONS
+def _check_save_baseline(path: Path) -> None:
+    """Refuse, before the run, a --save-baseline target that could not be written after it."""
+    from robust_eval.baselines import check_baseline_target
 
-    suites = result["suites"]
-    c = (suites.get("corruptions") or {}).get("c") or {}
-    errors = {
-        name: {int(s): v for s, v in per.items()}
-        for name, per in c.get("errors", {}).items()
-        if name in ALL_CORRUPTIONS and len(per) == 5
-    }
-    pert = suites.get("perturbations") or {}
-    per = dict(pert.get("per_perturbation", {}))
-    for level, block in (pert.get("difficulties") or {}).items():  # ImageNet-P levels 2-3 as '<p>_<d>'
-        per.update({f"{p}_{level}": v for p, v in block["per_perturbation"].items()})
-    ck = result["checkpoint"]
-    clean_error = (suites.get("clean") or {}).get(
-        "top1_error", (suites.get("corruptions") or {}).get("clean_error")
-    )
-    if not errors and not per:
-        raise UsageProblem("--save-baseline: this run measured no corruption or perturbation numbers")
-    baseline = Baseline(
-        name=f"{ck['model']}-{ck['sha256'][:8]}",
-        corruption_errors=errors,
-        clean_error=clean_error,
-        flip_probability={p: v["flip_probability"] for p, v in per.items()},
-        top5_distance={p: v["top5_distance"] for p, v in per.items() if v["top5_distance"] is not None},
-        source=f"robust-eval {result['command']} on '{ck['path']}' (sha256 {ck['sha256']}), "
-        f"data {result['protocol']['data_dir']}, subset {result['protocol']['subset']}",
-    )
+    try:
+        check_baseline_target(path)
+    except OSError as exc:
+        raise UsageProblem(f"--save-baseline: {exc}") from None
+
+
+def _save_baseline(path: Path, result: dict[str, Any]) -> None:
+    """Write the run's -C / -P numbers as a baseline file (robust_eval.baselines.Baseline.from_result)."""
+    from robust_eval.baselines import Baseline, BaselineError, save_baseline
+
+    try:
+        baseline = Baseline.from_result(result)
+    except BaselineError as exc:
+        raise UsageProblem(f"--save-baseline: {exc}") from None
     save_baseline(path, baseline)
-    err_console.print(f"wrote baseline {path}", highlight=False)
+    err_console.print(f"wrote baseline {path}", highlight=False, soft_wrap=True)
 
 
 def _write_leaderboard(path: Path, result: dict[str, Any]) -> None:
@@ -565,11 +553,12 @@ COMMON_PARAMS = [
             ),
         ],
     ),
-    _P(
+]
+#: Only the commands that measure -C / -P numbers can write them as a baseline.
+SAVE_BASELINE_PARAMS = [
+    _opt(
         "save_baseline",
-        _KW,
-        default=None,
-        annotation=Annotated[
+        Annotated[
             Path | None,
             typer.Option(
                 "--save-baseline",
@@ -671,7 +660,7 @@ def _register(command: str, suites: Sequence[str], extra: Sequence[inspect.Param
 _register(
     "all",
     ("clean", "corruptions", "perturbations", "adversarial", "calibration", "ood", "imagenet_ar"),
-    [*CORRUPTION_PARAMS, *PERTURBATION_PARAMS, *PGD_PARAMS],
+    [*CORRUPTION_PARAMS, *PERTURBATION_PARAMS, *PGD_PARAMS, *SAVE_BASELINE_PARAMS],
     "Every suite whose data is present; one line per skipped suite says why and what to put where.\n\n"
     + METRICS_HELP,
 )
@@ -679,7 +668,7 @@ _register("clean", ("clean",), [], "Top-1 / top-5 error on the clean test split.
 _register(
     "corruptions",
     ("corruptions",),
-    CORRUPTION_PARAMS,
+    [*CORRUPTION_PARAMS, *SAVE_BASELINE_PARAMS],
     "-C and -C-bar: error per (corruption, severity), mCE unnormalized (plain mean over the 15 x 5 "
     "benchmark cells) and normalized (CE_c = 100 * sum_s E / sum_s E_base; AlexNet for ImageNet or "
     "--baseline), relative mCE. Extras (speckle_noise, gaussian_blur, spatter, saturate) reported separately.",
@@ -687,7 +676,7 @@ _register(
 _register(
     "perturbations",
     ("perturbations",),
-    PERTURBATION_PARAMS,
+    [*PERTURBATION_PARAMS, *SAVE_BASELINE_PARAMS],
     "-P: flip probability (noise perturbations vs frame 0, others consecutive frames) and top-5 "
     "distance per perturbation; mFR / mT5D plain means, normalized with --baseline.",
 )
