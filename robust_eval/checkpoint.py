@@ -7,22 +7,5 @@ The format (keys, ``data_config``, ``format_version``) and its atomic writer liv
 
 from __future__ import annotations
 
-from robust_mix.checkpoint import (
-    DATA_CONFIG_KEYS,
-    DATASETS,
-    FORMAT_VERSION,
-    REQUIRED_KEYS,
-    atomic_save,
-    make_checkpoint,
-    save_checkpoint,
-)
-
-__all__ = [
-    "DATASETS",
-    "DATA_CONFIG_KEYS",
-    "FORMAT_VERSION",
-    "REQUIRED_KEYS",
-    "atomic_save",
-    "make_checkpoint",
-    "save_checkpoint",
-]
+from robust_mix.checkpoint import *  # noqa: F403 - the format's public names, one list
+from robust_mix.checkpoint import __all__  # noqa: F401
