@@ -334,14 +334,19 @@ class Baseline:
         )
 
     @classmethod
-    def from_result(cls, result: Mapping[str, Any], *, name: str | None = None) -> Baseline:
+    def from_result(
+        cls, result: Mapping[str, Any], *, name: str | None = None, left_out: list[str] | None = None
+    ) -> Baseline:
         """A baseline from a robust-eval result document (``<command>.json``, or its dict).
 
         Takes every -C and -C-bar corruption measured at all 5 severities (top-1 errors), the clean
         error (the clean suite's, else the one the corruption suite measured), and the flip
         probability / top-5 distance of every -P perturbation, difficulty levels 2-3 as
-        ``<perturbation>_<level>``. ``name`` defaults to ``<model>-<sha256[:8]>``; the data set
-        and the provenance (checkpoint, data folder, subset) come from the result.
+        ``<perturbation>_<level>``. Numbers nothing can be divided by are left out (a corruption
+        with error 0 at every severity, a flip probability or top-5 distance of 0): their names
+        are appended to ``left_out`` when a list is given, and recorded in ``source``. ``name``
+        defaults to ``<model>-<sha256[:8]>``; the data set and the provenance (checkpoint, data
+        folder, subset) come from the result.
 
         Raises
         ------
@@ -364,18 +369,26 @@ class Baseline:
             raise BaselineError(
                 "this run measured no corruption (all 5 severities) or perturbation numbers to make a baseline of"
             )
+        fp = {p: v["flip_probability"] for p, v in per_p.items()}
+        t5d = {p: v["top5_distance"] for p, v in per_p.items() if v.get("top5_distance") is not None}
+        zero = [c for c, per in errors.items() if not any(per.values())]
+        zero += [p for p, v in fp.items() if v == 0] + [
+            f"{p} (top-5 distance)" for p, v in t5d.items() if v == 0
+        ]
         ck, protocol = result.get("checkpoint") or {}, result.get("protocol") or {}
-        clean = (suites.get("clean") or {}).get("top1_error", corruptions.get("clean_error"))
+        source = (
+            f"robust-eval {result.get('command')} on '{ck.get('path')}' (sha256 {ck.get('sha256')}), "
+            f"data {protocol.get('data_dir')}, subset {protocol.get('subset')}"
+        )
+        if left_out is not None:
+            left_out.extend(zero)
         return cls(
             name=name or f"{ck.get('model')}-{str(ck.get('sha256', ''))[:8]}",
-            corruption_errors=errors,
-            clean_error=clean,
-            flip_probability={p: v["flip_probability"] for p, v in per_p.items()},
-            top5_distance={
-                p: v["top5_distance"] for p, v in per_p.items() if v.get("top5_distance") is not None
-            },
-            source=f"robust-eval {result.get('command')} on '{ck.get('path')}' (sha256 {ck.get('sha256')}), "
-            f"data {protocol.get('data_dir')}, subset {protocol.get('subset')}",
+            corruption_errors={c: per for c, per in errors.items() if any(per.values())},
+            clean_error=(suites.get("clean") or {}).get("top1_error", corruptions.get("clean_error")),
+            flip_probability={p: v for p, v in fp.items() if v > 0},
+            top5_distance={p: v for p, v in t5d.items() if v > 0},
+            source=source + (f"; left out, 0 cannot normalize: {', '.join(zero)}" if zero else ""),
             dataset=ck.get("dataset"),
         )
 

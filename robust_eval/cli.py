@@ -24,7 +24,7 @@ from robust_mix.cli import fail, run
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from robust_eval import generate_cli
+from robust_eval import baseline_cmd, generate_cli
 
 METRICS_HELP = (
     "Metrics (exact definitions: README, robust-eval section). Errors are fractions in the JSON, % on screen.\n\n"
@@ -56,6 +56,10 @@ data_app = typer.Typer(help="Inspect the data root.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 err_console = Console(stderr=True)
+
+
+#: Commands that skip a suite whose data is absent or malformed (one line each) instead of failing.
+_SKIPPING = ("all", "baseline")
 
 
 class UsageProblem(Exception):
@@ -269,12 +273,12 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
             try:
                 results[suite] = S.SUITES[suite](ctx)
             except S.SuiteSkipped as exc:
-                if command != "all":
+                if command not in _SKIPPING:
                     raise UsageProblem(f"{suite}: {exc}") from None
                 skipped[suite] = str(exc)
                 err_console.print(f"[yellow]skipped {suite}:[/yellow] {exc}", highlight=False, soft_wrap=True)
             except DataLayoutError as exc:
-                if command != "all":
+                if command not in _SKIPPING:
                     raise
                 skipped[suite] = f"malformed data: {exc}"
                 err_console.print(
@@ -314,13 +318,29 @@ def _check_save_baseline(path: Path) -> None:
 def _save_baseline(path: Path, result: dict[str, Any]) -> None:
     """Write the run's -C / -P numbers as a baseline file (robust_eval.baselines.Baseline.from_result)."""
     from robust_eval.baselines import Baseline, BaselineError, save_baseline
+    from robust_eval.constants import split_difficulty
 
+    left_out: list[str] = []
     try:
-        baseline = Baseline.from_result(result)
+        baseline = Baseline.from_result(result, left_out=left_out)
     except BaselineError as exc:
-        raise UsageProblem(f"--save-baseline: {exc}") from None
+        what = "baseline" if result["command"] == "baseline" else "--save-baseline"
+        raise UsageProblem(f"{what}: {exc}") from None
     save_baseline(path, baseline)
-    err_console.print(f"wrote baseline {path}", highlight=False, soft_wrap=True)
+    levels = sum(split_difficulty(p)[1] > 1 for p in baseline.flip_probability)
+    err_console.print(
+        f"wrote baseline {path} ({baseline.dataset}): {len(baseline.corruption_errors)} corruptions x 5 "
+        f"severities, {len(baseline.flip_probability)} perturbation entries ({levels} at difficulty 2-3), "
+        f"clean error {'yes' if baseline.clean_error is not None else 'no'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if left_out:
+        err_console.print(
+            f"[yellow]left out of the baseline[/yellow] (0: nothing can be divided by it): {', '.join(left_out)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _write_leaderboard(path: Path, result: dict[str, Any]) -> None:
@@ -846,6 +866,9 @@ def data_digits(
 
 
 generate_cli.register(app)  # make-c, make-p: -C / -P regeneration (robust_eval.generate)
+baseline_cmd.register(
+    app, _evaluate, [*COMMON_PARAMS, *INPUT_PARAMS, *CORRUPTION_PARAMS]
+)  # robust-eval baseline
 
 
 def main() -> None:

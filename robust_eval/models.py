@@ -62,6 +62,7 @@ __all__ = [
     "InputContract",
     "ParseRequest",
     "checked_model_kwargs",
+    "checkpoint_format",
     "file_sha256",
     "find_format",
     "load_checkpoint",
@@ -510,6 +511,17 @@ def _unknown_format(raw: Mapping[str, Any], path: Path) -> CheckpointError:
         + "): save {'state_dict': ...} or a bare state_dict and pass --model NAME --num-classes K "
         "(and --mean/--std), or use robust_eval.checkpoint.save_checkpoint"
     )
+
+
+def checkpoint_format(path: str | os.PathLike[str]) -> str:
+    """The name of the :data:`FORMATS` row a checkpoint file is in (loads it with ``weights_only``)."""
+    path = Path(path)
+    raw = _torch_load(path)
+    if not isinstance(raw, Mapping) or not raw:
+        raise CheckpointError(
+            f"'{path}' holds a {type(raw).__name__}, expected a dict (state_dict or checkpoint)"
+        )
+    return find_format(raw, path).name
 
 
 def find_format(raw: Mapping[str, Any], path: Path) -> CheckpointFormat:
