@@ -66,7 +66,8 @@ def bare_pass(net: torch.nn.Module, batches: list[torch.Tensor]) -> float:
 def suite_pass(ckpt: Path, data: Path, cache_root: Path, batch_size: int) -> tuple[float, float, dict]:
     """Seconds for the whole corruption suite (fresh cache) and, within it, inside the network."""
     start = time.perf_counter()
-    model, meta = load_checkpoint(ckpt)
+    model, info = load_checkpoint(ckpt)
+    meta = info.to_dict()
     inside = [0.0, 0.0]  # accumulated seconds, start of the current call
 
     def pre(_module, _args):

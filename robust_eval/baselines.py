@@ -4,12 +4,15 @@ A :class:`Baseline` holds the numbers a model is normalized by -- per-cell corru
 error, and per-perturbation flip probabilities / top-5 distances -- keyed by NAME, never by position.
 The built-in ``"alexnet"`` baseline carries the published AlexNet ImageNet-C errors (no -P numbers:
 those were never published in code and must come from a baseline run). Any other baseline is a JSON
-file, e.g. written by ``robust-eval corruptions BASE.pth --save-baseline b.json``::
+file, written by ``robust-eval baseline FILE`` (torchvision's AlexNet, or any baseline checkpoint) or
+``robust-eval corruptions BASE.pth --save-baseline b.json`` (:meth:`Baseline.from_result` turns a
+result document into a baseline)::
 
     {
       "format": "robust_eval.baseline",
       "format_version": 1,
       "name": "resnet18-vanilla",
+      "dataset": "cifar10",
       "source": "robust-eval 0.1.0 on CIFAR-10-C, checkpoint sha256 ...",
       "clean_error": 0.0512,
       "corruption_errors": {"gaussian_noise": {"1": 0.21, "2": 0.35, "3": 0.48, "4": 0.53, "5": 0.58}},
@@ -19,7 +22,9 @@ file, e.g. written by ``robust-eval corruptions BASE.pth --save-baseline b.json`
 
 Severity keys are the strings ``"1".."5"`` on disk (JSON object keys are strings) and ints in memory.
 All errors and flip probabilities are fractions in [0, 1]; top-5 distances are in [0, 18].
-Files are read with :mod:`json` only (never unpickled) and written atomically.
+``dataset`` is the data set the numbers were measured on: a baseline normalizes only models of that
+data set (:meth:`Baseline.check_dataset`; files without it, written before it was recorded, are not
+checked). Files are read with :mod:`json` only (never unpickled) and written atomically.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from robust_eval.constants import (
     TEST_PERTURBATIONS,
     VALIDATION_PERTURBATIONS,
 )
+from robust_mix.checkpoint import DATASETS
 
 __all__ = [
     "ALEXNET_CLEAN_ERROR",
@@ -56,6 +62,7 @@ __all__ = [
     "Baseline",
     "BaselineError",
     "alexnet_baseline",
+    "check_baseline_target",
     "get_baseline",
     "load_baseline",
     "save_baseline",
@@ -109,6 +116,7 @@ _JSON_KEYS = frozenset(
         "format",
         "format_version",
         "name",
+        "dataset",
         "source",
         "clean_error",
         "corruption_errors",
@@ -236,6 +244,9 @@ class Baseline:
     top5_distance : dict perturbation -> top-5 distance in [0, 18]
     source : str
         Provenance: paper, or the run (checkpoint hash, data, package version) that produced it.
+    dataset : str or None
+        The data set the numbers were measured on (``cifar10``, ``cifar100``, ``imagenet``,
+        ``imagefolder``); None = not recorded (files from before it was).
 
     Raises
     ------
@@ -257,10 +268,13 @@ class Baseline:
     flip_probability: dict[str, float] = field(default_factory=dict)
     top5_distance: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    dataset: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise BaselineError(f"a baseline needs a non-empty name, got {self.name!r}")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise BaselineError(f"dataset must be one of {', '.join(DATASETS)} or null, got {self.dataset!r}")
         if not isinstance(self.source, str):
             raise BaselineError(f"source must be a string, got {type(self.source).__name__}")
         self.corruption_errors = _normalize_corruption_errors(self.corruption_errors)
@@ -277,6 +291,7 @@ class Baseline:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "name": self.name,
+            "dataset": self.dataset,
             "source": self.source,
             "clean_error": self.clean_error,
             "corruption_errors": {
@@ -315,7 +330,82 @@ class Baseline:
             flip_probability=data.get("flip_probability") or {},
             top5_distance=data.get("top5_distance") or {},
             source=data.get("source", ""),
+            dataset=data.get("dataset"),
         )
+
+    @classmethod
+    def from_result(
+        cls, result: Mapping[str, Any], *, name: str | None = None, left_out: list[str] | None = None
+    ) -> Baseline:
+        """A baseline from a robust-eval result document (``<command>.json``, or its dict).
+
+        Takes every -C and -C-bar corruption measured at all 5 severities (top-1 errors), the clean
+        error (the clean suite's, else the one the corruption suite measured), and the flip
+        probability / top-5 distance of every -P perturbation, difficulty levels 2-3 as
+        ``<perturbation>_<level>``. Numbers nothing can be divided by are left out (a corruption
+        with error 0 at every severity, a flip probability or top-5 distance of 0): their names
+        are appended to ``left_out`` when a list is given, and recorded in ``source``. ``name``
+        defaults to ``<model>-<sha256[:8]>``; the data set and the provenance (checkpoint, data
+        folder, subset) come from the result.
+
+        Raises
+        ------
+        BaselineError
+            The result holds no corruption or perturbation numbers.
+        """
+        suites = result.get("suites") or {}
+        corruptions = suites.get("corruptions") or {}
+        errors = {
+            c: {int(s): e for s, e in per.items()}
+            for block in (corruptions.get("c"), corruptions.get("c_bar"))
+            for c, per in ((block or {}).get("errors") or {}).items()
+            if len(per) == len(SEVERITIES)
+        }
+        pert = suites.get("perturbations") or {}
+        per_p = dict(pert.get("per_perturbation") or {})
+        for level, block in (pert.get("difficulties") or {}).items():
+            per_p.update({f"{p}_{level}": v for p, v in block["per_perturbation"].items()})
+        if not errors and not per_p:
+            raise BaselineError(
+                "this run measured no corruption (all 5 severities) or perturbation numbers to make a baseline of"
+            )
+        fp = {p: v["flip_probability"] for p, v in per_p.items()}
+        t5d = {p: v["top5_distance"] for p, v in per_p.items() if v.get("top5_distance") is not None}
+        zero = [c for c, per in errors.items() if not any(per.values())]
+        zero += [p for p, v in fp.items() if v == 0] + [
+            f"{p} (top-5 distance)" for p, v in t5d.items() if v == 0
+        ]
+        ck, protocol = result.get("checkpoint") or {}, result.get("protocol") or {}
+        source = (
+            f"robust-eval {result.get('command')} on '{ck.get('path')}' (sha256 {ck.get('sha256')}), "
+            f"data {protocol.get('data_dir')}, subset {protocol.get('subset')}"
+        )
+        if left_out is not None:
+            left_out.extend(zero)
+        return cls(
+            name=name or f"{ck.get('model')}-{str(ck.get('sha256', ''))[:8]}",
+            corruption_errors={c: per for c, per in errors.items() if any(per.values())},
+            clean_error=(suites.get("clean") or {}).get("top1_error", corruptions.get("clean_error")),
+            flip_probability={p: v for p, v in fp.items() if v > 0},
+            top5_distance={p: v for p, v in t5d.items() if v > 0},
+            source=source + (f"; left out, 0 cannot normalize: {', '.join(zero)}" if zero else ""),
+            dataset=ck.get("dataset"),
+        )
+
+    def check_dataset(self, dataset: str) -> None:
+        """Refuse to normalize a ``dataset`` model by numbers measured on another data set.
+
+        Raises
+        ------
+        BaselineError
+            ``self.dataset`` is recorded and differs from ``dataset``.
+        """
+        if self.dataset is not None and self.dataset != dataset:
+            raise BaselineError(
+                f"baseline {self.name!r} was measured on {self.dataset}, but the checkpoint is a {dataset} "
+                f"model: its numbers cannot normalize {dataset} results; compute a {dataset} baseline "
+                "(robust-eval baseline FILE --checkpoint BASE.pth, or --save-baseline) or drop --baseline"
+            )
 
     @classmethod
     def from_json(cls, text: str) -> Baseline:
@@ -346,6 +436,7 @@ def alexnet_baseline() -> Baseline:
         corruption_errors={c: dict(zip(SEVERITIES, errs)) for c, errs in ALEXNET_IMAGENET_C_ERRORS.items()},
         clean_error=ALEXNET_CLEAN_ERROR,
         source=ALEXNET_SOURCE,
+        dataset="imagenet",
     )
 
 
@@ -393,9 +484,36 @@ def get_baseline(name_or_path: str | os.PathLike[str]) -> Baseline:
         raise BaselineError(
             f"unknown baseline {key!r}: not a built-in name ({', '.join(sorted(BUILTIN_BASELINES))}) and no "
             "such file. Pass a built-in name or the path of a JSON file written by "
-            "`robust-eval corruptions BASE.pth --save-baseline FILE`"
+            "`robust-eval baseline FILE` or `robust-eval corruptions BASE.pth --save-baseline FILE`"
         )
     return load_baseline(p)
+
+
+def check_baseline_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Whether :func:`save_baseline` can write ``path``, checked before a run that ends by writing it.
+
+    Returns the path. Raises :class:`IsADirectoryError` (``path`` is a folder),
+    :class:`FileExistsError` (it exists and ``overwrite`` is False), :class:`NotADirectoryError`
+    (a parent is a file) or :class:`PermissionError` (the nearest existing parent is not writable).
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(
+            f"{str(target)!r} is a folder; give a file path such as {str(target / 'baseline.json')!r}"
+        )
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"refusing to overwrite existing file {str(target)!r}: it already exists; remove it or choose "
+            "another path (overwrite=True in Python)"
+        )
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write {str(target)!r}: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {str(target)!r}: folder {str(parent)!r} is not writable")
+    return target
 
 
 def save_baseline(path: str | os.PathLike[str], baseline: Baseline, *, overwrite: bool = False) -> Path:
@@ -415,15 +533,7 @@ def save_baseline(path: str | os.PathLike[str], baseline: Baseline, *, overwrite
     """
     if not isinstance(baseline, Baseline):
         raise TypeError(f"save_baseline needs a Baseline, got {type(baseline).__name__}")
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(
-            f"{str(target)!r} is a folder; give a file path such as {str(target / 'baseline.json')!r}"
-        )
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"refusing to overwrite existing file {str(target)!r}; choose another path or pass overwrite=True"
-        )
+    target = check_baseline_target(path, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         atomic_write(target, baseline.to_json(), overwrite=overwrite)

@@ -1,106 +1,11 @@
-"""This project's checkpoint format: what `timm train` writes and `robust-eval` reads with no flags.
+"""This project's checkpoint format, for robust-eval users: re-exported from :mod:`robust_mix.checkpoint`.
 
-A checkpoint is a plain dict saved with ``torch.save`` that loads with
-``torch.load(path, weights_only=True)`` (only tensors, numbers, strings, lists and dicts inside)::
-
-    {
-        "format_version": 1,
-        "state_dict": {...},            # model weights (no "module." prefixes)
-        "model": "wrn40_4",             # a timm model name (timm_ext.models registers the CIFAR ones)
-        "num_classes": 100,
-        "dataset": "cifar100",          # cifar10 | cifar100 | imagenet | imagefolder
-        "data_config": {                # how the model expects its inputs
-            "input_size": [3, 32, 32],  # C, H, W
-            "mean": [0.4914, 0.4822, 0.4465],
-            "std": [0.2470, 0.2435, 0.2616],
-            "interpolation": "bilinear",
-            "crop_pct": 1.0,
-        },
-        # optional: "epoch", "metrics", "train_args" (JSON-native dict), "class_names", "state_dict_ema",
-        # "model_kwargs" (extra timm.create_model arguments, e.g. {"img_size": 32} for a ViT at 32 px)
-    }
+The format (keys, ``data_config``, ``format_version``) and its atomic writer live in
+``robust_mix.checkpoint`` so that ``timm_ext`` (which writes checkpoints) and ``robust_eval``
+(which reads them) share it without importing each other. See that module for the layout.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
-
-FORMAT_VERSION = 1
-
-#: Keys every checkpoint of this format has.
-REQUIRED_KEYS: tuple[str, ...] = (
-    "format_version",
-    "state_dict",
-    "model",
-    "num_classes",
-    "dataset",
-    "data_config",
-)
-#: Keys every ``data_config`` has.
-DATA_CONFIG_KEYS: tuple[str, ...] = ("input_size", "mean", "std", "interpolation", "crop_pct")
-
-DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet", "imagefolder")
-
-
-def make_checkpoint(
-    state_dict: dict[str, Any],
-    *,
-    model: str,
-    num_classes: int,
-    dataset: str,
-    data_config: dict[str, Any],
-    **extra: Any,
-) -> dict[str, Any]:
-    """Assemble a checkpoint dict of this format, validating the metadata.
-
-    ``extra`` keys (``epoch``, ``metrics``, ``train_args``, ``class_names``, ``state_dict_ema``, ...)
-    must hold only tensors and JSON-native values so the file loads with ``weights_only=True``.
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    missing = [k for k in DATA_CONFIG_KEYS if k not in data_config]
-    if missing:
-        raise ValueError(f"data_config is missing {missing}; it needs {list(DATA_CONFIG_KEYS)}")
-    config = {
-        "input_size": [int(v) for v in data_config["input_size"]],
-        "mean": [float(v) for v in data_config["mean"]],
-        "std": [float(v) for v in data_config["std"]],
-        "interpolation": str(data_config["interpolation"]),
-        "crop_pct": float(data_config["crop_pct"]),
-    }
-    return {
-        "format_version": FORMAT_VERSION,
-        "state_dict": state_dict,
-        "model": str(model),
-        "num_classes": int(num_classes),
-        "dataset": dataset,
-        "data_config": config,
-        **extra,
-    }
-
-
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def save_checkpoint(path: str | os.PathLike[str], state_dict: dict[str, Any], **metadata: Any) -> None:
-    """Validate with :func:`make_checkpoint` and write atomically to ``path``."""
-    atomic_save(make_checkpoint(state_dict, **metadata), path)
+from robust_mix.checkpoint import *  # noqa: F403 - the format's public names, one list
+from robust_mix.checkpoint import __all__  # noqa: F401

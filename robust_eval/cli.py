@@ -24,7 +24,7 @@ from robust_mix.cli import fail, run
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from robust_eval import generate_cli
+from robust_eval import baseline_cmd, generate_cli
 
 METRICS_HELP = (
     "Metrics (exact definitions: README, robust-eval section). Errors are fractions in the JSON, % on screen.\n\n"
@@ -56,6 +56,10 @@ data_app = typer.Typer(help="Inspect the data root.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 err_console = Console(stderr=True)
+
+
+#: Commands that skip a suite whose data is absent or malformed (one line each) instead of failing.
+_SKIPPING = ("all", "baseline")
 
 
 class UsageProblem(Exception):
@@ -184,10 +188,8 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     if opts.get("device") == "meta":
         raise UsageProblem("--device meta holds no data and cannot evaluate; use cpu, cuda or cuda:N")
     save_baseline_path: Path | None = opts.get("save_baseline")
-    if save_baseline_path is not None and save_baseline_path.exists():
-        raise UsageProblem(
-            f"--save-baseline: '{save_baseline_path}' already exists; remove it or choose another path"
-        )
+    if save_baseline_path is not None:
+        _check_save_baseline(save_baseline_path)
     try:
         device = torch.device(opts["device"])
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -222,7 +224,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     overrides = parse_overrides(
         opts.get("mean"), opts.get("std"), opts.get("input_size"), opts.get("crop_pct")
     )
-    model, metadata = load_checkpoint(
+    model, info = load_checkpoint(
         ckpt,
         model=opts.get("model"),
         num_classes=opts.get("num_classes"),
@@ -233,6 +235,9 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         model_dir=opts.get("model_dir"),
         threat_model=opts.get("threat_model") or "corruptions",
     )
+    metadata = info.to_dict()
+    if baseline is not None:
+        baseline.check_dataset(info.dataset)
     out: Path = opts["out"]
     cache = CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False))
     pgd = S.PGDSettings(
@@ -268,12 +273,12 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
             try:
                 results[suite] = S.SUITES[suite](ctx)
             except S.SuiteSkipped as exc:
-                if command != "all":
+                if command not in _SKIPPING:
                     raise UsageProblem(f"{suite}: {exc}") from None
                 skipped[suite] = str(exc)
                 err_console.print(f"[yellow]skipped {suite}:[/yellow] {exc}", highlight=False, soft_wrap=True)
             except DataLayoutError as exc:
-                if command != "all":
+                if command not in _SKIPPING:
                     raise
                 skipped[suite] = f"malformed data: {exc}"
                 err_console.print(
@@ -300,38 +305,42 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     err_console.print(f"wrote {json_path} and {md_path}", highlight=False, soft_wrap=True)
 
 
-def _save_baseline(path: Path, result: dict[str, Any]) -> None:
-    from robust_eval.baselines import Baseline, save_baseline
-    from robust_eval.constants import ALL_CORRUPTIONS
+def _check_save_baseline(path: Path) -> None:
+    """Refuse, before the run, a --save-baseline target that could not be written after it."""
+    from robust_eval.baselines import check_baseline_target
 
-    suites = result["suites"]
-    c = (suites.get("corruptions") or {}).get("c") or {}
-    errors = {
-        name: {int(s): v for s, v in per.items()}
-        for name, per in c.get("errors", {}).items()
-        if name in ALL_CORRUPTIONS and len(per) == 5
-    }
-    pert = suites.get("perturbations") or {}
-    per = dict(pert.get("per_perturbation", {}))
-    for level, block in (pert.get("difficulties") or {}).items():  # ImageNet-P levels 2-3 as '<p>_<d>'
-        per.update({f"{p}_{level}": v for p, v in block["per_perturbation"].items()})
-    ck = result["checkpoint"]
-    clean_error = (suites.get("clean") or {}).get(
-        "top1_error", (suites.get("corruptions") or {}).get("clean_error")
-    )
-    if not errors and not per:
-        raise UsageProblem("--save-baseline: this run measured no corruption or perturbation numbers")
-    baseline = Baseline(
-        name=f"{ck['model']}-{ck['sha256'][:8]}",
-        corruption_errors=errors,
-        clean_error=clean_error,
-        flip_probability={p: v["flip_probability"] for p, v in per.items()},
-        top5_distance={p: v["top5_distance"] for p, v in per.items() if v["top5_distance"] is not None},
-        source=f"robust-eval {result['command']} on '{ck['path']}' (sha256 {ck['sha256']}), "
-        f"data {result['protocol']['data_dir']}, subset {result['protocol']['subset']}",
-    )
+    try:
+        check_baseline_target(path)
+    except OSError as exc:
+        raise UsageProblem(f"--save-baseline: {exc}") from None
+
+
+def _save_baseline(path: Path, result: dict[str, Any]) -> None:
+    """Write the run's -C / -P numbers as a baseline file (robust_eval.baselines.Baseline.from_result)."""
+    from robust_eval.baselines import Baseline, BaselineError, save_baseline
+    from robust_eval.constants import split_difficulty
+
+    left_out: list[str] = []
+    try:
+        baseline = Baseline.from_result(result, left_out=left_out)
+    except BaselineError as exc:
+        what = "baseline" if result["command"] == "baseline" else "--save-baseline"
+        raise UsageProblem(f"{what}: {exc}") from None
     save_baseline(path, baseline)
-    err_console.print(f"wrote baseline {path}", highlight=False)
+    levels = sum(split_difficulty(p)[1] > 1 for p in baseline.flip_probability)
+    err_console.print(
+        f"wrote baseline {path} ({baseline.dataset}): {len(baseline.corruption_errors)} corruptions x 5 "
+        f"severities, {len(baseline.flip_probability)} perturbation entries ({levels} at difficulty 2-3), "
+        f"clean error {'yes' if baseline.clean_error is not None else 'no'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if left_out:
+        err_console.print(
+            f"[yellow]left out of the baseline[/yellow] (0: nothing can be divided by it): {', '.join(left_out)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _write_leaderboard(path: Path, result: dict[str, Any]) -> None:
@@ -564,11 +573,12 @@ COMMON_PARAMS = [
             ),
         ],
     ),
-    _P(
+]
+#: Only the commands that measure -C / -P numbers can write them as a baseline.
+SAVE_BASELINE_PARAMS = [
+    _opt(
         "save_baseline",
-        _KW,
-        default=None,
-        annotation=Annotated[
+        Annotated[
             Path | None,
             typer.Option(
                 "--save-baseline",
@@ -670,7 +680,7 @@ def _register(command: str, suites: Sequence[str], extra: Sequence[inspect.Param
 _register(
     "all",
     ("clean", "corruptions", "perturbations", "adversarial", "calibration", "ood", "imagenet_ar"),
-    [*CORRUPTION_PARAMS, *PERTURBATION_PARAMS, *PGD_PARAMS],
+    [*CORRUPTION_PARAMS, *PERTURBATION_PARAMS, *PGD_PARAMS, *SAVE_BASELINE_PARAMS],
     "Every suite whose data is present; one line per skipped suite says why and what to put where.\n\n"
     + METRICS_HELP,
 )
@@ -678,7 +688,7 @@ _register("clean", ("clean",), [], "Top-1 / top-5 error on the clean test split.
 _register(
     "corruptions",
     ("corruptions",),
-    CORRUPTION_PARAMS,
+    [*CORRUPTION_PARAMS, *SAVE_BASELINE_PARAMS],
     "-C and -C-bar: error per (corruption, severity), mCE unnormalized (plain mean over the 15 x 5 "
     "benchmark cells) and normalized (CE_c = 100 * sum_s E / sum_s E_base; AlexNet for ImageNet or "
     "--baseline), relative mCE. Extras (speckle_noise, gaussian_blur, spatter, saturate) reported separately.",
@@ -686,7 +696,7 @@ _register(
 _register(
     "perturbations",
     ("perturbations",),
-    PERTURBATION_PARAMS,
+    [*PERTURBATION_PARAMS, *SAVE_BASELINE_PARAMS],
     "-P: flip probability (noise perturbations vs frame 0, others consecutive frames) and top-5 "
     "distance per perturbation; mFR / mT5D plain means, normalized with --baseline.",
 )
@@ -856,6 +866,9 @@ def data_digits(
 
 
 generate_cli.register(app)  # make-c, make-p: -C / -P regeneration (robust_eval.generate)
+baseline_cmd.register(
+    app, _evaluate, [*COMMON_PARAMS, *INPUT_PARAMS, *CORRUPTION_PARAMS]
+)  # robust-eval baseline
 
 
 def main() -> None:

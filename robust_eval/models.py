@@ -5,30 +5,43 @@ rest: it resizes to the checkpoint's input size when the batch has another size 
 ``round(size / crop_pct)``, then a center crop, i.e. the 256-resize + 224-crop protocol for
 ImageNet) and normalizes with the checkpoint's mean/std. The contract is written into every result.
 
-Five routes are accepted:
+What a file is comes from one table, :data:`FORMATS`: each row names a format, says how a loaded
+file is recognised and which parser turns it into a :class:`CheckpointInfo` (the one record the CLI
+and the report read). The first row that recognises the file wins:
 
-1. this project's format (:mod:`robust_eval.checkpoint`): works with no flags;
-2. timm ``train.py`` checkpoints (``state_dict``, ``arch``, optional ``state_dict_ema`` (``--ema``),
-   ``args`` = ``argparse.Namespace``, allow-listed as a safe global);
-3. the AugMix / PixMix / IPMix ``cifar.py`` format (:mod:`robust_eval.reference`): architecture and
-   size inferred from the shapes, the papers' normalization;
-4. ``robustbench:NAME`` with ``model_dir``: RobustBench's corruption zoo from local files
-   (:mod:`robust_eval.zoo`);
-5. a bare state_dict: in a reference layout it is recognized, otherwise ``--model NAME
-   --num-classes K``; normalization from the architecture's ``pretrained_cfg`` unless flagged.
+1. ``robust-eval``: this project's format (:mod:`robust_mix.checkpoint`): works with no flags;
+2. ``reference``: the AugMix / PixMix / IPMix ``cifar.py`` format (:mod:`robust_eval.reference`):
+   architecture and size inferred from the shapes, the papers' normalization;
+3. ``torchvision-alexnet``: torchvision's AlexNet state_dict (``alexnet-owt-7be5be79.pth``, the
+   baseline network of ImageNet-C/-P), built with ``torchvision.models.alexnet(weights=None)``;
+4. ``timm-train``: timm ``train.py`` checkpoints (``state_dict``, ``arch``, optional
+   ``state_dict_ema`` (``--ema``), ``args`` = ``argparse.Namespace``, allow-listed as a safe global);
+5. ``state_dict``: a bare state_dict: in a reference layout it is recognised, otherwise ``--model
+   NAME --num-classes K``; normalization from the architecture's ``pretrained_cfg`` unless flagged.
 
-Where the normalization comes from is recorded (:mod:`robust_eval.data_config`).
+``robustbench:NAME`` with ``model_dir`` is not a file format but a source: RobustBench's corruption
+zoo from local files (:mod:`robust_eval.zoo`).
 
-Anything else that needs arbitrary unpickling is refused: there is no escape hatch.
+**Adding a format** = one parser ``(raw, request) -> CheckpointInfo`` and one :class:`CheckpointFormat`
+row in :data:`FORMATS` (before any row that would also recognise its files); a format whose network
+is not a timm model also gives the row a ``build`` function.
+
+Constructor arguments stored in a checkpoint (``model_kwargs``) reach the model builder only through
+an allow-list of architecture arguments with JSON-scalar values (:data:`ARCHITECTURE_KWARGS`): a
+file cannot make timm open a second file (``checkpoint_path``), download (``pretrained``) or pass
+objects. Where the normalization comes from is recorded (:mod:`robust_eval.data_config`). Anything
+else that needs arbitrary unpickling is refused: there is no escape hatch.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import hashlib
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,22 +49,153 @@ from typing import Any
 import torch
 from torch import nn
 
-from robust_eval.checkpoint import DATA_CONFIG_KEYS, DATASETS, FORMAT_VERSION
+from robust_mix.checkpoint import DATA_CONFIG_KEYS, DATASETS, FORMAT_VERSION
 
 __all__ = [
+    "ALEXNET_KEYS",
+    "ARCHITECTURE_KWARGS",
     "DATASET_CLASSES",
+    "FORMATS",
     "CheckpointError",
+    "CheckpointFormat",
+    "CheckpointInfo",
     "InputContract",
+    "ParseRequest",
+    "checked_model_kwargs",
+    "checkpoint_format",
     "file_sha256",
+    "find_format",
     "load_checkpoint",
 ]
 
 #: Classes of the fixed-size data sets (``imagefolder`` has as many as class folders).
 DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
 
+#: Constructor arguments a checkpoint may pass to the model builder (architecture shape only; each
+#: value a JSON scalar, or a flat list of integers such as blocks per stage or an (H, W) size).
+#: Everything else -- ``checkpoint_path``, ``pretrained``, ``pretrained_cfg(_overlay)``,
+#: ``cache_dir``, ``features_only``, layer classes, callables -- is refused.
+ARCHITECTURE_KWARGS: frozenset[str] = frozenset(
+    {
+        # this project's CIFAR nets (timm_ext.models) and the reference layouts
+        "depth",
+        "widen_factor",
+        "cardinality",
+        "base_width",
+        "growth_rate",
+        "reduction",
+        "layers",
+        # common timm architecture arguments
+        "img_size",
+        "patch_size",
+        "in_chans",
+        "embed_dim",
+        "num_heads",
+        "mlp_ratio",
+        "global_pool",
+        "class_token",
+        "output_stride",
+        "stem_width",
+        "drop_rate",
+        "drop_path_rate",
+    }
+)
+
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be loaded safely or does not match the requested model / data set."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint is: the one record a parser returns and :func:`load_checkpoint` completes.
+
+    A parser fills what the file says (``None`` = the file does not say); :func:`load_checkpoint`
+    returns it resolved: ``model`` / ``num_classes`` / ``dataset`` known, ``data_config`` the
+    normalized input contract (:func:`robust_eval.data_config.normalized_config`), ``path`` /
+    ``sha256`` / ``ema`` set and ``state_dict`` emptied (the weights are in the model).
+
+    Attributes:
+        kind: the format's name (a :data:`FORMATS` row, or ``robustbench``).
+        state_dict: the weights as stored (prefixes not yet stripped).
+        model: the architecture's name (a timm name; ``alexnet`` for torchvision's AlexNet).
+        num_classes: output classes.
+        dataset: one of ``robust_mix.checkpoint.DATASETS``.
+        data_config: input size / mean / std / interpolation / crop_pct, when the file says.
+        config_source, config_detail: where ``data_config`` comes from (``robust_eval.data_config.SOURCES``).
+        model_kwargs: extra constructor arguments (checked against :data:`ARCHITECTURE_KWARGS`).
+        extras: further JSON-native facts recorded in the result (``train_args``, ``class_names``, ...).
+        dataset_inferred_from_classes: ``dataset`` was guessed from the class count.
+    """
+
+    kind: str
+    state_dict: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    model: str | None = None
+    num_classes: int | None = None
+    dataset: str | None = None
+    data_config: Mapping[str, Any] | None = None
+    config_source: str = "architecture default"
+    config_detail: str | None = None
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    sha256: str | None = None
+    ema: bool = False
+    dataset_inferred_from_classes: bool = False
+
+    @property
+    def input_size(self) -> int:
+        """The model's input side in pixels (from the data config)."""
+        if self.data_config is None:
+            raise CheckpointError(f"{self.kind} checkpoint has no data config yet")
+        return int(self.data_config["input_size"][-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result file's ``checkpoint`` block (JSON-native, a fresh copy)."""
+        size = self.input_size
+        out: dict[str, Any] = {
+            "path": self.path,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "model": self.model,
+            "num_classes": self.num_classes,
+            "dataset": self.dataset,
+            "dataset_inferred_from_classes": self.dataset_inferred_from_classes,
+            "ema": bool(self.ema),
+            "data_config": dict(self.data_config or {}),
+            "input_contract": (
+                "images in [0, 1], RGB, NCHW float32; the wrapper resizes batches of another size (shorter "
+                f"side to round({size} / crop_pct), center crop {size}) and normalizes (x - mean) / std"
+            ),
+            **({"model_kwargs": dict(self.model_kwargs)} if self.model_kwargs else {}),
+            **dict(self.extras),
+        }
+        return copy.deepcopy(out)
+
+
+@dataclass(frozen=True)
+class ParseRequest:
+    """What the caller asked for, as far as a parser needs it: the file, ``--ema``, ``--model``."""
+
+    path: Path
+    ema: bool = False
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """One checkpoint format: its name, how a loaded file is recognised, and its parser.
+
+    ``build(model, num_classes, model_kwargs)`` makes the network (default: timm's
+    ``create_model``); ``data_config(raw, net)`` gives the input config once the network exists,
+    for formats whose config depends on it (timm ``train.py`` args resolved against the model).
+    """
+
+    name: str
+    recognise: Callable[[Mapping[str, Any]], bool]
+    parse: Callable[[Mapping[str, Any], ParseRequest], CheckpointInfo]
+    build: Callable[[str, int, Mapping[str, Any]], nn.Module] | None = None
+    data_config: Callable[[Mapping[str, Any], nn.Module], dict[str, Any] | None] | None = None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -140,30 +284,8 @@ def _strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _dataset_from_timm_args(args: Any) -> str | None:
-    name = str(getattr(args, "dataset", "") or "").lower()
-    for ds in ("cifar100", "cifar10", "imagenet"):
-        if ds in name.replace("-", ""):
-            return ds
-    return (
-        "imagefolder" if name in ("", "imagefolder", "folder") and getattr(args, "data_dir", None) else None
-    )
-
-
-@dataclass
-class _Parsed:
-    """What a checkpoint file says, before the network is built."""
-
-    kind: str
-    state: Mapping[str, Any]
-    model: str | None = None
-    classes: int | None = None
-    dataset: str | None = None
-    data_config: dict[str, Any] | None = None
-    config_source: str = "architecture default"
-    config_detail: str | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+def _is_state_dict(raw: Mapping[str, Any]) -> bool:
+    return all(isinstance(v, torch.Tensor) for v in raw.values())
 
 
 def _weights(raw: Mapping[str, Any], path: Path, ema: bool) -> Mapping[str, Any]:
@@ -173,7 +295,18 @@ def _weights(raw: Mapping[str, Any], path: Path, ema: bool) -> Mapping[str, Any]
     return raw[key]
 
 
-def _parse_project(raw: Mapping[str, Any], path: Path, ema: bool) -> _Parsed:
+def _no_ema(request: ParseRequest, what: str) -> None:
+    if request.ema:
+        raise CheckpointError(f"'{request.path}' is {what}: it has no EMA weights (drop --ema)")
+
+
+# ------------------------------------------------------------------------------------------------
+# one parser per format
+# ------------------------------------------------------------------------------------------------
+
+
+def _parse_project(raw: Mapping[str, Any], request: ParseRequest) -> CheckpointInfo:
+    path = request.path
     if int(raw["format_version"]) > FORMAT_VERSION:
         raise CheckpointError(
             f"'{path}' has format_version {raw['format_version']}; this version reads <= {FORMAT_VERSION}"
@@ -185,52 +318,187 @@ def _parse_project(raw: Mapping[str, Any], path: Path, ema: bool) -> _Parsed:
     absent = [k for k in DATA_CONFIG_KEYS if k not in data_config]
     if absent:
         raise CheckpointError(f"'{path}': data_config is missing {absent}")
-    extra = {"class_names": list(raw["class_names"])} if "class_names" in raw else {}
-    return _Parsed(
+    kwargs = raw.get("model_kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise CheckpointError(f"'{path}': model_kwargs is a {type(kwargs).__name__}, expected a dict")
+    return CheckpointInfo(
         "robust-eval",
-        _weights(raw, path, ema),
+        _weights(raw, path, request.ema),
         str(raw["model"]),
         int(raw["num_classes"]),
         str(raw["dataset"]),
         data_config,
         "checkpoint",
         "this project's data_config",
-        dict(raw.get("model_kwargs") or {}),
-        extra,
+        dict(kwargs),
+        {"class_names": list(raw["class_names"])} if "class_names" in raw else {},
     )
 
 
-def _parse_timm(raw: Mapping[str, Any], path: Path, ema: bool) -> _Parsed:
-    args = raw.get("args")
-    parsed = _Parsed("timm-train", _weights(raw, path, ema), raw.get("arch") or getattr(args, "model", None))
-    parsed.classes = getattr(args, "num_classes", None)
-    if args is not None:
-        parsed.dataset = _dataset_from_timm_args(args)
-        parsed.extra["train_args"] = {
-            k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))
-        }
-    return parsed
-
-
-def _parse_reference(raw: Mapping[str, Any]) -> _Parsed:
+def _parse_reference(raw: Mapping[str, Any], request: ParseRequest) -> CheckpointInfo:
     from robust_eval.reference import infer_reference_arch
 
+    _no_ema(request, "a reference cifar.py checkpoint")
     state = _strip_prefix(raw["state_dict"])
     arch = infer_reference_arch(str(raw["model"]), state)
     ds = str(raw.get("dataset", "")).lower().replace("-", "") or None
-    parsed = _Parsed("reference", state, arch.model, arch.num_classes, ds if ds in DATASETS else None)
-    parsed.model_kwargs = dict(arch.model_kwargs)
-    parsed.config_source = "reference format"
-    parsed.config_detail = (
-        f"AugMix/PixMix/IPMix cifar.py checkpoint ({arch.description}): Normalize(0.5, 0.5), 32 px"
+    return CheckpointInfo(
+        "reference",
+        state,
+        arch.model,
+        arch.num_classes,
+        ds if ds in DATASETS else None,
+        config_source="reference format",
+        config_detail=f"AugMix/PixMix/IPMix cifar.py checkpoint ({arch.description}): Normalize(0.5, 0.5), 32 px",
+        model_kwargs=dict(arch.model_kwargs),
+        extras={
+            "reference": {
+                "model": str(raw["model"]),
+                "architecture": arch.description,
+                "epoch": raw.get("epoch"),
+                "best_acc": raw.get("best_acc"),
+            }
+        },
     )
-    parsed.extra["reference"] = {
-        "model": str(raw["model"]),
-        "architecture": arch.description,
-        "epoch": raw.get("epoch"),
-        "best_acc": raw.get("best_acc"),
+
+
+#: torchvision's AlexNet parameters (``torchvision.models.alexnet``), in file order.
+ALEXNET_KEYS: tuple[str, ...] = tuple(
+    f"{block}.{i}.{p}"
+    for block, layers in (("features", (0, 3, 6, 8, 10)), ("classifier", (1, 4, 6)))
+    for i in layers
+    for p in ("weight", "bias")
+)
+
+
+def _is_alexnet(raw: Mapping[str, Any]) -> bool:
+    return set(raw) == set(ALEXNET_KEYS) and _is_state_dict(raw)
+
+
+def _parse_alexnet(raw: Mapping[str, Any], request: ParseRequest) -> CheckpointInfo:
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    _no_ema(request, "a torchvision AlexNet state_dict")
+    classes = int(raw["classifier.6.weight"].shape[0])
+    config = {
+        "input_size": [3, 224, 224],
+        "mean": list(IMAGENET_DEFAULT_MEAN),
+        "std": list(IMAGENET_DEFAULT_STD),
+        "interpolation": "bilinear",
+        "crop_pct": 224 / 256,
     }
-    return parsed
+    detail = "torchvision AlexNet weights: resize 256, center crop 224, ImageNet mean/std (IMAGENET1K_V1)"
+    return CheckpointInfo(
+        "torchvision-alexnet",
+        raw,
+        "alexnet",
+        classes,
+        "imagenet" if classes == DATASET_CLASSES["imagenet"] else None,
+        config,
+        "reference format",
+        detail,
+    )
+
+
+def _build_alexnet(model: str, num_classes: int, model_kwargs: Mapping[str, Any]) -> nn.Module:
+    import torchvision
+
+    if model != "alexnet" or model_kwargs:
+        raise CheckpointError(
+            f"a torchvision AlexNet state_dict builds torchvision's alexnet, not {model!r}: drop --model"
+        )
+    return torchvision.models.alexnet(weights=None, num_classes=num_classes)
+
+
+def _dataset_from_timm_args(args: Any) -> str | None:
+    name = str(getattr(args, "dataset", "") or "").lower()
+    for ds in ("cifar100", "cifar10", "imagenet"):
+        if ds in name.replace("-", ""):
+            return ds
+    return (
+        "imagefolder" if name in ("", "imagefolder", "folder") and getattr(args, "data_dir", None) else None
+    )
+
+
+def _parse_timm(raw: Mapping[str, Any], request: ParseRequest) -> CheckpointInfo:
+    args = raw.get("args")
+    extras: dict[str, Any] = {}
+    if args is not None:
+        extras["train_args"] = {
+            k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))
+        }
+    return CheckpointInfo(
+        "timm-train",
+        _weights(raw, request.path, request.ema),
+        raw.get("arch") or getattr(args, "model", None),
+        getattr(args, "num_classes", None),
+        _dataset_from_timm_args(args) if args is not None else None,
+        extras=extras,
+    )
+
+
+def _timm_args_config(raw: Mapping[str, Any], net: nn.Module) -> dict[str, Any] | None:
+    """Exactly what train.py resolved for its loaders (its args override the model's defaults)."""
+    if raw.get("args") is None:
+        return None
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config(vars(raw["args"]), model=net)
+    return {k: cfg[k] for k in DATA_CONFIG_KEYS if k in cfg}
+
+
+def _guess_reference_kind(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The reference architecture whose characteristic parameter a bare state_dict has, if any."""
+    marks = {
+        "wrn": "block1.layer.0.conv1.weight",
+        "resnext": "stage_1.0.conv_conv.weight",
+        "densenet": "dense1.0.conv1.weight",
+        "resnet": "conv2_x.0.residual_function.0.weight",
+    }
+    return next((kind for kind, key in marks.items() if key in state_dict), None)
+
+
+def _parse_state_dict(raw: Mapping[str, Any], request: ParseRequest) -> CheckpointInfo:
+    _no_ema(request, "a bare state_dict")
+    state = _strip_prefix(raw)
+    kind = _guess_reference_kind(state) if request.model is None else None
+    if kind is None:
+        return CheckpointInfo("state_dict", raw)
+    from robust_eval.reference import infer_reference_arch
+
+    arch = infer_reference_arch(kind, state)
+    return CheckpointInfo(
+        "state_dict",
+        raw,
+        arch.model,
+        arch.num_classes,
+        model_kwargs=dict(arch.model_kwargs),
+        extras={"inferred_architecture": arch.description},
+    )
+
+
+def _is_project(raw: Mapping[str, Any]) -> bool:
+    return "format_version" in raw
+
+
+def _is_reference(raw: Mapping[str, Any]) -> bool:
+    from robust_eval.reference import is_reference_checkpoint
+
+    return is_reference_checkpoint(raw)
+
+
+def _is_timm_train(raw: Mapping[str, Any]) -> bool:
+    return isinstance(raw.get("state_dict"), Mapping)
+
+
+#: The checkpoint formats, tried in order; the first whose ``recognise`` accepts the file parses it.
+FORMATS: tuple[CheckpointFormat, ...] = (
+    CheckpointFormat("robust-eval", _is_project, _parse_project),
+    CheckpointFormat("reference", _is_reference, _parse_reference),
+    CheckpointFormat("torchvision-alexnet", _is_alexnet, _parse_alexnet, build=_build_alexnet),
+    CheckpointFormat("timm-train", _is_timm_train, _parse_timm, data_config=_timm_args_config),
+    CheckpointFormat("state_dict", _is_state_dict, _parse_state_dict),
+)
 
 
 def _unknown_format(raw: Mapping[str, Any], path: Path) -> CheckpointError:
@@ -245,36 +513,55 @@ def _unknown_format(raw: Mapping[str, Any], path: Path) -> CheckpointError:
     )
 
 
-def _parse(raw: Mapping[str, Any], path: Path, ema: bool) -> _Parsed:
-    from robust_eval.reference import is_reference_checkpoint
+def checkpoint_format(path: str | os.PathLike[str]) -> str:
+    """The name of the :data:`FORMATS` row a checkpoint file is in (loads it with ``weights_only``)."""
+    path = Path(path)
+    raw = _torch_load(path)
+    if not isinstance(raw, Mapping) or not raw:
+        raise CheckpointError(
+            f"'{path}' holds a {type(raw).__name__}, expected a dict (state_dict or checkpoint)"
+        )
+    return find_format(raw, path).name
 
-    if "format_version" in raw:
-        return _parse_project(raw, path, ema)
-    if is_reference_checkpoint(raw):
-        if ema:
+
+def find_format(raw: Mapping[str, Any], path: Path) -> CheckpointFormat:
+    """The :data:`FORMATS` row that recognises a loaded file; :class:`CheckpointError` if none does."""
+    fmt = next((f for f in FORMATS if f.recognise(raw)), None)
+    if fmt is None:
+        raise _unknown_format(raw, path)
+    return fmt
+
+
+# ------------------------------------------------------------------------------------------------
+# building the network
+# ------------------------------------------------------------------------------------------------
+
+
+def _json_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def checked_model_kwargs(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``kwargs`` if every key is an architecture argument (:data:`ARCHITECTURE_KWARGS`) with a JSON
+    scalar value (or a flat list of integers); else :class:`CheckpointError` naming the key."""
+    for key, value in kwargs.items():
+        if key not in ARCHITECTURE_KWARGS:
             raise CheckpointError(
-                f"'{path}' is a reference cifar.py checkpoint: it has no EMA weights (drop --ema)"
+                f"{where}: model_kwargs key {key!r} is not an allowed architecture argument (allowed: "
+                f"{', '.join(sorted(ARCHITECTURE_KWARGS))}); re-save the checkpoint without it"
             )
-        return _parse_reference(raw)
-    if "state_dict" in raw and isinstance(raw["state_dict"], Mapping):
-        return _parse_timm(raw, path, ema)
-    if all(isinstance(v, torch.Tensor) for v in raw.values()):
-        return _Parsed("state_dict", raw)
-    raise _unknown_format(raw, path)
+        ints = isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        if not (_json_scalar(value) or ints):
+            raise CheckpointError(
+                f"{where}: model_kwargs[{key!r}] is a {type(value).__name__}; only numbers, strings, "
+                "booleans, null and lists of integers are accepted"
+            )
+    return dict(kwargs)
 
 
-def _guess_reference_kind(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    """The reference architecture whose characteristic parameter a bare state_dict has, if any."""
-    marks = {
-        "wrn": "block1.layer.0.conv1.weight",
-        "resnext": "stage_1.0.conv_conv.weight",
-        "densenet": "dense1.0.conv1.weight",
-        "resnet": "conv2_x.0.residual_function.0.weight",
-    }
-    return next((kind for kind, key in marks.items() if key in state_dict), None)
-
-
-def _create(model_name: str, num_classes: int, model_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+def _create(model_name: str, num_classes: int, model_kwargs: Mapping[str, Any]) -> nn.Module:
     import timm
 
     import timm_ext.models  # noqa: F401 - registers the CIFAR architectures (wrn40_4, ...) with timm
@@ -286,9 +573,7 @@ def _create(model_name: str, num_classes: int, model_kwargs: Mapping[str, Any] |
             + (f" (similar: {', '.join(close)})" if close else "")
         )
     try:
-        return timm.create_model(
-            model_name, pretrained=False, num_classes=num_classes, **(model_kwargs or {})
-        )
+        return timm.create_model(model_name, pretrained=False, num_classes=num_classes, **model_kwargs)
     except Exception as exc:  # timm raises many kinds for bad kwargs
         raise CheckpointError(f"could not build {model_name!r} with {num_classes} classes: {exc}") from None
 
@@ -318,10 +603,20 @@ def _load_weights(net: nn.Module, state_dict: dict[str, torch.Tensor], model_nam
     net.load_state_dict(state_dict, strict=True)
 
 
+def _legacy_layout(state_dict: dict[str, torch.Tensor], model_name: str) -> dict[str, torch.Tensor] | None:
+    """Weights of timm_ext's CIFAR nets in their earlier layout (``blocks.N``) renamed to the current
+    one; None when no renaming applies."""
+    from timm_ext.models import convert_legacy_state_dict, default_cfgs
+
+    if model_name not in default_cfgs or not any(k.startswith("blocks.") for k in state_dict):
+        return None
+    return convert_legacy_state_dict(state_dict)
+
+
 def _load_zoo(
     spec: str, dataset: str | None, model_dir: str | os.PathLike[str] | None, threat_model: str
-) -> tuple[_Parsed, nn.Module, Path]:
-    """A RobustBench entry from RobustBench's local layout (robust_eval.zoo): parsed info, network, file."""
+) -> tuple[CheckpointInfo, nn.Module]:
+    """A RobustBench entry from RobustBench's local layout (robust_eval.zoo): its info and network."""
     from robust_eval import zoo
 
     name = spec[len(zoo.PREFIX) :]
@@ -334,18 +629,64 @@ def _load_zoo(
     net = zoo.build(entry, classes)
     _load_weights(net, _strip_prefix(state), f"{zoo.PREFIX}{name} ({entry.build})")
     mean, std = norm if norm is not None else ((0.0,) * 3, (1.0,) * 3)
-    parsed = _Parsed("robustbench", state, entry.build.partition(":")[2] or entry.build, classes, ds)
-    parsed.data_config = {
+    config = {
         "input_size": [3, entry.size, entry.size],
         "mean": list(mean),
         "std": list(std),
         "interpolation": entry.interpolation,
         "crop_pct": entry.crop_pct,
     }
-    parsed.config_source = "reference format"
-    parsed.config_detail = detail + ("" if norm is not None else " (raw [0, 1] inputs, no normalization)")
-    parsed.extra.update(zoo_entry=name, architecture=entry.architecture, threat_model=threat_model)
-    return parsed, net, path
+    info = CheckpointInfo(
+        "robustbench",
+        {},
+        entry.build.partition(":")[2] or entry.build,
+        classes,
+        ds,
+        config,
+        "reference format",
+        detail + ("" if norm is not None else " (raw [0, 1] inputs, no normalization)"),
+        extras={"zoo_entry": name, "architecture": entry.architecture, "threat_model": threat_model},
+        path=str(path),
+    )
+    return info, net
+
+
+def _load_file(
+    path: Path, request: ParseRequest, num_classes: int | None
+) -> tuple[CheckpointInfo, nn.Module]:
+    """Parse a checkpoint file (its :data:`FORMATS` row), build its network, load the weights strictly."""
+    raw = _torch_load(path)
+    if not isinstance(raw, Mapping) or not raw:
+        raise CheckpointError(
+            f"'{path}' holds a {type(raw).__name__}, expected a dict (state_dict or checkpoint)"
+        )
+    fmt = find_format(raw, path)
+    info = fmt.parse(raw, request)
+    model_name = request.model or info.model
+    if not model_name:
+        raise CheckpointError(
+            f"'{path}' does not say which architecture it is: pass --model NAME (a timm name)"
+        )
+    classes = num_classes if num_classes is not None else info.num_classes
+    if classes is None:
+        raise CheckpointError(f"'{path}' does not say how many classes it has: pass --num-classes K")
+    own_kwargs = request.model is None or request.model == info.model
+    kwargs = checked_model_kwargs(info.model_kwargs if own_kwargs else {}, f"checkpoint '{path}'")
+    net = (fmt.build or _create)(model_name, int(classes), kwargs)
+    state_dict = _strip_prefix(info.state_dict)
+    extras = dict(info.extras)
+    if fmt.build is None and (converted := _legacy_layout(state_dict, model_name)) is not None:
+        state_dict, extras["converted_from_earlier_timm_ext_layout"] = converted, True
+    _load_weights(net, state_dict, model_name)
+    config = fmt.data_config(raw, net) if fmt.data_config is not None else None
+    if config is not None:
+        info = dataclasses.replace(
+            info, data_config=config, config_source="checkpoint", config_detail="timm train.py args"
+        )
+    info = dataclasses.replace(
+        info, state_dict={}, model=model_name, num_classes=int(classes), model_kwargs=kwargs, extras=extras
+    )
+    return info, net
 
 
 def _resolve_dataset(ds: str | None, classes: int) -> tuple[str, bool]:
@@ -364,63 +705,6 @@ def _resolve_dataset(ds: str | None, classes: int) -> tuple[str, bool]:
     return ds, False
 
 
-def _legacy_layout(
-    state_dict: dict[str, torch.Tensor], model_name: str, parsed: _Parsed
-) -> dict[str, torch.Tensor]:
-    """Weights of timm_ext's CIFAR nets in their earlier layout (``blocks.N``) renamed to the current one."""
-    from timm_ext.models import convert_legacy_state_dict, default_cfgs
-
-    if model_name not in default_cfgs or not any(k.startswith("blocks.") for k in state_dict):
-        return state_dict
-    parsed.extra["converted_from_earlier_timm_ext_layout"] = True
-    return convert_legacy_state_dict(state_dict)
-
-
-def _load_file(
-    path: Path, model: str | None, num_classes: int | None, dataset: str | None, ema: bool
-) -> tuple[_Parsed, nn.Module]:
-    """Parse a checkpoint file, build its network and load the weights strictly."""
-    raw = _torch_load(path)
-    if not isinstance(raw, Mapping) or not raw:
-        raise CheckpointError(
-            f"'{path}' holds a {type(raw).__name__}, expected a dict (state_dict or checkpoint)"
-        )
-    parsed = _parse(raw, path, ema)
-    state_dict = _strip_prefix(parsed.state)
-    if parsed.kind == "state_dict" and model is None and (kind := _guess_reference_kind(state_dict)):
-        from robust_eval.reference import infer_reference_arch
-
-        arch = infer_reference_arch(kind, state_dict)
-        parsed.model, parsed.classes, parsed.model_kwargs = (
-            arch.model,
-            arch.num_classes,
-            dict(arch.model_kwargs),
-        )
-        parsed.extra["inferred_architecture"] = arch.description
-    model_name = model or parsed.model
-    if not model_name:
-        raise CheckpointError(
-            f"'{path}' does not say which architecture it is: pass --model NAME (a timm name)"
-        )
-    classes = num_classes if num_classes is not None else parsed.classes
-    if classes is None:
-        raise CheckpointError(f"'{path}' does not say how many classes it has: pass --num-classes K")
-    parsed.classes = int(classes)
-    kwargs = parsed.model_kwargs if model is None or model == parsed.model else None
-    net = _create(model_name, parsed.classes, kwargs)
-    state_dict = _legacy_layout(state_dict, model_name, parsed)
-    _load_weights(net, state_dict, model_name)
-    parsed.model = model_name
-    if parsed.kind == "timm-train" and raw.get("args") is not None:
-        from timm.data import resolve_data_config
-
-        # exactly what train.py resolved for its loaders (args override the model's defaults)
-        cfg = resolve_data_config(vars(raw["args"]), model=net)
-        parsed.data_config = {k: cfg[k] for k in DATA_CONFIG_KEYS if k in cfg}
-        parsed.config_source, parsed.config_detail = "checkpoint", "timm train.py args"
-    return parsed, net
-
-
 def load_checkpoint(
     path: str | os.PathLike[str],
     model: str | None = None,
@@ -431,7 +715,7 @@ def load_checkpoint(
     data_overrides: Mapping[str, Any] | None = None,
     model_dir: str | os.PathLike[str] | None = None,
     threat_model: str = "corruptions",
-) -> tuple[InputContract, dict[str, Any]]:
+) -> tuple[InputContract, CheckpointInfo]:
     """Load a checkpoint safely and wrap it in the [0, 1] input contract.
 
     Args:
@@ -444,11 +728,13 @@ def load_checkpoint(
         model_dir, threat_model: RobustBench's local layout ``model_dir/<dataset>/<threat_model>/``.
 
     Returns:
-        ``(wrapped_model, metadata)``; ``metadata`` (JSON-native) holds the file's sha256, the kind of
-        checkpoint, model name, class count, data set and the input contract with its sources.
+        ``(wrapped_model, info)``; ``info.to_dict()`` (JSON-native) is the result file's checkpoint
+        block: the file's sha256, the kind of checkpoint, model name, class count, data set and the
+        input contract with its sources.
 
     Raises:
-        CheckpointError: unsafe file, unknown model or format, missing metadata, weights mismatch.
+        CheckpointError: unsafe file, unknown model or format, missing metadata, weights mismatch,
+            model_kwargs outside the allow-list.
     """
     from robust_eval import data_config as dc
     from robust_eval.zoo import PREFIX
@@ -456,36 +742,32 @@ def load_checkpoint(
     if dataset is not None and dataset not in DATASETS:
         raise CheckpointError(f"--dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     if str(path).startswith(PREFIX):
-        parsed, net, path = _load_zoo(str(path), dataset, model_dir, threat_model)
+        info, net = _load_zoo(str(path), dataset, model_dir, threat_model)
     else:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint '{path}' does not exist")
-        parsed, net = _load_file(path, model, num_classes, dataset, ema)
-    assert parsed.classes is not None and parsed.model is not None
-    ds, inferred = _resolve_dataset(dataset or parsed.dataset, parsed.classes)
-    base = parsed.data_config if parsed.data_config is not None else dc.architecture_default(net)
-    config = dc.normalized_config(base, parsed.config_source, data_overrides or {}, parsed.config_detail)
-    size = int(config["input_size"][-1])
+        info, net = _load_file(path, ParseRequest(path, ema, model), num_classes)
+        info = dataclasses.replace(info, path=str(path))
+    assert info.num_classes is not None and info.path is not None
+    ds, inferred = _resolve_dataset(dataset or info.dataset, info.num_classes)
+    base = info.data_config if info.data_config is not None else dc.architecture_default(net)
+    config = dc.normalized_config(base, info.config_source, data_overrides or {}, info.config_detail)
     wrapped = InputContract(
-        net, size, tuple(config["mean"]), tuple(config["std"]), config["crop_pct"], config["interpolation"]
+        net,
+        int(config["input_size"][-1]),
+        tuple(config["mean"]),
+        tuple(config["std"]),
+        config["crop_pct"],
+        config["interpolation"],
     )
     wrapped.eval().to(device)
-    metadata: dict[str, Any] = {
-        "path": str(path),
-        "sha256": file_sha256(path),
-        "kind": parsed.kind,
-        "model": parsed.model,
-        "num_classes": parsed.classes,
-        "dataset": ds,
-        "dataset_inferred_from_classes": inferred,
-        "ema": bool(ema),
-        "data_config": config,
-        "input_contract": (
-            "images in [0, 1], RGB, NCHW float32; the wrapper resizes batches of another size (shorter "
-            f"side to round({size} / crop_pct), center crop {size}) and normalizes (x - mean) / std"
-        ),
-        **({"model_kwargs": parsed.model_kwargs} if parsed.model_kwargs else {}),
-        **parsed.extra,
-    }
-    return wrapped, metadata
+    info = dataclasses.replace(
+        info,
+        dataset=ds,
+        dataset_inferred_from_classes=inferred,
+        data_config=config,
+        sha256=file_sha256(info.path),
+        ema=bool(ema),
+    )
+    return wrapped, info

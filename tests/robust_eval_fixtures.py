@@ -215,7 +215,8 @@ def make_context(checkpoint: Path, data_dir: Path, cache_dir: Path, fresh: bool 
     from robust_eval.models import load_checkpoint
     from robust_eval.suites import Context
 
-    model, meta = load_checkpoint(checkpoint)
+    model, info = load_checkpoint(checkpoint)
+    meta = info.to_dict()
     return Context(
         model=model,
         metadata=meta,

@@ -99,8 +99,8 @@ def test_adautomix_resumes_bit_identically_and_final_loads_in_robust_eval(digits
         assert 0.0 < float(row["mask_entropy"]) <= math.log(3) + 1e-6
         assert row["online_val_top1"] != "" and row["val_top1"] != ""
     # robust-eval's default loading (strict state_dict, no flags) takes the file as it is
-    wrapped, meta = load_checkpoint(split / "final.pth")
-    assert meta["model"] == "test_resnet"
+    wrapped, info = load_checkpoint(split / "final.pth")
+    assert info.model == "test_resnet"
     assert wrapped(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 

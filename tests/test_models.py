@@ -30,7 +30,8 @@ def _logits(model: torch.nn.Module, n: int = 16) -> torch.Tensor:
 
 def test_project_checkpoint_loads_with_metadata_and_hash(tmp_path):
     path = write_project_checkpoint(tmp_path / "ck.pth")
-    model, meta = load_checkpoint(path)
+    model, info = load_checkpoint(path)
+    meta = info.to_dict()
     assert meta["kind"] == "robust-eval"
     assert (meta["model"], meta["num_classes"], meta["dataset"]) == (MODEL, 10, "cifar10")
     assert meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -50,7 +51,8 @@ def test_project_checkpoint_loads_with_metadata_and_hash(tmp_path):
 
 def test_timm_train_checkpoint_with_namespace_and_prefixes(tmp_path):
     path = write_timm_train_checkpoint(tmp_path / "timm.pth")
-    model, meta = load_checkpoint(path)
+    model, info = load_checkpoint(path)
+    meta = info.to_dict()
     assert meta["kind"] == "timm-train"
     assert meta["dataset"] == "cifar10"  # from args.dataset = "torch/cifar10"
     assert meta["train_args"]["model"] == MODEL
@@ -59,7 +61,8 @@ def test_timm_train_checkpoint_with_namespace_and_prefixes(tmp_path):
     assert meta["data_config"]["input_size"] == [3, 16, 16] and meta["data_config"]["std"] == [0.25] * 3
     acc = (_logits(model, 100).argmax(1).numpy() == heldout_digits(100)[1]).mean()
     assert acc > 0.8  # same preprocessing as in training
-    ema_model, ema_meta = load_checkpoint(path, ema=True)
+    ema_model, ema_info = load_checkpoint(path, ema=True)
+    ema_meta = ema_info.to_dict()
     assert ema_meta["ema"] is True
     torch.testing.assert_close(_logits(model), _logits(ema_model))
 
@@ -70,14 +73,16 @@ def test_bare_state_dict_needs_model_and_classes(tmp_path):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="--num-classes"):
         load_checkpoint(path, model=MODEL)
-    _, meta = load_checkpoint(path, model=MODEL, num_classes=10)
+    _, info = load_checkpoint(path, model=MODEL, num_classes=10)
+    meta = info.to_dict()
     assert meta["kind"] == "state_dict"
     assert meta["dataset"] == "cifar10" and meta["dataset_inferred_from_classes"]
     assert meta["data_config"]["source"] == "architecture default"
     import timm
 
     assert meta["data_config"]["mean"] == list(timm.create_model(MODEL).pretrained_cfg["mean"])
-    _, meta2 = load_checkpoint(path, model=MODEL, num_classes=10, dataset="imagefolder")
+    _, info2 = load_checkpoint(path, model=MODEL, num_classes=10, dataset="imagefolder")
+    meta2 = info2.to_dict()
     assert meta2["dataset"] == "imagefolder" and not meta2["dataset_inferred_from_classes"]
 
 
@@ -144,14 +149,16 @@ def test_ema_flag_without_ema_weights(tmp_path):
     path = write_project_checkpoint(tmp_path / "ck.pth")
     with pytest.raises(CheckpointError, match=r"no 'state_dict_ema'.*drop --ema"):
         load_checkpoint(path, ema=True)
-    _, meta = load_checkpoint(write_project_checkpoint(tmp_path / "ema.pth", ema=True), ema=True)
+    _, info = load_checkpoint(write_project_checkpoint(tmp_path / "ema.pth", ema=True), ema=True)
+    meta = info.to_dict()
     assert meta["ema"]
 
 
 def test_timm_args_namespace_only_is_allow_listed(tmp_path):
     ns = argparse.Namespace(model=MODEL, num_classes=10, dataset="")
     torch.save({"state_dict": trained_state_dict(), "args": ns}, tmp_path / "t.pth")
-    _, meta = load_checkpoint(tmp_path / "t.pth")
+    _, info = load_checkpoint(tmp_path / "t.pth")
+    meta = info.to_dict()
     assert meta["model"] == MODEL and meta["dataset"] == "cifar10"
 
 
@@ -175,7 +182,8 @@ def test_project_cifar_models_load_without_flags(tmp_path):
 
     net = timm.create_model("resnet18_cifar", num_classes=10)
     save_net_checkpoint(tmp_path / "r18.pth", net, "resnet18_cifar", 10, "cifar10")
-    wrapped, meta = load_checkpoint(tmp_path / "r18.pth")
+    wrapped, info = load_checkpoint(tmp_path / "r18.pth")
+    meta = info.to_dict()
     assert (meta["kind"], meta["model"], meta["dataset"]) == ("robust-eval", "resnet18_cifar", "cifar10")
     x = torch.rand(2, 3, 32, 32)
     net.eval()

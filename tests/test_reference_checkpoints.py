@@ -89,7 +89,8 @@ def test_any_wrn_size_is_inferred_from_the_shapes(tmp_path):
     net = timm.create_model("wrn_cifar", depth=16, widen_factor=3, num_classes=100).eval()
     sd = randomize(net, seed=6)
     ckpt = write_reference_checkpoint(tmp_path / "ck.pth.tar", net, "wrn", "cifar100")
-    wrapped, meta = load_checkpoint(ckpt)
+    wrapped, info = load_checkpoint(ckpt)
+    meta = info.to_dict()
     assert meta["model"] == "wrn_cifar" and meta["model_kwargs"] == {"depth": 16, "widen_factor": 3}
     assert meta["reference"]["architecture"] == "WRN-16-3"
     x = torch.rand(2, 3, 32, 32)
@@ -128,7 +129,8 @@ def test_bare_state_dict_in_a_reference_layout_needs_no_model_flag(tmp_path):
 
     net = timm.create_model("densenet40_k12", num_classes=10)
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "d.pth")
-    _, meta = load_checkpoint(tmp_path / "d.pth")
+    _, info = load_checkpoint(tmp_path / "d.pth")
+    meta = info.to_dict()
     assert (meta["model"], meta["num_classes"]) == ("densenet40_k12", 10)
     assert meta["inferred_architecture"] == "DenseNet-40 (k=12)"
     assert meta["data_config"]["source"] == "architecture default" and meta["data_config"]["std"] == [0.5] * 3

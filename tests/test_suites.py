@@ -167,9 +167,10 @@ def test_imagefolder_dataset(tmp_path):
     assert len(set(labels.tolist())) == 10
     write_png_tree(tmp_path / "folder" / "test", images, labels, scale=3)
     write_png_tree(tmp_path / "nine" / "val", images[labels != 2], labels[labels != 2])
-    model, meta = load_checkpoint(
+    model, info = load_checkpoint(
         write_bare_state_dict(tmp_path / "b.pth"), model="test_resnet", num_classes=10, dataset="imagefolder"
     )
+    meta = info.to_dict()
     ctx = Context(
         model=model, metadata=meta, data_dir=tmp_path / "folder", cache=Cache(tmp_path / "c", meta["sha256"])
     )

@@ -309,7 +309,8 @@ def zoo_dir(tmp_path_factory):
 def test_small_entries_equal_their_reference_forward(key, zoo_dir):
     name, ds = key
     _, reference, _ = SMALL[key]
-    model, meta = load_checkpoint(f"robustbench:{name}", model_dir=zoo_dir)  # dataset found from the folder
+    model, info = load_checkpoint(f"robustbench:{name}", model_dir=zoo_dir)  # dataset found from the folder
+    meta = info.to_dict()
     assert meta["dataset"] == ds and meta["zoo_entry"] == name and meta["kind"] == "robustbench"
     assert meta["data_config"]["source"] == "reference format"
     raw = torch.load(zoo_dir / ds / "corruptions" / f"{name}.pt", weights_only=True)
@@ -321,7 +322,8 @@ def test_small_entries_equal_their_reference_forward(key, zoo_dir):
 
 
 def test_prime_normalization_comes_from_the_file(zoo_dir):
-    _, meta = load_checkpoint("robustbench:Modas2021PRIMEResNet18", model_dir=zoo_dir, dataset="cifar10")
+    _, info = load_checkpoint("robustbench:Modas2021PRIMEResNet18", model_dir=zoo_dir, dataset="cifar10")
+    meta = info.to_dict()
     assert meta["data_config"]["mean"] == pytest.approx([0.4, 0.5, 0.6])
     assert "mu/sigma buffers of the file" in meta["data_config"]["detail"]
 

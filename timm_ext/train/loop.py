@@ -179,7 +179,7 @@ def _weights_extra(run: Run, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
 
 def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
     """best.pth (when validation top-1 improved), last.pth and metrics.csv, each written atomically."""
-    from robust_eval.checkpoint import atomic_save, save_checkpoint
+    from robust_mix.checkpoint import atomic_save, save_checkpoint
 
     out_dir, method = run.out_dir, run.method
     if row["val_top1"] is not None and row["val_top1"] > run.best["top1"]:
@@ -243,7 +243,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     Raises:
         TrainError: bad settings, data or resume files (reported by the CLI as one line, exit 2).
     """
-    from robust_eval.checkpoint import save_checkpoint
+    from robust_mix.checkpoint import save_checkpoint
 
     cfg = dataclasses.replace(cfg)
     if cfg.jsd and cfg.aug_splits == 0:
