@@ -4,6 +4,11 @@ The pictures are exactly those of the procedural source (``IPMix()``'s default, 
 ``IPMix(fractals={"type": "procedural", "seed": K, "kinds": [...], "count": N})``): picture ``i`` of
 seed ``K`` has kind ``kinds[i % len(kinds)]`` and is a pure function of ``(K, i, size)``.
 
+``generate`` splits over processes (:mod:`robust_mix.distributed`): under torchrun the ranks render
+contiguous blocks of indices and rank 0 assembles the set after a barrier; with ``--shard K/N`` (or
+a SLURM array) a process renders its block into ``OUT/.shards/K-of-N`` and ``--merge`` assembles the
+set once every block is done. The files are those of one process, for every N.
+
 Run ``ipmix-fractals --help`` (or ``python -m albumentations_ipmix.cli --help``) for the documentation.
 """
 
@@ -471,10 +476,11 @@ def _summary_line(
             f"wrote {len(todo)} picture(s), kept {kept} existing, in {seconds:.1f} s -> {out}"
         )
     else:
+        what = f"pictures {span.start}..{span.stop - 1}" if span else "no pictures: more shards than pictures"
         Console(stderr=True).print(
-            f"wrote shard {part.index}/{part.count} (pictures {span.start}..{span.stop - 1}): rendered "
-            f"{len(todo)}, kept {kept}, in {seconds:.1f} s -> {part_dir(out, part)}; when every shard is "
-            "done, run the same command with --merge"
+            f"wrote shard {part.index}/{part.count} ({what}): rendered {len(todo)}, kept {kept}, in "
+            f"{seconds:.1f} s -> {part_dir(out, part)}; when every shard is done, run the same command "
+            "with --merge"
         )
 
 

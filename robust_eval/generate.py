@@ -23,6 +23,16 @@ overwritten unless ``--force`` is given. A file is announced in the manifest (``
 "partial"``) before it is moved into place, so a run killed between the two steps resumes instead of
 refusing. Array files are allocated on disk before they are written: a full disk is a clear error,
 not a crash.
+
+Split over processes (:mod:`robust_mix.distributed`): the random stream of a chunk of ``chunk``
+images depends on the chunk's index only, so the chunks are shared out in contiguous blocks
+(:meth:`~robust_mix.distributed.Shard.span` of the chunk count) and the set is byte-identical for
+every number of processes. With ``--shard K/N`` (or a SLURM array) a process writes only its part,
+atomically, into ``<set folder>/.shards/K-of-N/`` (:mod:`robust_mix.shard_parts`: the part's
+options, span and finished files in ``part.json``), never the final layout; a rerun skips finished
+files and redoes a half-written one. ``--merge`` checks that the N parts made with the same options
+are done, assembles the standard layout and the manifest exactly as one process writes them, and
+removes the parts. Under torchrun every rank writes its part and rank 0 merges after a barrier.
 """
 
 from __future__ import annotations

@@ -54,8 +54,9 @@ def _report(m: dict[str, Any], what: str) -> None:
         typer.echo(f"wrote {m['benchmark']} ({len(m['files'])} {what}) in {m['folder']}")
     elif m["launcher"] != "torchrun":
         first, stop = m["span"]
+        what = f"images {first}..{stop - 1}" if stop > first else "no images: more shards than chunks"
         typer.echo(
-            f"wrote shard {m['shard']} of {m['benchmark']} (images {first}..{stop - 1}) in {m['folder']}; "
+            f"wrote shard {m['shard']} of {m['benchmark']} ({what}) in {m['folder']}; "
             "when every shard is done, run the same command with --merge"
         )
 

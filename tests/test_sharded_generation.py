@@ -161,6 +161,18 @@ def test_make_p_shards_and_merge_equal_one_process(tmp_path, npy_source, folder_
     assert _tree(tmp_path / "split") == _tree(tmp_path / "one")
 
 
+def test_more_shards_than_chunks_leave_some_shards_empty_and_still_merge(tmp_path, npy_source):
+    src = npy_source[0]
+    args = ("make-p", src, None, "--preset", "cifar", "--perturbations", "rotate", "--name", "set")
+    assert _robust_eval(*[tmp_path / "one" if a is None else a for a in args]).exit_code == 0
+    split = [tmp_path / "split" if a is None else a for a in args]
+    shard0 = _robust_eval(*split, "--shard", "0/3")  # 22 images = 1 chunk of 64: shard 2 does it
+    assert shard0.exit_code == 0 and "no images" in shard0.output
+    for extra in (["--shard", "1/3"], ["--shard", "2/3"], ["--merge"]):
+        assert _robust_eval(*split, *extra).exit_code == 0
+    assert _tree(tmp_path / "split") == _tree(tmp_path / "one")
+
+
 def test_fractals_shards_and_merge_equal_one_process(tmp_path):
     args = ("--count", 7, "--size", 24, "--seed", 5, "--quiet")
     assert _fractals("generate", tmp_path / "one", *args).exit_code == 0
