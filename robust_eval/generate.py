@@ -308,11 +308,6 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int, int]]:
-    for k, start in enumerate(range(0, n, size)):
-        yield k, start, min(n, start + size)
-
-
 def _label_array(labels: np.ndarray, repeats: int) -> np.ndarray:
     lab = np.tile(np.asarray(labels), repeats)
     return lab.astype(np.uint8) if lab.size == 0 or int(lab.max()) < 256 else lab.astype(np.int64)
