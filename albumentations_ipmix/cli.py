@@ -4,6 +4,11 @@ The pictures are exactly those of the procedural source (``IPMix()``'s default, 
 ``IPMix(fractals={"type": "procedural", "seed": K, "kinds": [...], "count": N})``): picture ``i`` of
 seed ``K`` has kind ``kinds[i % len(kinds)]`` and is a pure function of ``(K, i, size)``.
 
+``generate`` splits over processes (:mod:`robust_mix.distributed`): under torchrun the ranks render
+contiguous blocks of indices and rank 0 assembles the set after a barrier; with ``--shard K/N`` (or
+a SLURM array) a process renders its block into ``OUT/.shards/K-of-N`` and ``--merge`` assembles the
+set once every block is done. The files are those of one process, for every N.
+
 Run ``ipmix-fractals --help`` (or ``python -m albumentations_ipmix.cli --help``) for the documentation.
 """
 
@@ -31,6 +36,20 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+)
+
+from robust_mix.distributed import Shard, ShardError, barrier, detect, process_group
+from robust_mix.shard_parts import (
+    SHARDS_DIR,
+    PartsMissing,
+    check_merge,
+    find_complete,
+    link_file,
+    open_part,
+    part_dir,
+    record_part,
+    remove_keys,
+    rerun_hint,
 )
 
 from .files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
@@ -127,7 +146,8 @@ def _prepare_out(out: Path, manifest: dict[str, Any], resume: bool, force: bool)
     """Decide how to write into ``out``: returns ``"new"``, ``"resume"`` or ``"force"`` (or raises)."""
     if out.exists() and not out.is_dir():
         raise BadInput(f"OUT '{out}' exists and is not a folder; pass a folder path")
-    entries = [e for e in out.iterdir() if e.name != OutputLock.NAME] if out.exists() else []
+    ours = (OutputLock.NAME, SHARDS_DIR)
+    entries = [e for e in out.iterdir() if e.name not in ours] if out.exists() else []
     if not entries:
         if resume:
             raise BadInput(
@@ -248,35 +268,91 @@ def _progress(console: Console, disable: bool) -> Progress:
     )
 
 
-def _generate_into(
-    out: Path, manifest: dict[str, Any], mode: str, workers: int, console: Console, quiet: bool
-) -> tuple[list[int], int, float]:
-    """Render the missing pictures of a set into ``out`` (locked by the caller); returns (todo, kept, s)."""
-    count, seed, size = manifest["count"], manifest["seed"], manifest["size"]
+def _render(folder: Path, manifest: dict[str, Any], todo: list[int], workers: int, tick: Any) -> None:
+    """Render pictures ``todo`` of the set into ``folder``, ``workers`` processes; ``tick()`` after each."""
     kind_list = tuple(manifest["kinds"])
     for kind in set(kind_list):
-        (out / kind).mkdir(exist_ok=True)
-    _clean_temporaries(out, kind_list)
-    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
-
-    todo = []
-    for index in range(count):
-        path = picture_path(out, kind_of(index, kind_list), index)
-        if not (mode == "resume" and path.is_file()):
-            todo.append(index)
-    kept = count - len(todo)
-    start = time.perf_counter()
-    jobs = [(str(out), kind_list, seed, size, index) for index in todo]
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+    _clean_temporaries(folder, kind_list)
+    jobs = [(str(folder), kind_list, manifest["seed"], manifest["size"], index) for index in todo]
     with contextlib.ExitStack() as stack:
         pool = None
         if workers > 1 and len(todo) > 1:
             pool = stack.enter_context(_start_pool(min(workers, len(todo))))
-        progress = stack.enter_context(_progress(console, disable=quiet))
-        task = progress.add_task(f"fractals -> {out}", total=count, completed=kept)
         results = pool.map(_render_to_file, jobs, chunksize=4) if pool else map(_render_to_file, jobs)
         for _ in results:
-            progress.advance(task)
+            tick()
+
+
+def _missing(folder: Path, manifest: dict[str, Any], indices: range, keep: bool) -> list[int]:
+    """The pictures of ``indices`` not yet in ``folder`` (all of them unless ``keep``)."""
+    kind_list = tuple(manifest["kinds"])
+    return [i for i in indices if not (keep and picture_path(folder, kind_of(i, kind_list), i).is_file())]
+
+
+def _generate_into(
+    out: Path, manifest: dict[str, Any], mode: str, workers: int, console: Console, quiet: bool
+) -> tuple[list[int], int, float]:
+    """Render the missing pictures of a set into ``out`` (locked by the caller); returns (todo, kept, s)."""
+    count = manifest["count"]
+    todo = _missing(out, manifest, range(count), keep=mode == "resume")
+    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    kept = count - len(todo)
+    start = time.perf_counter()
+    with _progress(console, disable=quiet) as progress:
+        task = progress.add_task(f"fractals -> {out}", total=count, completed=kept)
+        _render(out, manifest, todo, workers, lambda: progress.advance(task))
     return todo, kept, time.perf_counter() - start
+
+
+def _generate_part(
+    out: Path, manifest: dict[str, Any], shard: Shard, workers: int, console: Console, quiet: bool
+) -> tuple[list[int], int, float]:
+    """Render shard ``shard``'s block of pictures into ``OUT/.shards/K-of-N`` (never the final layout).
+
+    Pictures already in the part are kept (each is written atomically, so one that exists is
+    whole): a killed shard resumes. Under torchrun rank 0's bar shows the whole set, its own count
+    times N / its share (an estimate; the ranks do not report counts while they work).
+    """
+    folder = part_dir(out, shard)
+    done = open_part(folder, manifest)
+    span = shard.span(manifest["count"])
+    start = time.perf_counter()
+    with OutputLock(folder, "ipmix-fractals generate --shard"):
+        todo = [] if done.get("pictures") else _missing(folder, manifest, span, keep=True)
+        kept = len(span) - len(todo)
+        scale = manifest["count"] / len(span) if shard.grouped and span else 1.0
+        total = manifest["count"] if shard.grouped else len(span)
+        with _progress(console, disable=quiet or not shard.is_main) as progress:
+            task = progress.add_task(f"fractals shard {shard.index}/{shard.count}", total=total)
+            progress.advance(task, kept * scale)
+            _render(folder, manifest, todo, workers, lambda: progress.advance(task, scale))
+        record_part(folder, shard, manifest, span, {"pictures": True}, done=True)
+    return todo, kept, time.perf_counter() - start
+
+
+def _merge_into(
+    out: Path, manifest: dict[str, Any], mode: str, prefer: int | None, console: Console, quiet: bool
+) -> tuple[list[int], int, float]:
+    """Assemble the set in ``out`` (locked by the caller) from the shard parts, exactly as one process
+    writes it, then remove the parts; returns (pictures placed, kept, seconds)."""
+    count, kind_list = manifest["count"], tuple(manifest["kinds"])
+    start = time.perf_counter()
+    todo = _missing(out, manifest, range(count), keep=mode == "resume")
+    parts = find_complete(out, manifest, {"pictures": True}, prefer)[1] if todo else {}
+    for kind in set(kind_list):
+        (out / kind).mkdir(parents=True, exist_ok=True)
+    _clean_temporaries(out, kind_list)
+    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    owner = {i: k for k in parts for i in Shard(k, len(parts), "shard").span(count)}
+    with _progress(console, disable=quiet) as progress:
+        task = progress.add_task(f"merge -> {out}", total=count, completed=count - len(todo))
+        for index in todo:
+            kind = kind_of(index, kind_list)
+            link_file(picture_path(parts[owner[index]], kind, index), picture_path(out, kind, index))
+            progress.advance(task)
+    remove_keys(parts.values(), {"pictures": sorted(set(kind_list))})
+    return todo, count - len(todo), time.perf_counter() - start
 
 
 @app.command()
@@ -309,6 +385,17 @@ def generate(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (for scripts) instead of text."),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="K/N: render only shard K (0-based) of N into OUT/.shards/K-of-N, then assemble with --merge "
+        "(a SLURM array sets it by itself; under torchrun the ranks split the set and rank 0 merges).",
+    ),
+    merge: bool = typer.Option(
+        False,
+        "--merge",
+        help="Assemble the set from the finished --shard / SLURM array parts, then remove them.",
+    ),
 ) -> None:
     """Write COUNT fractal pictures as PNGs in an ImageFolder layout (one folder per kind).
 
@@ -318,6 +405,9 @@ def generate(
     uninterrupted run. The command refuses to write into a non-empty folder it did not create, and to
     resume with different parameters, unless --force is given.
 
+    Split over processes with torchrun (--nproc-per-node N), a SLURM array or --shard K/N + --merge:
+    the pictures are the same for every N.
+
     Example: ipmix-fractals generate fractals/ --count 13000 --size 256 --seed 0 --workers 0
     """
     try:
@@ -326,27 +416,72 @@ def generate(
             raise BadInput(f"--workers must be >= 0 (0: one per CPU core), got {workers}")
         workers = workers or os.cpu_count() or 1
         manifest = _manifest(count, size, seed, kind_list)
-        mode = _prepare_out(out, manifest, resume, force)
-    except BadInput as exc:
+        part = detect(shard)
+        check_merge(part, merge)
+        split = part.partial or part.grouped
+        mode = _prepare_out(out, manifest, resume and not split and not merge, force)
+    except (BadInput, ShardError) as exc:
         _fail(str(exc))
     console = Console(stderr=True)
+    quiet = quiet or as_json
     try:
-        with OutputLock(out, "ipmix-fractals generate"):
-            todo, kept, seconds = _generate_into(out, manifest, mode, workers, console, quiet or as_json)
+        with process_group(part, "cpu"):
+            if split:
+                todo, kept, seconds = _generate_part(out, manifest, part, workers, console, quiet)
+                barrier()
+            if split and not part.grouped:
+                _summary_line(out, count, todo, kept, seconds, as_json, quiet, part)
+                return
+            if part.is_main:
+                with OutputLock(out, "ipmix-fractals generate"):
+                    if merge or split:
+                        prefer = part.count if split else None
+                        todo, kept, seconds = _merge_into(out, manifest, mode, prefer, console, quiet)
+                    else:
+                        todo, kept, seconds = _generate_into(out, manifest, mode, workers, console, quiet)
+                _summary_line(out, count, todo, kept, seconds, as_json, quiet, None)
+    except PartsMissing as exc:
+        _fail(rerun_hint(exc, "ipmix-fractals", sys.argv[1:]))
     except FileProblem as exc:
         _fail(str(exc), code=1)
-    written = len(todo)
-    summary = {
+
+
+def _summary_line(
+    out: Path,
+    count: int,
+    todo: list[int],
+    kept: int,
+    seconds: float,
+    as_json: bool,
+    quiet: bool,
+    part: Shard | None,
+) -> None:
+    """What ``generate`` prints at the end: the set written, or the part a shard wrote."""
+    summary: dict[str, Any] = {
         "out": str(out),
         "count": count,
-        "written": written,
+        "written": len(todo),
         "kept": kept,
         "seconds": round(seconds, 3),
     }
+    if part is not None:
+        span = part.span(count)
+        summary.update(shard=f"{part.index}/{part.count}", span=[span.start, span.stop])
     if as_json:
         typer.echo(json.dumps(summary))
-    elif not quiet:
-        console.print(f"wrote {written} picture(s), kept {kept} existing, in {seconds:.1f} s -> {out}")
+    elif quiet:
+        return
+    elif part is None:
+        Console(stderr=True).print(
+            f"wrote {len(todo)} picture(s), kept {kept} existing, in {seconds:.1f} s -> {out}"
+        )
+    else:
+        what = f"pictures {span.start}..{span.stop - 1}" if span else "no pictures: more shards than pictures"
+        Console(stderr=True).print(
+            f"wrote shard {part.index}/{part.count} ({what}): rendered {len(todo)}, kept {kept}, in "
+            f"{seconds:.1f} s -> {part_dir(out, part)}; when every shard is done, run the same command "
+            "with --merge"
+        )
 
 
 @app.command()

@@ -23,15 +23,26 @@ overwritten unless ``--force`` is given. A file is announced in the manifest (``
 "partial"``) before it is moved into place, so a run killed between the two steps resumes instead of
 refusing. Array files are allocated on disk before they are written: a full disk is a clear error,
 not a crash.
+
+Split over processes (:mod:`robust_mix.distributed`): the random stream of a chunk of ``chunk``
+images depends on the chunk's index only, so the chunks are shared out in contiguous blocks
+(:meth:`~robust_mix.distributed.Shard.span` of the chunk count) and the set is byte-identical for
+every number of processes. With ``--shard K/N`` (or a SLURM array) a process writes only its part,
+atomically, into ``<set folder>/.shards/K-of-N/`` (:mod:`robust_mix.shard_parts`: the part's
+options, span and finished files in ``part.json``), never the final layout; a rerun skips finished
+files and redoes a half-written one. ``--merge`` checks that the N parts made with the same options
+are done, assembles the standard layout and the manifest exactly as one process writes them, and
+removes the parts. Under torchrun every rank writes its part and rank 0 merges after a barrier.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +78,16 @@ from robust_eval.perturbations import (
     FRAMES,
     NOISE_LEVELS,
     make_sequence,
+)
+from robust_mix.distributed import Shard, barrier
+from robust_mix.shard_parts import (
+    check_merge,
+    find_complete,
+    link_tree,
+    open_part,
+    part_dir,
+    record_part,
+    remove_keys,
 )
 
 __all__ = ["DEFAULT_SIZE", "MIN_SIZE", "Source", "load_source", "make_c", "make_p"]
@@ -250,19 +271,22 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _decide(target: Path, key: str, settings: dict[str, Any], manifest: dict[str, Any], force: bool) -> bool:
-    """True when ``target`` must be (re)generated; False when it is a finished file with these settings."""
+def _status(target: Path, key: str, settings: dict[str, Any], files: dict[str, Any], force: bool) -> str:
+    """What to do about ``target``: ``"keep"`` (a finished file with these settings), ``"make"`` (absent)
+    or ``"replace"`` (remove it first: a file moved into place by a killed run, or ``force``).
+
+    Nothing is removed here (a shard only decides; the step that writes the final layout removes).
+
+    Raises:
+        FileExistsError: ``target`` exists, was made with other settings (or not by us), no ``force``.
+    """
     if not target.exists():
-        return True
-    done = manifest.get("files", {}).get(key)
+        return "make"
+    done = files.get(key)
     if done is not None and done == _plain(settings):
-        return False
-    if done is not None and done.get("status") == "partial":
-        _remove(target)  # moved into place by a run killed before it could record completion
-        return True
-    if force:
-        _remove(target)
-        return True
+        return "keep"
+    if (done is not None and done.get("status") == "partial") or force:
+        return "replace"
     why = (
         "was made with other settings"
         if done is not None
@@ -282,11 +306,6 @@ def _progress(enabled: bool) -> Progress:
         console=Console(stderr=True),
         disable=not enabled,
     )
-
-
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int, int]]:
-    for k, start in enumerate(range(0, n, size)):
-        yield k, start, min(n, start + size)
 
 
 def _label_array(labels: np.ndarray, repeats: int) -> np.ndarray:
@@ -341,6 +360,250 @@ def _base_manifest(kind: str, source: Source, preset: str, seed: int, layout: st
 
 
 # --------------------------------------------------------------------------------------------------
+# a set = files of row groups, written by one process, as shard parts, or merged from the parts
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class _Job:
+    """One file (array layouts) or folder (image / video layouts) of a set.
+
+    It holds ``len(groups)`` row groups (the severities of -C; one group for -P) of one row per source
+    image; ``compute(k, images)`` yields ``(group, rows)`` for chunk ``k`` (the chunk index is part of
+    the random stream, so the rows never depend on how the chunks are shared out).
+    """
+
+    key: str
+    settings: dict[str, Any]
+    target: Path
+    groups: list[str]  # folder layouts: sub-folder of each group ("1".."5" for -C, "" for -P)
+    row_shape: tuple[int, ...]  # array layouts: the shape of one row
+    compute: Callable[[int, np.ndarray], Iterator[tuple[int, np.ndarray]]]
+    encode: Callable[[Path, np.ndarray], None] | None = None  # folder layouts: write one row as a file
+    suffix: str = ""
+
+
+@dataclass
+class _Plan:
+    """Everything one run of make-c / make-p writes: the jobs, the manifest, and where."""
+
+    source: Source
+    root: Path
+    manifest: dict[str, Any]
+    files: dict[str, Any]
+    chunk: int
+    force: bool
+    jobs: list[_Job]
+    before_final: Callable[[], None]  # written with the final layout only (labels.npy)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-len(self.source) // self.chunk)
+
+    def images(self, chunks: range) -> range:
+        """The images of chunks ``chunks``."""
+        n = len(self.source)
+        return range(min(n, chunks.start * self.chunk), min(n, chunks.stop * self.chunk))
+
+    def options(self) -> dict[str, Any]:
+        """What a shard part must have been made with to be merged: the manifest minus the file records."""
+        return _plain({k: v for k, v in self.manifest.items() if k != "files"})
+
+
+def _produce(plan: _Plan, job: _Job, folder: Path, chunks: range, tick: Callable[[int], Any]) -> None:
+    """Compute ``chunks`` of ``job`` into ``folder`` (the set's folder, or a shard's part folder).
+
+    Rows go to a hidden temporary file (or folder) that is moved to ``folder/<target name>`` once
+    complete; an interrupted attempt leaves nothing behind. An empty range writes nothing.
+    """
+    span = plan.images(chunks)
+    if not span:
+        return
+    dest = folder / job.target.name
+    tmp = folder / f".{dest.name}.partial"
+    _remove(tmp)
+    arr = None if job.encode else _open_array(tmp, (len(job.groups) * len(span), *job.row_shape))
+    try:
+        for k in chunks:
+            start, stop = k * plan.chunk, min(len(plan.source), (k + 1) * plan.chunk)
+            for g, rows in job.compute(k, plan.source.chunk(start, stop)):
+                if arr is not None:
+                    offset = g * len(span) - span.start
+                    arr[offset + start : offset + stop] = rows
+                else:
+                    _encode_rows(plan.source, job, tmp / job.groups[g], start, rows)
+                tick(stop - start)
+        if arr is not None:
+            arr.flush()
+            del arr
+        os.replace(tmp, dest)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _encode_rows(source: Source, job: _Job, folder: Path, start: int, rows: np.ndarray) -> None:
+    assert job.encode is not None
+    for j, row in enumerate(rows):
+        path = folder / source.relative_name(start + j, job.suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        job.encode(path, row)
+
+
+def _assemble(plan: _Plan, job: _Job, parts: dict[int, Path], tick: Callable[[int], Any]) -> None:
+    """Write ``job.target`` from the parts of shards ``0 .. N-1`` (``parts``: shard -> part folder)."""
+    n, groups = len(plan.source), len(job.groups)
+    tmp = plan.root / f".{job.target.name}.partial"
+    _remove(tmp)
+    arr = None if job.encode else _open_array(tmp, (groups * n, *job.row_shape))
+    if arr is None:
+        tmp.mkdir()
+    try:
+        for k, folder in sorted(parts.items()):
+            span = plan.images(Shard(k, len(parts), "shard").span(plan.n_chunks))
+            if not span:
+                continue
+            src = folder / job.target.name
+            if arr is None:
+                link_tree(src, tmp)
+            else:
+                part = np.load(src, mmap_mode="r", allow_pickle=False)
+                m = len(span)
+                if part.shape != (groups * m, *job.row_shape):
+                    raise DataLayoutError(
+                        f"shard part '{src}' holds {part.shape}, expected {(groups * m, *job.row_shape)}; "
+                        "delete it and run that shard again"
+                    )
+                for g in range(groups):
+                    arr[g * n + span.start : g * n + span.stop] = part[g * m : (g + 1) * m]
+                del part
+            tick(groups * len(span))
+        if arr is not None:
+            arr.flush()
+            del arr
+        os.replace(tmp, job.target)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _finish(plan: _Plan, job: _Job) -> None:
+    plan.files[job.key] = _plain(job.settings)
+    plan.manifest["files"] = plan.files
+    _write_json_atomic(plan.root / MANIFEST, plan.manifest)
+
+
+def _result(plan: _Plan) -> dict[str, Any]:
+    _write_json_atomic(plan.root / MANIFEST, plan.manifest)
+    return {**plan.manifest, "folder": str(plan.root)}
+
+
+def _single(plan: _Plan, bar: Progress) -> dict[str, Any]:
+    """The whole set in this process."""
+    plan.before_final()
+    for job in plan.jobs:
+        status = _status(job.target, job.key, job.settings, plan.files, plan.force)
+        total = len(job.groups) * len(plan.source)
+        if status == "keep":
+            bar.add_task(f"{job.key} (kept)", total=total, completed=total)
+            continue
+        if status == "replace":
+            _remove(job.target)
+        task = bar.add_task(job.key, total=total)
+        _announce(plan.root, plan.manifest, plan.files, job.key, job.settings)
+        _produce(plan, job, plan.root, range(plan.n_chunks), functools.partial(bar.advance, task))
+        _finish(plan, job)
+    return _result(plan)
+
+
+def _part(plan: _Plan, shard: Shard, bar: Progress) -> dict[str, Any]:
+    """Shard ``shard``'s part of the set, in ``.shards/K-of-N`` (never the final layout).
+
+    A file the part already finished with these settings, or one already in the final layout, is
+    skipped. Under torchrun rank 0's bar shows the whole set: its own progress times N / its share
+    (an estimate; ranks do not report their counts while they work).
+    """
+    folder, options = part_dir(plan.root, shard), plan.options()
+    done = open_part(folder, options)
+    chunks = shard.span(plan.n_chunks)
+    span = plan.images(chunks)
+    n = len(plan.source)
+    scale = n / len(span) if shard.grouped and span else 1.0
+    shown = n if shard.grouped else len(span)
+    for job in plan.jobs:
+        total = len(job.groups) * shown
+        final = _status(job.target, job.key, job.settings, plan.files, plan.force)
+        if final == "keep" or done.get(job.key) == _plain(job.settings):
+            bar.add_task(f"{job.key} (kept)", total=total, completed=total)
+            continue
+        done.pop(job.key, None)
+        task = bar.add_task(job.key, total=total)
+        _produce(plan, job, folder, chunks, lambda k, task=task: bar.advance(task, k * scale))
+        done[job.key] = _plain(job.settings)
+        record_part(folder, shard, options, span, done, done=False)
+    record_part(folder, shard, options, span, done, done=True)
+    return {
+        "benchmark": plan.manifest["benchmark"],
+        "shard": f"{shard.index}/{shard.count}",
+        "launcher": shard.launcher,
+        "span": [span.start, span.stop],
+        "files": done,
+        "folder": str(folder),
+    }
+
+
+def _merge(plan: _Plan, bar: Progress, prefer: int | None = None) -> dict[str, Any]:
+    """Assemble the final layout and manifest from the shard parts, exactly as :func:`_single` writes
+    them, then remove the parts.
+
+    Raises:
+        PartsMissing: some shard has not finished a file the set still needs.
+    """
+    status = {
+        job.key: _status(job.target, job.key, job.settings, plan.files, plan.force) for job in plan.jobs
+    }
+    needed = {job.key: job.settings for job in plan.jobs if status[job.key] != "keep"}
+    parts = find_complete(plan.root, plan.options(), needed, prefer)[1] if needed else {}
+    plan.before_final()
+    for job in plan.jobs:
+        total = len(job.groups) * len(plan.source)
+        if status[job.key] == "keep":
+            bar.add_task(f"{job.key} (kept)", total=total, completed=total)
+            continue
+        if status[job.key] == "replace":
+            _remove(job.target)
+        task = bar.add_task(f"{job.key} (merge)", total=total)
+        _announce(plan.root, plan.manifest, plan.files, job.key, job.settings)
+        _assemble(plan, job, parts, functools.partial(bar.advance, task))
+        _finish(plan, job)
+        remove_keys(parts.values(), {job.key: [job.target.name]})
+    return _result(plan)
+
+
+def _write_set(plan: _Plan, shard: Shard | None, merge: bool, progress: bool) -> dict[str, Any]:
+    """Run ``plan``: as one process, as shard ``shard``'s part, or as the ``merge`` of the parts.
+
+    Under torchrun every rank writes its part, then rank 0 merges after a barrier; the other ranks
+    return their part's summary and show nothing.
+    """
+    shard = shard or Shard.single()
+    check_merge(shard, merge)
+    if merge:
+        with _progress(progress) as bar:
+            return _merge(plan, bar)
+    if not (shard.partial or shard.grouped):
+        with _progress(progress) as bar:
+            return _single(plan, bar)
+    with _progress(progress and shard.is_main) as bar:
+        part = _part(plan, shard, bar)
+    if not shard.grouped:
+        return part
+    barrier()
+    if not shard.is_main:
+        return part
+    with _progress(False) as bar:
+        return _merge(plan, bar, prefer=shard.count)
+
+
+# --------------------------------------------------------------------------------------------------
 # make-c
 # --------------------------------------------------------------------------------------------------
 def _open_output(out: Path, source: Any, family: str, force: bool) -> tuple[Path, dict[str, Any]]:
@@ -365,6 +628,34 @@ def _open_output(out: Path, source: Any, family: str, force: bool) -> tuple[Path
     return root, dict(manifest.get("files", {}))
 
 
+def _labels(root: Path, source: Source, sevs: Sequence[int], force: bool, write: bool) -> None:
+    """``labels.npy`` of an array -C set: refused when it holds other labels (unless ``force``); written
+    when ``write`` (with the final layout)."""
+    assert source.labels is not None
+    lab_path = root / "labels.npy"
+    new_labels = _label_array(source.labels, len(sevs))
+    if lab_path.exists():
+        old = np.load(lab_path, allow_pickle=False)
+        if np.array_equal(old, new_labels) and old.dtype == new_labels.dtype:
+            return
+        if not force:
+            raise FileExistsError(
+                f"'{lab_path}' exists with other labels; refusing to overwrite it (pass --force)"
+            )
+    if write:
+        _save_npy_atomic(lab_path, new_labels)
+
+
+def _corrupt_chunk(
+    cname: str, sevs: Sequence[int], preset: str, seed: int, frost: str | None, k: int, images: np.ndarray
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Chunk ``k`` at every severity; stream ``default_rng([seed, index of cname, severity, k])``."""
+    cidx = ALL_CORRUPTIONS.index(cname)
+    for si, sev in enumerate(sevs):
+        rng = np.random.default_rng([seed, cidx, sev, k])
+        yield si, apply_corruption(images, cname, sev, preset, rng, frost_images=frost)
+
+
 def make_c(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -381,13 +672,22 @@ def make_c(
     chunk: int = 256,
     progress: bool = True,
     frost_images: str | os.PathLike[str] | None = None,
+    shard: Shard | None = None,
+    merge: bool = False,
 ) -> dict[str, Any]:
     """Write a -C set for SRC under OUT; returns the manifest (plus ``"folder"``: where it was written).
 
     The random stream of corruption c, severity s, chunk k is ``default_rng([seed, index of c in
-    ALL_CORRUPTIONS, s, k])``, so a subset of corruptions or a resumed run gives the same images as a
-    full run with the same ``seed`` and ``chunk``. ``frost_images``: folder with the reference's six
-    frost photographs (see :func:`robust_eval.corruptions.apply_corruption`); default: procedural frost.
+    ALL_CORRUPTIONS, s, k])``, so a subset of corruptions, a resumed run or a sharded one gives the
+    same images as a full run with the same ``seed`` and ``chunk``. ``frost_images``: folder with the
+    reference's six frost photographs (see :func:`robust_eval.corruptions.apply_corruption`);
+    default: procedural frost.
+
+    ``shard`` (from :func:`robust_mix.distributed.detect`): with ``--shard K/N`` or a SLURM array,
+    this process computes only its block of chunks (:meth:`Shard.span` of the chunk count) into
+    ``.shards/K-of-N`` and returns that part's summary (``"shard"``, ``"span"``, ``"files"``,
+    ``"folder"``); ``merge=True`` then assembles the set from the N parts. Under torchrun the ranks
+    split the chunks and rank 0 merges after a barrier. The set is byte-identical for every N.
     """
     if preset not in PRESETS:
         raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
@@ -398,13 +698,12 @@ def make_c(
         raise ValueError(f"--format must be JPEG or PNG, got {image_format!r}")
     if chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {chunk}")
+    check_merge(shard or Shard.single(), merge)
     frost = None if frost_images is None else os.fspath(Path(frost_images).resolve())
     if frost is not None and "frost" in names:
         frost_photos(frost, preset)  # a missing photograph fails before any work
     source = load_source(src, labels, name, size, need_labels=True, preset=preset)
-    n = len(source)
-    out = Path(out)
-    root, files = _open_output(out, source, "C", force)
+    root, files = _open_output(Path(out), source, "C", force)
     manifest = _base_manifest("C", source, preset, seed, "folder" if source.is_folder else "npy")
     if frost is not None:
         manifest["note"] = FROST_PHOTOS_NOTE
@@ -413,51 +712,32 @@ def make_c(
     manifest["chunk"] = chunk
     manifest["parameters"] = {c: PARAMS[preset][c] for c in ALL_CORRUPTIONS}
     manifest["files"] = files
-
+    before_final: Callable[[], None] = lambda: None  # noqa: E731
     if not source.is_folder:
-        assert source.labels is not None
-        lab_path = root / "labels.npy"
-        new_labels = _label_array(source.labels, len(sevs))
-        if lab_path.exists():
-            old = np.load(lab_path, allow_pickle=False)
-            if not np.array_equal(old, new_labels) or old.dtype != new_labels.dtype:
-                if not force:
-                    raise FileExistsError(
-                        f"'{lab_path}' exists with other labels; refusing to overwrite it (pass --force)"
-                    )
-                _save_npy_atomic(lab_path, new_labels)
-        else:
-            _save_npy_atomic(lab_path, new_labels)
-
-    with _progress(progress) as bar:
-        for cname in names:
-            settings = {
-                "preset": preset,
-                "seed": seed,
-                "severities": sevs,
-                "chunk": chunk,
-                "status": "complete",
-            }
-            if source.is_folder:
-                settings.update(size=source.size, format=fmt)
-            if cname == "frost":
-                settings["frost_images"] = frost
-            target = root / cname if source.is_folder else root / f"{cname}.npy"
-            if not _decide(target, cname, settings, {"files": files}, force):
-                task = bar.add_task(f"{cname} (kept)", total=n * len(sevs), completed=n * len(sevs))
-                continue
-            task = bar.add_task(cname, total=n * len(sevs))
-            _announce(root, manifest, files, cname, settings)
-            cidx = ALL_CORRUPTIONS.index(cname)
-            if source.is_folder:
-                _make_c_folder(source, root, cname, cidx, preset, sevs, seed, chunk, fmt, bar, task, frost)
-            else:
-                _make_c_array(source, target, cname, cidx, preset, sevs, seed, chunk, bar, task, frost)
-            files[cname] = _plain(settings)
-            manifest["files"] = files
-            _write_json_atomic(root / MANIFEST, manifest)
-    _write_json_atomic(root / MANIFEST, manifest)
-    return {**manifest, "folder": str(root)}
+        _labels(root, source, sevs, force, write=False)  # refused before any work
+        before_final = functools.partial(_labels, root, source, sevs, force, True)
+    row_shape = tuple(source.chunk(0, 1).shape[1:])
+    jobs = []
+    for cname in names:
+        settings = {"preset": preset, "seed": seed, "severities": sevs, "chunk": chunk, "status": "complete"}
+        if source.is_folder:
+            settings.update(size=source.size, format=fmt)
+        if cname == "frost":
+            settings["frost_images"] = frost
+        jobs.append(
+            _Job(
+                key=cname,
+                settings=settings,
+                target=root / cname if source.is_folder else root / f"{cname}.npy",
+                groups=[str(s) for s in sevs],
+                row_shape=row_shape,
+                compute=functools.partial(_corrupt_chunk, cname, sevs, preset, seed, frost),
+                encode=functools.partial(_write_image, fmt=fmt) if source.is_folder else None,
+                suffix=".JPEG" if fmt == "JPEG" else ".png",
+            )
+        )
+    plan = _Plan(source, root, manifest, files, chunk, force, jobs, before_final)
+    return _write_set(plan, shard, merge, progress)
 
 
 def _announce(root: Path, manifest: dict[str, Any], files: dict[str, Any], key: str, settings: dict) -> None:
@@ -486,28 +766,6 @@ def _open_array(tmp: Path, shape: tuple[int, ...]) -> np.memmap:
     return arr
 
 
-def _make_c_array(source, target, cname, cidx, preset, sevs, seed, chunk, bar, task, frost) -> None:
-    n = len(source)
-    shape = (len(sevs) * n, *source.chunk(0, 1).shape[1:])
-    tmp = target.with_name(f".{target.name}.partial")
-    arr = _open_array(tmp, shape)
-    try:
-        for k, start, stop in _chunks(n, chunk):
-            images = source.chunk(start, stop)
-            for si, sev in enumerate(sevs):
-                rng = np.random.default_rng([seed, cidx, sev, k])
-                arr[si * n + start : si * n + stop] = apply_corruption(
-                    images, cname, sev, preset, rng, frost_images=frost
-                )
-                bar.advance(task, stop - start)
-        arr.flush()
-        del arr
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_image(path: Path, image: np.ndarray, fmt: str) -> None:
     params = [cv2.IMWRITE_JPEG_QUALITY, 85] if fmt == "JPEG" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
     ok, buf = cv2.imencode(
@@ -516,28 +774,6 @@ def _write_image(path: Path, image: np.ndarray, fmt: str) -> None:
     if not ok:
         raise RuntimeError(f"could not encode {path}")
     buf.tofile(str(path))
-
-
-def _make_c_folder(source, root, cname, cidx, preset, sevs, seed, chunk, fmt, bar, task, frost) -> None:
-    n = len(source)
-    tmp = root / f".{cname}.partial"
-    _remove(tmp)  # an interrupted earlier attempt at this corruption starts over
-    suffix = ".JPEG" if fmt == "JPEG" else ".png"
-    try:
-        for k, start, stop in _chunks(n, chunk):
-            images = source.chunk(start, stop)
-            for sev in sevs:
-                rng = np.random.default_rng([seed, cidx, sev, k])
-                corrupted = apply_corruption(images, cname, sev, preset, rng, frost_images=frost)
-                for j, img in enumerate(corrupted):
-                    path = tmp / str(sev) / source.relative_name(start + j, suffix)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    _write_image(path, img, fmt)
-                bar.advance(task, stop - start)
-        os.replace(tmp, root / cname)
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -549,6 +785,14 @@ def _p_jobs(names: Sequence[str], difficulties: Sequence[int]) -> list[tuple[str
         for d in difficulties if p in NOISE_PERTURBATIONS else (1,):
             jobs.append((p, d, p if d == 1 else f"{p}_{d}"))
     return jobs
+
+
+def _perturb_chunk(
+    p: str, d: int, preset: str, seed: int, k: int, images: np.ndarray
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Sequences of chunk ``k``; stream ``default_rng([seed, 1000 + index of p, d, k])``."""
+    rng = np.random.default_rng([seed, 1000 + ALL_PERTURBATIONS.index(p), d, k])
+    yield 0, make_sequence(images, p, preset, rng, difficulty=d)
 
 
 def make_p(
@@ -566,11 +810,14 @@ def make_p(
     force: bool = False,
     chunk: int = 64,
     progress: bool = True,
+    shard: Shard | None = None,
+    merge: bool = False,
 ) -> dict[str, Any]:
     """Write a -P set for SRC under OUT; returns the manifest (plus ``"folder"``: where it was written).
 
     Noise perturbations are generated at each of ``difficulties`` (default 1, 2, 3; files ``<p>``,
     ``<p>_2``, ``<p>_3``); the others once. Random stream: ``default_rng([seed, 1000 + index of p, d, k])``.
+    ``shard`` / ``merge``: split over processes as for :func:`make_c`.
     """
     if preset not in PRESETS:
         raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
@@ -578,57 +825,36 @@ def make_p(
     diffs = _validate_ints(difficulties, DIFFICULTIES, "difficulties")
     if chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {chunk}")
+    check_merge(shard or Shard.single(), merge)
     source = load_source(src, labels, name, size, need_labels=False, preset=preset)
     if source.is_folder and not _video_writer_works():
         raise RuntimeError("this OpenCV build cannot write MP4 (mp4v); use an .npy source instead")
-    n = len(source)
-    out = Path(out)
-    root, files = _open_output(out, source, "P", force)
+    root, files = _open_output(Path(out), source, "P", force)
     manifest = _base_manifest("P", source, preset, seed, "mp4" if source.is_folder else "npy")
     manifest["chunk"] = chunk
     manifest["frames"] = {p: FRAMES[preset][p] for p in ALL_PERTURBATIONS}
     manifest["noise_levels"] = NOISE_LEVELS[preset]
     manifest["files"] = files
-    with _progress(progress) as bar:
-        for p, d, key in _p_jobs(names, diffs):
-            settings = {"preset": preset, "seed": seed, "difficulty": d, "chunk": chunk, "status": "complete"}
-            if source.is_folder:
-                settings.update(size=source.size, fps=fps)
-            target = root / key if source.is_folder else root / f"{key}.npy"
-            if not _decide(target, key, settings, {"files": files}, force):
-                bar.add_task(f"{key} (kept)", total=n, completed=n)
-                continue
-            task = bar.add_task(key, total=n)
-            _announce(root, manifest, files, key, settings)
-            pidx = 1000 + ALL_PERTURBATIONS.index(p)
-            if source.is_folder:
-                _make_p_folder(source, root, key, p, d, pidx, preset, seed, chunk, fps, bar, task)
-            else:
-                _make_p_array(source, target, p, d, pidx, preset, seed, chunk, bar, task)
-            files[key] = _plain(settings)
-            manifest["files"] = files
-            _write_json_atomic(root / MANIFEST, manifest)
-    _write_json_atomic(root / MANIFEST, manifest)
-    return {**manifest, "folder": str(root)}
-
-
-def _make_p_array(source, target, p, d, pidx, preset, seed, chunk, bar, task) -> None:
-    n = len(source)
     h, w, _ = source.chunk(0, 1).shape[1:]
-    shape = (n, FRAMES[preset][p], h, w, 3)
-    tmp = target.with_name(f".{target.name}.partial")
-    arr = _open_array(tmp, shape)
-    try:
-        for k, start, stop in _chunks(n, chunk):
-            rng = np.random.default_rng([seed, pidx, d, k])
-            arr[start:stop] = make_sequence(source.chunk(start, stop), p, preset, rng, difficulty=d)
-            bar.advance(task, stop - start)
-        arr.flush()
-        del arr
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    jobs = []
+    for p, d, key in _p_jobs(names, diffs):
+        settings = {"preset": preset, "seed": seed, "difficulty": d, "chunk": chunk, "status": "complete"}
+        if source.is_folder:
+            settings.update(size=source.size, fps=fps)
+        jobs.append(
+            _Job(
+                key=key,
+                settings=settings,
+                target=root / key if source.is_folder else root / f"{key}.npy",
+                groups=[""],
+                row_shape=(FRAMES[preset][p], h, w, 3),
+                compute=functools.partial(_perturb_chunk, p, d, preset, seed),
+                encode=functools.partial(_write_video, fps=fps) if source.is_folder else None,
+                suffix=".mp4",
+            )
+        )
+    plan = _Plan(source, root, manifest, files, chunk, force, jobs, lambda: None)
+    return _write_set(plan, shard, merge, progress)
 
 
 def _video_writer_works() -> bool:
@@ -648,22 +874,3 @@ def _write_video(path: Path, frames: np.ndarray, fps: float) -> None:
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
-
-
-def _make_p_folder(source, root, key, p, d, pidx, preset, seed, chunk, fps, bar, task) -> None:
-    n = len(source)
-    tmp = root / f".{key}.partial"
-    _remove(tmp)
-    try:
-        for k, start, stop in _chunks(n, chunk):
-            rng = np.random.default_rng([seed, pidx, d, k])
-            seqs = make_sequence(source.chunk(start, stop), p, preset, rng, difficulty=d)
-            for j, seq in enumerate(seqs):
-                path = tmp / source.relative_name(start + j, ".mp4")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _write_video(path, seq, fps)
-            bar.advance(task, stop - start)
-        os.replace(tmp, root / key)
-    except BaseException:
-        _remove(tmp)
-        raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,8 @@ from albumentations_ipmix.files import FileProblem
 from robust_eval.data import DataLayoutError
 from robust_eval.generate import make_c, make_p
 from robust_mix.cli import fail
+from robust_mix.distributed import Shard, ShardError, detect, process_group
+from robust_mix.shard_parts import PartsMissing, check_merge, rerun_hint
 
 __all__ = ["main", "register"]
 
@@ -28,14 +31,41 @@ def _fail(exc: BaseException, code: int) -> None:
     fail("robust-eval", exc, code)
 
 
-def _run(job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _run(job: Callable[[Shard], dict[str, Any]], shard_text: str | None, merge: bool) -> dict[str, Any]:
+    """Run ``job`` for this process's shard (``--shard``, torchrun or a SLURM array; see
+    :mod:`robust_mix.distributed`) inside the job's process group, with one-line failures."""
     try:
-        return job()
-    except _USAGE_ERRORS as exc:
+        shard = detect(shard_text)
+        check_merge(shard, merge)
+        with process_group(shard, "cpu"):
+            return job(shard)
+    except PartsMissing as exc:
+        _fail(rerun_hint(exc, "robust-eval", sys.argv[1:]), 2)
+    except (*_USAGE_ERRORS, ShardError) as exc:
         _fail(exc, 2)
     except _RUN_ERRORS as exc:
         _fail(exc, 1)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _report(m: dict[str, Any], what: str) -> None:
+    """The one line a run prints: the set written, or the part a shard wrote (other ranks: nothing)."""
+    if "shard" not in m:
+        typer.echo(f"wrote {m['benchmark']} ({len(m['files'])} {what}) in {m['folder']}")
+    elif m["launcher"] != "torchrun":
+        first, stop = m["span"]
+        what = f"images {first}..{stop - 1}" if stop > first else "no images: more shards than chunks"
+        typer.echo(
+            f"wrote shard {m['shard']} of {m['benchmark']} ({what}) in {m['folder']}; "
+            "when every shard is done, run the same command with --merge"
+        )
+
+
+_SHARD_HELP = (
+    "K/N: compute only shard K (0-based) of N into OUT/.../.shards/K-of-N, then assemble with --merge "
+    "(a SLURM array sets it by itself; under torchrun ranks split the work and rank 0 merges)"
+)
+_MERGE_HELP = "assemble the set from the finished --shard / SLURM array parts, then remove them"
 
 
 def register(app: typer.Typer) -> None:
@@ -74,10 +104,12 @@ def register(app: typer.Typer) -> None:
                 "hendrycks/robustness); default: procedural frost textures"
             ),
         ] = None,
+        shard: Annotated[str | None, typer.Option("--shard", help=_SHARD_HELP)] = None,
+        merge: Annotated[bool, typer.Option("--merge", help=_MERGE_HELP)] = False,
     ) -> None:
         """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
         m = _run(
-            lambda: make_c(
+            lambda part: make_c(
                 src,
                 out,
                 preset,
@@ -92,9 +124,13 @@ def register(app: typer.Typer) -> None:
                 chunk=chunk,
                 progress=progress,
                 frost_images=frost_images,
-            )
+                shard=part,
+                merge=merge,
+            ),
+            shard,
+            merge,
         )
-        typer.echo(f"wrote {m['benchmark']} ({len(m['files'])} corruptions) in {m['folder']}")
+        _report(m, "corruptions")
 
     @app.command("make-p")
     def make_p_cmd(
@@ -118,10 +154,12 @@ def register(app: typer.Typer) -> None:
         chunk: Annotated[int, typer.Option(help="images per batch (part of the random stream)")] = 64,
         force: Annotated[bool, typer.Option(help="replace finished files made with other settings")] = False,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+        shard: Annotated[str | None, typer.Option("--shard", help=_SHARD_HELP)] = None,
+        merge: Annotated[bool, typer.Option("--merge", help=_MERGE_HELP)] = False,
     ) -> None:
         """Regenerate a -P benchmark (10 test + 4 validation perturbation sequences) from a clean data set."""
         m = _run(
-            lambda: make_p(
+            lambda part: make_p(
                 src,
                 out,
                 preset,
@@ -134,9 +172,13 @@ def register(app: typer.Typer) -> None:
                 force=force,
                 chunk=chunk,
                 progress=progress,
-            )
+                shard=part,
+                merge=merge,
+            ),
+            shard,
+            merge,
         )
-        typer.echo(f"wrote {m['benchmark']} ({len(m['files'])} files) in {m['folder']}")
+        _report(m, "files")
 
 
 def main() -> None:

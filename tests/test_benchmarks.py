@@ -14,6 +14,7 @@ BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*
 
 def test_every_benchmark_is_collected():
     assert len(BENCHMARKS) >= 6, [p.name for p in BENCHMARKS]
+    assert "scaling.py" in {p.name for p in BENCHMARKS}  # make-c with 1 and 2 processes
 
 
 @pytest.mark.slow
