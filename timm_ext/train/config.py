@@ -401,8 +401,9 @@ class TrainConfig:
     adautomix_margin: float = field(
         default=0.03,
         metadata=_opt(
-            "lam_margin in [0, 0.5, range=Range(0.0, 0.5, high_open=True)): the classifier sees plain mixup when lambda_0 <= m or > 1 - m.",
+            "lam_margin in [0, 0.5): the classifier sees plain mixup when lambda_0 <= m or > 1 - m.",
             "--adautomix-margin",
+            range=Range(0.0, 0.5, high_open=True),
         ),
     )
     adautomix_mix_weight: float = field(
