@@ -123,8 +123,7 @@ def torch_write_errors(path: Path) -> Iterator[None]:
         raise
     except (OSError, RuntimeError) as exc:
         code = getattr(exc, "errno", None) or errno.EIO
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        reason = getattr(exc, "strerror", None) or f"the write failed ({detail})"
+        reason = getattr(exc, "strerror", None) or "the write failed"
         raise FileProblem(
             code,
             f"cannot write '{path}': {reason}; is the disk full or read-only? free some space or "
