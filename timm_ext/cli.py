@@ -2,7 +2,9 @@
 
 Every option of :class:`timm_ext.train.TrainConfig` is a flag here (names follow timm's
 ``train.py``), and ``--config FILE.yaml`` sets any of them from a file; flags given on the command
-line win over the file. Bad input exits with code 2 and one ``error:`` line.
+line win over the file; ``--resume RUN`` fills the options not given from the run's saved settings.
+Bad input exits with code 2 and one ``error:`` line, a folder that cannot be written (read-only,
+full) with code 1; Ctrl-C prints the command that continues (or restarts) the run and exits with 130.
 
 Examples::
 
@@ -13,6 +15,7 @@ Examples::
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import shlex
@@ -96,8 +99,8 @@ def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> No
         train(cfg)
     except TrainError as exc:
         _fail(str(exc).splitlines()[0])
-    except FileProblem as exc:
-        fail("timm", exc, code=1)
+    except FileProblem as exc:  # the folder is another run's (2), or cannot be written (1)
+        fail("timm", exc, code=2 if exc.errno == errno.EBUSY else 1)
     except TrainInterrupted as exc:
         if exc.saved:
             hint = f"continue with: timm train --resume {shlex.quote(str(exc.out_dir))}"
