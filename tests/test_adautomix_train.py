@@ -121,7 +121,7 @@ def test_adautomix_needs_forward_intermediates(digits_256, tmp_path):
         (["--adautomix-margin", "0.5"], "--adautomix-margin must be in [0, 0.5)"),
         (["--model-ema"], "--model-ema cannot be combined with --aug adautomix"),
         (["--jsd"], "--jsd cannot be combined with --aug adautomix"),
-        (["--adautomix-upsample", "cubic"], "--adautomix-upsample must be"),
+        (["--adautomix-upsample", "cubic"], "unknown --adautomix-upsample 'cubic'"),
     ],
 )
 def test_bad_adautomix_options(digits_256, tmp_path, args, fragment):

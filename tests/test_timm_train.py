@@ -240,10 +240,14 @@ def test_errors_found_after_loading_the_data(tiny_model_dir, small_digits_dir, t
     _assert_one_line_error(
         _invoke(*base, "--output", str(tmp_path / "a"), "--num-classes", "5"), "smaller than the 10"
     )
-    _assert_one_line_error(_invoke(*base, "--output", str(tmp_path / "b"), "--opt", "bogus"), "--opt bogus")
+    _assert_one_line_error(
+        _invoke(*base, "--output", str(tmp_path / "b"), "--opt", "bogus"), "unknown --opt 'bogus'"
+    )
     _assert_one_line_error(
         _invoke(*base, "--output", str(tmp_path / "c"), "-b", "512"), "fewer than --batch-size"
     )
+    # the run folders created for these runs are gone again (nothing was written)
+    assert not any((tmp_path / name).exists() for name in "abc")
 
 
 def test_resume_with_another_model_is_refused(tiny_model_dir, small_digits_dir, tmp_path):

@@ -2,7 +2,9 @@
 
 Every option of :class:`timm_ext.train.TrainConfig` is a flag here (names follow timm's
 ``train.py``), and ``--config FILE.yaml`` sets any of them from a file; flags given on the command
-line win over the file. Bad input exits with code 2 and one ``error:`` line.
+line win over the file; ``--resume RUN`` fills the options not given from the run's saved settings.
+Bad input exits with code 2 and one ``error:`` line, a folder that cannot be written (read-only,
+full) with code 1; Ctrl-C prints the command that continues (or restarts) the run and exits with 130.
 
 Examples::
 
@@ -13,8 +15,10 @@ Examples::
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
+import shlex
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -26,6 +30,7 @@ import typer
 from robust_mix.cli import fail, run
 
 from .train import TrainConfig, TrainError, config_from_dict, field_kind, load_config_file
+from .train.config import TrainInterrupted
 
 app = typer.Typer(
     name="timm",
@@ -33,6 +38,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's option table cuts help text to "..." at 80 columns
 )
 
 
@@ -40,29 +46,67 @@ def _fail(message: str) -> None:
     fail("timm", message)
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    # typer vendors click: compare the enum by name, not by identity
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _settings(ctx: typer.Context, config: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Defaults < a resumed run's saved settings < ``--config`` file < flags given on the command line."""
+    from .train.state import resume_settings
+
+    file_values: dict[str, Any] = load_config_file(config) if config is not None else {}
+    given = {name: value for name, value in options.items() if _given(ctx, name)}
+    resume = given.get("resume", file_values.get("resume"))
+    values = resume_settings(resume) if resume else {}
+    values.update(file_values)
+    values.update(given)
+    for name, value in options.items():
+        values.setdefault(name, value)
+    return values
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """``timm train`` with the options given on this command line (to repeat it)."""
+    words = ["timm", "train"]
+    for param in ctx.command.params:
+        if param.name is None or not _given(ctx, param.name):
+            continue
+        value = ctx.params[param.name]
+        if isinstance(value, bool):
+            words.append(max(param.opts if value else param.secondary_opts, key=len))
+        else:
+            words += [max(param.opts, key=len), str(value)]
+    return shlex.join(words)
+
+
 def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> None:
     """Train a timm model with IPMix, PixMix, AugMix, RandAugment, Mixup, CutMix, Cutout, AdAutoMix or AutoMix.
 
     Example: timm train --config configs/cifar100_wrn40_4_ipmix.yaml --data-dir ~/data --output runs/wrn
 
-    Writes args.yaml, metrics.csv, last.pth (resume state) and best.pth / final.pth (robust-eval format).
+    Writes args.yaml (with the first last.pth), metrics.csv, last.pth (resume state) and best.pth /
+    final.pth (robust-eval format). --resume RUN_FOLDER continues a run with its saved settings (flags
+    given override them).
     """
+    from albumentations_ipmix.files import FileProblem
+
     try:
-        values: dict[str, Any] = load_config_file(config) if config is not None else {}
-        for name, value in options.items():
-            source = ctx.get_parameter_source(name)
-            # typer vendors click: compare the enum by name, not by identity
-            given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-            if given or name not in values:
-                values[name] = value
-        cfg = config_from_dict(values, where="command line")
+        cfg = config_from_dict(_settings(ctx, config, options), where="command line")
         from .train import train
 
         train(cfg)
     except TrainError as exc:
         _fail(str(exc).splitlines()[0])
-    except KeyboardInterrupt:
-        typer.echo("interrupted; resume with --resume <output>/last.pth", err=True)
+    except FileProblem as exc:  # the folder is another run's (2), or cannot be written (1)
+        fail("timm", exc, code=2 if exc.errno == errno.EBUSY else 1)
+    except TrainInterrupted as exc:
+        if exc.saved:
+            hint = f"continue with: timm train --resume {shlex.quote(str(exc.out_dir))}"
+        else:
+            hint = f"no checkpoint was written yet; start again with: {_command_line(ctx)}"
+        typer.echo(f"timm: interrupted; {hint}", err=True)
         raise typer.Exit(code=130) from None
 
 

@@ -18,9 +18,12 @@ Built on timm's public API (``create_model``, ``resolve_data_config``, ``create_
 ``features.py``    feature taps through timm's ``forward_intermediates``
 =================  ===================================================================================
 
-Output folder (``--output``)::
+Output folder (``--output``; one run at a time: a ``.lock`` file refuses a second run, and a lock
+left by a killed run is taken over)::
 
-    args.yaml     the resolved configuration (feed it back with --config to repeat the run)
+    args.yaml     the resolved configuration (feed it back with --config to repeat the run), written
+                  with the first last.pth: a run killed before it leaves a folder the same command
+                  reuses (a run folder holds a run exactly when it holds one of these files)
     metrics.csv   one row per epoch (rewritten atomically after every epoch)
     last.pth      resume state: model, method state (AdAutoMix: mix heads, generator, teacher),
                   optimizer, AMP scaler, EMA, epoch, update count, RNG states, metrics history
@@ -28,7 +31,9 @@ Output folder (``--output``)::
     best.pth      best validation top-1 so far  } robust_eval checkpoint format
     final.pth     the model after the last epoch } (``robust-eval all final.pth``)
 
-All ``.pth`` files load with ``torch.load(path, weights_only=True)``.
+All ``.pth`` files load with ``torch.load(path, weights_only=True)``. ``timm train --resume RUN``
+(the folder, or its ``last.pth``) continues a run with its saved settings; flags given override them;
+a resumed run writes into its own folder or an empty one, never into another run's.
 """
 
 from __future__ import annotations

@@ -41,7 +41,14 @@ def create_model(cfg: TrainConfig, **kwargs: Any) -> nn.Module:
 
     if cfg.pretrained_file:
         overlay = {"file": str(Path(cfg.pretrained_file).expanduser())}
-        return timm.create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        try:
+            return timm.create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except Exception as exc:  # unreadable file, unsafe pickle, weights of another architecture
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
+            raise TrainError(
+                f"--pretrained-file '{cfg.pretrained_file}' cannot start --model {cfg.model}: {reason}; pass "
+                f"weights saved from a {cfg.model} (a state_dict, or a checkpoint holding one)"
+            ) from None
     if not cfg.pretrained:
         return timm.create_model(cfg.model, pretrained=False, **kwargs)
     try:

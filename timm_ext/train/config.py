@@ -17,11 +17,15 @@ __all__ = [
     "AUGMENTATIONS",
     "DATASETS",
     "DEFAULT_AA",
+    "DIST_BACKENDS",
+    "INTERPOLATIONS",
     "RESUME_KIND",
     "SCHEDULERS",
     "VIEW_AUGS",
+    "Range",
     "TrainConfig",
     "TrainError",
+    "TrainInterrupted",
     "config_from_dict",
     "field_kind",
     "load_config_file",
@@ -44,6 +48,10 @@ AUGMENTATIONS: tuple[str, ...] = (
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagefolder")
 #: ``--sched`` choices (timm schedulers that need no validation metric).
 SCHEDULERS: tuple[str, ...] = ("cosine", "step", "multistep", "tanh", "poly", "constant")
+#: ``--interpolation`` choices (names both timm and torchvision resize with).
+INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
+#: ``--dist-backend`` choices.
+DIST_BACKENDS: tuple[str, ...] = ("nccl", "gloo", "mpi")
 #: Augmentations applied as timm's auto-augment stage (they produce the views of ``--aug-splits``).
 VIEW_AUGS: tuple[str, ...] = ("ipmix", "pixmix", "augmix", "randaugment")
 #: Training methods that mix images inside the batch (their targets are soft: no train accuracy).
@@ -65,8 +73,55 @@ class TrainError(ValueError):
     """Bad user input (flags, config file, data folder): reported as one line, exit code 2."""
 
 
-def _opt(help: str, *flags: str) -> dict[str, Any]:
-    return {"help": help, "flags": flags}
+@dataclass(frozen=True)
+class Range:
+    """The interval a numeric setting must lie in (``None``: unbounded on that side).
+
+    Declared once per field (``TrainConfig`` metadata ``"range"``); :mod:`.checks` enforces it and
+    the option sweep test reads it. Every float must also be finite.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        """``>= 1``, ``> 0`` or ``in [0, 1)``."""
+        if self.high is None:
+            return "any number" if self.low is None else f"{'>' if self.low_open else '>='} {_num(self.low)}"
+        lo = "(-inf" if self.low is None else f"{'(' if self.low_open else '['}{_num(self.low)}"
+        return f"in {lo}, {_num(self.high)}{')' if self.high_open else ']'}"
+
+
+def _num(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+class TrainInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run. ``out_dir``: the run folder; ``saved``: whether it holds a ``last.pth`` to
+    resume from (else the folder holds no run and the same command starts over)."""
+
+    def __init__(self, out_dir: Path, saved: bool) -> None:
+        super().__init__(str(out_dir))
+        self.out_dir, self.saved = out_dir, saved
+
+
+def _opt(
+    help: str,
+    *flags: str,
+    range: Range | None = None,
+    choices: tuple[Any, ...] | None = None,
+    path: str | None = None,
+) -> dict[str, Any]:
+    """Field metadata: help text, flags, and the declared constraint (numeric range, choices, or the
+    kind of path: ``file``, ``dir``, ``file-or-dir`` (must exist) or ``new-dir`` (a folder to create))."""
+    return {"help": help, "flags": flags, "range": range, "choices": choices, "path": path}
 
 
 @dataclass
@@ -81,16 +136,23 @@ class TrainConfig:
             "(cifar-10-batches-py / cifar-100-python); for imagefolder a folder with train/ and "
             "optionally val/ class sub-folders (or the class folders directly).",
             "--data-dir",
+            path="dir",
         ),
     )
-    dataset: str = field(default="cifar10", metadata=_opt("cifar10 | cifar100 | imagefolder.", "--dataset"))
+    dataset: str = field(
+        default="cifar10", metadata=_opt("cifar10 | cifar100 | imagefolder.", "--dataset", choices=DATASETS)
+    )
     num_classes: int | None = field(
-        default=None, metadata=_opt("Classifier outputs (default: from the data set).", "--num-classes")
+        default=None,
+        metadata=_opt("Classifier outputs (default: from the data set).", "--num-classes", range=Range(1)),
     )
     img_size: int | None = field(
         default=None,
         metadata=_opt(
-            "Training/eval image side in px (default: the model's, 32 for CIFAR models).", "--img-size"
+            "Training/eval image side in px (default: the data's own for cifar10/cifar100, 32; the model's "
+            "for imagefolder).",
+            "--img-size",
+            range=Range(8),
         ),
     )
     # model
@@ -112,10 +174,16 @@ class TrainConfig:
             "Start from the weights in this local file (.pth/.safetensors; loaded by timm with "
             "weights_only=True; the classifier is re-initialized for fine-tuning, as with --pretrained).",
             "--pretrained-file",
+            path="file",
         ),
     )
     drop: float = field(
-        default=0.0, metadata=_opt("Dropout rate (WRN: inside blocks; 0.3 in the paper).", "--drop")
+        default=0.0,
+        metadata=_opt(
+            "Dropout rate (WRN: inside blocks; 0.3 in the paper).",
+            "--drop",
+            range=Range(0.0, 1.0, high_open=True),
+        ),
     )
     # augmentation
     aug: str = field(
@@ -123,6 +191,7 @@ class TrainConfig:
         metadata=_opt(
             "none | ipmix | pixmix | augmix | randaugment | mixup | cutmix | cutout | adautomix | automix.",
             "--aug",
+            choices=AUGMENTATIONS,
         ),
     )
     aa: str | None = field(
@@ -138,6 +207,7 @@ class TrainConfig:
         metadata=_opt(
             "Folder of mixing pictures for ipmix/pixmix (default: $TIMM_EXT_FRACTALS, else procedural).",
             "--fractals",
+            path="dir",
         ),
     )
     jsd: bool = field(
@@ -148,73 +218,130 @@ class TrainConfig:
     )
     aug_splits: int = field(
         default=0,
-        metadata=_opt("Views per image (clean + augmented); 3 when --jsd and unset.", "--aug-splits"),
+        metadata=_opt(
+            "Views per image (clean + augmented); 3 when --jsd and unset.", "--aug-splits", range=Range(0)
+        ),
     )
-    jsd_alpha: float = field(default=12.0, metadata=_opt("Weight of the JSD term.", "--jsd-alpha"))
-    smoothing: float = field(default=0.0, metadata=_opt("Label smoothing.", "--smoothing"))
-    mixup: float = field(default=1.0, metadata=_opt("Mixup alpha for --aug mixup.", "--mixup"))
-    cutmix: float = field(default=1.0, metadata=_opt("CutMix alpha for --aug cutmix.", "--cutmix"))
+    jsd_alpha: float = field(
+        default=12.0, metadata=_opt("Weight of the JSD term.", "--jsd-alpha", range=Range(0.0))
+    )
+    smoothing: float = field(
+        default=0.0, metadata=_opt("Label smoothing.", "--smoothing", range=Range(0.0, 1.0, high_open=True))
+    )
+    mixup: float = field(
+        default=1.0, metadata=_opt("Mixup alpha for --aug mixup.", "--mixup", range=Range(0.0, low_open=True))
+    )
+    cutmix: float = field(
+        default=1.0,
+        metadata=_opt("CutMix alpha for --aug cutmix.", "--cutmix", range=Range(0.0, low_open=True)),
+    )
     cutout_size: int | None = field(
         default=None,
-        metadata=_opt("Cutout square side in px (default: half the image side).", "--cutout-size"),
+        metadata=_opt(
+            "Cutout square side in px (default: half the image side).", "--cutout-size", range=Range(1)
+        ),
     )
-    hflip: float = field(default=0.5, metadata=_opt("Horizontal flip probability.", "--hflip"))
-    crop_pad: int = field(default=4, metadata=_opt("CIFAR random-crop padding in px.", "--crop-pad"))
+    hflip: float = field(
+        default=0.5, metadata=_opt("Horizontal flip probability.", "--hflip", range=Range(0.0, 1.0))
+    )
+    crop_pad: int = field(
+        default=4, metadata=_opt("CIFAR random-crop padding in px.", "--crop-pad", range=Range(0))
+    )
     interpolation: str | None = field(
-        default=None, metadata=_opt("Resize interpolation (default: the model's).", "--interpolation")
+        default=None,
+        metadata=_opt(
+            "Resize interpolation (default: the model's).", "--interpolation", choices=INTERPOLATIONS
+        ),
     )
     # optimization
-    epochs: int = field(default=100, metadata=_opt("Training epochs.", "--epochs"))
+    epochs: int = field(default=100, metadata=_opt("Training epochs.", "--epochs", range=Range(1)))
     batch_size: int = field(
         default=128,
-        metadata=_opt("Images per batch and process (before --aug-splits).", "-b", "--batch-size"),
+        metadata=_opt(
+            "Images per batch and process (before --aug-splits).", "-b", "--batch-size", range=Range(1)
+        ),
     )
-    lr: float = field(default=0.1, metadata=_opt("Base learning rate.", "--lr"))
-    min_lr: float = field(default=1e-6, metadata=_opt("Lowest learning rate of the schedule.", "--min-lr"))
+    lr: float = field(
+        default=0.1, metadata=_opt("Base learning rate.", "--lr", range=Range(0.0, low_open=True))
+    )
+    min_lr: float = field(
+        default=1e-6, metadata=_opt("Lowest learning rate of the schedule.", "--min-lr", range=Range(0.0))
+    )
     opt: str = field(
         default="sgd",
         metadata=_opt("timm optimizer name (sgd = SGD with Nesterov momentum, adamw, ...).", "--opt"),
     )
-    momentum: float = field(default=0.9, metadata=_opt("Optimizer momentum.", "--momentum"))
-    weight_decay: float = field(default=5e-4, metadata=_opt("Weight decay.", "--weight-decay"))
+    momentum: float = field(
+        default=0.9, metadata=_opt("Optimizer momentum.", "--momentum", range=Range(0.0, 1.0, high_open=True))
+    )
+    weight_decay: float = field(
+        default=5e-4, metadata=_opt("Weight decay.", "--weight-decay", range=Range(0.0))
+    )
     sched: str = field(
         default="cosine",
-        metadata=_opt("Schedule: cosine | step | multistep | tanh | poly | constant.", "--sched"),
+        metadata=_opt(
+            "Schedule: cosine | step | multistep | tanh | poly | constant.", "--sched", choices=SCHEDULERS
+        ),
     )
     sched_on_updates: bool = field(
         default=True,
         metadata=_opt("Step the schedule every update (else every epoch).", "--sched-on-updates"),
     )
-    warmup_epochs: int = field(default=0, metadata=_opt("Linear warm-up epochs.", "--warmup-epochs"))
-    warmup_lr: float = field(default=1e-5, metadata=_opt("Warm-up start learning rate.", "--warmup-lr"))
-    decay_epochs: float = field(
-        default=30.0, metadata=_opt("Epochs between decays (step schedule).", "--decay-epochs")
+    warmup_epochs: int = field(
+        default=0, metadata=_opt("Linear warm-up epochs.", "--warmup-epochs", range=Range(0))
     )
-    decay_rate: float = field(default=0.1, metadata=_opt("Decay factor (step/multistep).", "--decay-rate"))
+    warmup_lr: float = field(
+        default=1e-5, metadata=_opt("Warm-up start learning rate.", "--warmup-lr", range=Range(0.0))
+    )
+    decay_epochs: float = field(
+        default=30.0,
+        metadata=_opt(
+            "Epochs between decays (step schedule).", "--decay-epochs", range=Range(0.0, low_open=True)
+        ),
+    )
+    decay_rate: float = field(
+        default=0.1,
+        metadata=_opt("Decay factor (step/multistep).", "--decay-rate", range=Range(0.0, 1.0, low_open=True)),
+    )
     clip_grad: float | None = field(
-        default=None, metadata=_opt("Clip the gradient norm to this value.", "--clip-grad")
+        default=None,
+        metadata=_opt(
+            "Clip the gradient norm to this value.", "--clip-grad", range=Range(0.0, low_open=True)
+        ),
     )
     # precision, EMA
     amp: bool = field(
         default=False,
         metadata=_opt("Mixed precision (float16 + loss scaling on GPU, bfloat16 on CPU).", "--amp"),
     )
-    amp_dtype: str = field(default="float16", metadata=_opt("float16 | bfloat16 (GPU).", "--amp-dtype"))
+    amp_dtype: str = field(
+        default="float16",
+        metadata=_opt("float16 | bfloat16 (GPU).", "--amp-dtype", choices=("float16", "bfloat16")),
+    )
     model_ema: bool = field(
         default=False, metadata=_opt("Keep an exponential moving average of the weights.", "--model-ema")
     )
     model_ema_decay: float = field(
-        default=0.9998, metadata=_opt("EMA decay per update.", "--model-ema-decay")
+        default=0.9998,
+        metadata=_opt("EMA decay per update.", "--model-ema-decay", range=Range(0.0, 1.0, high_open=True)),
     )
     # system
     workers: int = field(
-        default=4, metadata=_opt("DataLoader worker processes per training process.", "-j", "--workers")
+        default=4,
+        metadata=_opt("DataLoader worker processes per training process.", "-j", "--workers", range=Range(0)),
     )
-    seed: int = field(default=42, metadata=_opt("Random seed (each process adds its rank).", "--seed"))
+    seed: int = field(
+        default=42,
+        metadata=_opt("Random seed (each process adds its rank).", "--seed", range=Range(0, 2**32 - 1)),
+    )
     device: str = field(default="auto", metadata=_opt("auto | cpu | cuda | cuda:N.", "--device"))
     dist_backend: str | None = field(
         default=None,
-        metadata=_opt("torch.distributed backend (default nccl on GPU, gloo on CPU).", "--dist-backend"),
+        metadata=_opt(
+            "torch.distributed backend (default nccl on GPU, gloo on CPU).",
+            "--dist-backend",
+            choices=DIST_BACKENDS,
+        ),
     )
     output: str | None = field(
         default=None,
@@ -222,19 +349,24 @@ class TrainConfig:
             "Run folder for checkpoints, metrics.csv and args.yaml (default: the --resume folder, else "
             "output/train).",
             "--output",
+            path="new-dir",
         ),
     )
     resume: str | None = field(
-        default=None, metadata=_opt("Continue from a last.pth (or the run folder holding it).", "--resume")
+        default=None,
+        metadata=_opt(
+            "Continue from a last.pth (or the run folder holding it).", "--resume", path="file-or-dir"
+        ),
     )
     log_interval: int = field(
-        default=50, metadata=_opt("Refresh the progress bar every N batches.", "--log-interval")
+        default=50,
+        metadata=_opt("Refresh the progress bar every N batches.", "--log-interval", range=Range(1)),
     )
     progress: bool = field(default=True, metadata=_opt("Show rich progress bars.", "--progress"))
 
     # AdAutoMix / AutoMix (--aug adautomix | automix); defaults: the CIFAR-100 ResNet-18 setting
     adautomix_sources: int = field(
-        default=3, metadata=_opt("Images mixed per sample N (2 or 3).", "--adautomix-sources")
+        default=3, metadata=_opt("Images mixed per sample N (2 or 3).", "--adautomix-sources", choices=(2, 3))
     )
     adautomix_random_sources: bool = field(
         default=False,
@@ -243,19 +375,27 @@ class TrainConfig:
         ),
     )
     adautomix_alpha: float = field(
-        default=1.0, metadata=_opt("Beta(alpha, alpha) of the mixing ratios (> 0).", "--adautomix-alpha")
+        default=1.0,
+        metadata=_opt(
+            "Beta(alpha, alpha) of the mixing ratios (> 0).",
+            "--adautomix-alpha",
+            range=Range(0.0, low_open=True),
+        ),
     )
     adautomix_beta: float = field(
         default=0.3,
         metadata=_opt(
             "Adversarial weight beta in [0, 1]: L_g = -beta mixCE + (1 - beta) cos on adversarial steps.",
             "--adautomix-beta",
+            range=Range(0.0, 1.0),
         ),
     )
     adautomix_cos_sign: float = field(
         default=1.0,
         metadata=_opt(
-            "Sign of the cosine term (+1 = the official code; -1 only for ablations).", "--adautomix-cos-sign"
+            "Sign of the cosine term (+1 = the official code; -1 only for ablations).",
+            "--adautomix-cos-sign",
+            choices=(1.0, -1.0),
         ),
     )
     adautomix_margin: float = field(
@@ -263,6 +403,7 @@ class TrainConfig:
         metadata=_opt(
             "lam_margin in [0, 0.5): the classifier sees plain mixup when lambda_0 <= m or > 1 - m.",
             "--adautomix-margin",
+            range=Range(0.0, 0.5, high_open=True),
         ),
     )
     adautomix_mix_weight: float = field(
@@ -270,6 +411,7 @@ class TrainConfig:
         metadata=_opt(
             "r in [0, 1]: weight of the plain-mixup term of the classifier loss (N = 3).",
             "--adautomix-mix-weight",
+            range=Range(0.0, 1.0),
         ),
     )
     adautomix_lam_concat: bool = field(
@@ -285,16 +427,25 @@ class TrainConfig:
         ),
     )
     adautomix_gen_lr: float | None = field(
-        default=None, metadata=_opt("Generator learning rate (default: --lr).", "--adautomix-gen-lr")
+        default=None,
+        metadata=_opt(
+            "Generator learning rate (default: --lr).", "--adautomix-gen-lr", range=Range(0.0, low_open=True)
+        ),
     )
     adautomix_gen_min_lr: float | None = field(
         default=None,
-        metadata=_opt("Generator's lowest learning rate (default: --min-lr).", "--adautomix-gen-min-lr"),
+        metadata=_opt(
+            "Generator's lowest learning rate (default: --min-lr).",
+            "--adautomix-gen-min-lr",
+            range=Range(0.0),
+        ),
     )
     adautomix_momentum: float = field(
         default=0.999,
         metadata=_opt(
-            "EMA teacher momentum before and at the start of its cosine ramp.", "--adautomix-momentum"
+            "EMA teacher momentum before and at the start of its cosine ramp.",
+            "--adautomix-momentum",
+            range=Range(0.0, 1.0),
         ),
     )
     adautomix_momentum_end: float = field(
@@ -302,6 +453,7 @@ class TrainConfig:
         metadata=_opt(
             "EMA teacher momentum at the end of training (1 - 1e-6 CIFAR/Tiny, 1 - 1e-5 ImageNet).",
             "--adautomix-momentum-end",
+            range=Range(0.0, 1.0),
         ),
     )
     adautomix_momentum_start: float = field(
@@ -309,6 +461,7 @@ class TrainConfig:
         metadata=_opt(
             "Fraction of training before the momentum's cosine ramp starts (0.25 Swin/DeiT).",
             "--adautomix-momentum-start",
+            range=Range(0.0, 1.0),
         ),
     )
     adautomix_feature_index: int | None = field(
@@ -317,6 +470,7 @@ class TrainConfig:
             "forward_intermediates index of the feature tap (default: the second-to-last stage; ViT: block "
             "depth // 2 - 1).",
             "--adautomix-feature-index",
+            range=Range(),
         ),
     )
     adautomix_upsample: str = field(
@@ -324,6 +478,7 @@ class TrainConfig:
         metadata=_opt(
             "Mask upsampling: auto (bilinear for CNNs, nearest for ViTs) | bilinear | nearest.",
             "--adautomix-upsample",
+            choices=("auto", "bilinear", "nearest"),
         ),
     )
     adautomix_reuse_clean: bool = field(

@@ -21,6 +21,7 @@ __all__ = [
     "Data",
     "EpochSeeded",
     "EpochTagged",
+    "ImageFolderDataset",
     "Loaders",
     "Shard",
     "build_loaders",
@@ -30,7 +31,27 @@ __all__ = [
 ]
 
 
-class ArrayImageDataset(torch.utils.data.Dataset):
+class _PilDataset(torch.utils.data.Dataset):
+    """A timm-style data set: ``(transform(PIL image), label)`` items and a settable ``transform``
+    (what timm's ``AugMixDataset`` expects). Subclasses say how to get image ``index`` as uint8 RGB."""
+
+    labels: np.ndarray
+    transform: Any
+
+    def _array(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        img: Any = Image.fromarray(self._array(index))
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, int(self.labels[index])
+
+
+class ArrayImageDataset(_PilDataset):
     """uint8 ``(N, H, W, 3)`` images + labels as a timm-style dataset (PIL images, ``transform`` attr)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Any = None) -> None:
@@ -38,14 +59,52 @@ class ArrayImageDataset(torch.utils.data.Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.images)
+    def _array(self, index: int) -> np.ndarray:
+        return self.images[index]
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        img: Any = Image.fromarray(self.images[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, int(self.labels[index])
+
+class ImageFolderDataset(_PilDataset):
+    """``root/<class>/<image>`` as a timm-style dataset, read like robust-eval reads an image folder.
+
+    Classes are the sub-folders sorted by name (or ``classes``, e.g. the training set's, for a
+    validation split); images at any depth below a class folder belong to it, listed by
+    :func:`albumentations_ipmix.files.list_images` and decoded by
+    :func:`albumentations_ipmix.files.decode_image` (EXIF orientation applied, 16-bit scaled, bombs
+    refused), the one decoder of the project.
+
+    Raises:
+        TrainError: no class folders, a class of ``classes`` missing, or a class folder unknown to
+            ``classes``.
+    """
+
+    def __init__(self, root: str | Path, classes: Sequence[str] | None = None, transform: Any = None) -> None:
+        from albumentations_ipmix.files import list_images
+
+        self.root = Path(root)
+        found = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not found:
+            raise TrainError(
+                f"image folder '{self.root}' has no class sub-folders; expected <dir>/<class>/<image>"
+            )
+        unknown = sorted(set(found) - set(classes)) if classes is not None else []
+        if unknown:
+            raise TrainError(
+                f"image folder '{self.root}' holds classes the training set does not have: {', '.join(unknown)}"
+            )
+        self.classes = list(found if classes is None else classes)
+        self.paths: list[Path] = []
+        labels: list[int] = []
+        for label, name in enumerate(self.classes):
+            files = list_images(self.root / name) if (self.root / name).is_dir() else []
+            self.paths.extend(files)
+            labels.extend([label] * len(files))
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def _array(self, index: int) -> np.ndarray:
+        from albumentations_ipmix.files import decode_image
+
+        return decode_image(self.paths[index])
 
 
 class Cutout:
@@ -77,6 +136,8 @@ class Data:
     num_classes: int
     class_names: list[str]
     dataset: str
+    #: side in px of every image of a fixed-size data set (CIFAR: 32); None for image folders
+    native_size: int | None = None
 
 
 def load_data(cfg: TrainConfig) -> Data:
@@ -96,24 +157,18 @@ def load_data(cfg: TrainConfig) -> Data:
             len(names),
             names,
             cfg.dataset,
+            native_size=int(x_train.shape[1]) if x_train.shape[1] == x_train.shape[2] else None,
         )
-
-    from timm.data import ImageDataset
 
     train_root = root / "train" if (root / "train").is_dir() else root
     val_root = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
-    try:
-        train_set = ImageDataset(str(train_root))
-        class_to_idx = dict(train_set.reader.class_to_idx)
-        val_set = ImageDataset(str(val_root), class_map=class_to_idx) if val_root is not None else None
-    except (RuntimeError, FileNotFoundError, KeyError) as exc:
-        raise TrainError(
-            f"image folder '{train_root}': {str(exc).splitlines()[0]} (expected <dir>/<class>/<image>)"
-        ) from exc
+    if not train_root.is_dir():
+        raise TrainError(f"image folder '{train_root}' does not exist; expected <dir>/<class>/<image>")
+    train_set = ImageFolderDataset(train_root)
+    val_set = ImageFolderDataset(val_root, classes=train_set.classes) if val_root is not None else None
     if len(train_set) == 0:
         raise TrainError(f"image folder '{train_root}' holds no images; expected <dir>/<class>/<image>")
-    names = [name for name, _ in sorted(class_to_idx.items(), key=lambda kv: kv[1])]
-    return Data(train_set, val_set, len(names), names, "imagefolder")
+    return Data(train_set, val_set, len(train_set.classes), train_set.classes, "imagefolder")
 
 
 def _aa_hparams(img_size: int, mean: Sequence[float], interpolation: str, aug: str) -> dict[str, Any]:

@@ -6,8 +6,10 @@ what differs between training methods lives in ``methods/``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,11 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import validate as validate_config
-from .config import RESUME_FORMAT_VERSION, RESUME_KIND, TrainConfig, TrainError
-from .setup import Run, init_processes, output_dir, restore, setup
-from .state import atomic_write_text, load_resume_state, rng_state, write_metrics
+from .config import RESUME_FORMAT_VERSION, RESUME_KIND, TrainConfig, TrainError, TrainInterrupted
+from .setup import Run, check_output, init_processes, output_dir, restore, setup
+from .state import load_resume_state, rng_state, torch_write_errors, write_metrics
 
-__all__ = ["Run", "train", "train_one_epoch", "validate"]
+__all__ = ["EpochProgress", "Run", "train", "train_one_epoch", "validate"]
 
 
 def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
@@ -80,19 +82,60 @@ def _optimizer_step(run: Run, loss: torch.Tensor) -> None:
     run.method.adjust_lr(optimizer)
 
 
-def _progress(run: Run, epoch: int) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+class EpochProgress:
+    """The progress bar of one epoch (rich): batches done, mean loss so far, time remaining.
 
-    return Progress(
-        TextColumn(f"epoch {epoch + 1}/{run.cfg.epochs}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeRemainingColumn(),
-        console=run.console,
-        transient=True,
-        disable=not (run.primary and run.cfg.progress and run.console.is_terminal),
-    )
+    Refreshed after the first batch, then every ``min(log_interval, total // 10)`` batches and after
+    the last, so an epoch shorter than ``--log-interval`` still moves and shows an ETA (rich needs two
+    refreshes to estimate the speed). Use as a context manager; :meth:`advance` after every batch.
+
+    Args:
+        console: the rich console (stderr).
+        label: e.g. ``epoch 3/100``.
+        total: batches in the epoch.
+        log_interval: ``--log-interval``.
+        enabled: show the bar (primary process, ``--progress``, a terminal).
+        get_time: clock for rich (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        console: Any,
+        label: str,
+        total: int,
+        log_interval: int,
+        enabled: bool,
+        get_time: Any = None,
+    ) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.total = total
+        self.every = max(1, min(log_interval, total // 10))
+        self.progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not enabled,
+            get_time=get_time,
+        )
+        self.task = self.progress.add_task("train", total=total, loss="-")
+
+    def __enter__(self) -> EpochProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def advance(self, step: int, mean_loss: Any) -> None:
+        """Batch ``step`` (0-based) is done; ``mean_loss()`` (called only when refreshing) is the mean so far."""
+        done = step + 1
+        if step == 0 or done % self.every == 0 or done == self.total:
+            self.progress.update(self.task, completed=done, loss=f"{float(mean_loss()):.4f}")
 
 
 def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
@@ -108,8 +151,9 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, correct, n, images
     extra = {name: torch.zeros((), dtype=torch.float64, device=device) for name in method.step_stats}
     soft_targets = False
-    with _progress(run, epoch) as progress:
-        task = progress.add_task("train", total=run.updates_per_epoch, loss=float("nan"))
+    show = run.primary and cfg.progress and run.console.is_terminal
+    label = f"epoch {epoch + 1}/{cfg.epochs}"
+    with EpochProgress(run.console, label, run.updates_per_epoch, cfg.log_interval, show) as bar:
         for step, (x, y) in enumerate(run.loaders.train):
             if isinstance(x, (list, tuple)):
                 x = torch.cat(list(x), dim=0)
@@ -130,8 +174,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
                     extra[name] += out.stats[name].double() * n
                 counts = torch.tensor([float(n), float(x.shape[0])], dtype=torch.float64, device=device)
                 sums += torch.stack([out.loss.detach().double() * n, correct, counts[0], counts[1]])
-            if (step + 1) % cfg.log_interval == 0 or step + 1 == run.updates_per_epoch:
-                progress.update(task, completed=step + 1, loss=float(sums[0] / sums[2]))
+            bar.advance(step, lambda s=sums: s[0] / s[2])
     if not cfg.sched_on_updates:
         run.scheduler.step(epoch + 1)
         method.adjust_lr(run.optimizer)
@@ -185,7 +228,10 @@ def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
     if row["val_top1"] is not None and row["val_top1"] > run.best["top1"]:
         run.best = {"top1": row["val_top1"], "epoch": epoch + 1}
         weights = method.eval_model().state_dict()
-        save_checkpoint(out_dir / "best.pth", weights, **run.ckpt_meta, **_weights_extra(run, epoch + 1, row))
+        with torch_write_errors(out_dir / "best.pth"):
+            save_checkpoint(
+                out_dir / "best.pth", weights, **run.ckpt_meta, **_weights_extra(run, epoch + 1, row)
+            )
     state = {
         "kind": RESUME_KIND,
         "format_version": RESUME_FORMAT_VERSION,
@@ -202,20 +248,31 @@ def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
         "best": run.best,
         "train_args": run.cfg.to_dict(),
     }
-    atomic_save(state, out_dir / "last.pth")
+    with torch_write_errors(out_dir / "last.pth"):
+        atomic_save(state, out_dir / "last.pth")
     write_metrics(out_dir / "metrics.csv", run.history, method.csv_columns)
+    if not run.args_saved:
+        # written with the first resume state, never before: a run killed in its first epoch leaves a
+        # folder the same command can reuse
+        _save_args(run)
+        run.args_saved = True
+
+
+def _save_args(run: Run) -> None:
+    import yaml
+
+    from albumentations_ipmix.files import atomic_write
+
+    atomic_write(run.out_dir / "args.yaml", yaml.safe_dump(run.cfg.to_dict(), sort_keys=False))
 
 
 def _announce(run: Run) -> None:
-    import yaml
-
     cfg = run.cfg
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.out_dir / "args.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     aa = run.loaders.aa
+    size = run.ckpt_meta["data_config"]["input_size"][-1]
     run.console.print(
         f"timm train: {cfg.model} on {run.data.dataset} ({len(run.data.train)} train images, "
-        f"{run.ckpt_meta['num_classes']} classes), --aug {cfg.aug}{f' ({aa})' if aa else ''}"
+        f"{run.ckpt_meta['num_classes']} classes) at {size} px, --aug {cfg.aug}{f' ({aa})' if aa else ''}"
         f"{' + JSD' if cfg.jsd else ''}, {run.world} process(es) on {run.device.type}, "
         f"epochs {run.start_epoch + 1}..{cfg.epochs}"
     )
@@ -237,12 +294,49 @@ def _report_epoch(run: Run, row: dict[str, Any]) -> None:
     )
 
 
+def _epochs(run: Run) -> dict[str, Any]:
+    """Train and evaluate the remaining epochs, then write ``final.pth``; returns the last row."""
+    from robust_mix.checkpoint import save_checkpoint
+
+    cfg, out_dir = run.cfg, run.out_dir
+    row: dict[str, Any] = run.history[-1] if run.history else {}
+    for epoch in range(run.start_epoch, cfg.epochs):
+        row = train_one_epoch(run, epoch)
+        _evaluate_epoch(run, row)
+        run.history.append(row)
+        if run.primary:
+            _save_epoch(run, epoch, row)
+            _report_epoch(run, row)
+    if run.primary:
+        weights = run.method.eval_model().state_dict()
+        extra = _weights_extra(run, max(cfg.epochs, run.start_epoch), row)
+        with torch_write_errors(out_dir / "final.pth"):
+            save_checkpoint(out_dir / "final.pth", weights, **run.ckpt_meta, **extra)
+        names = ", ".join(n for n in ("final.pth", "best.pth", "last.pth") if (out_dir / n).exists())
+        run.console.print(f"checkpoints in {out_dir}/ ({names}), metrics in metrics.csv")
+    return row
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    """A run folder this run created and left empty (it failed before its first checkpoint) goes."""
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run a training job described by ``cfg``; returns the last epoch's metrics row.
 
+    The first process locks the run folder (:class:`~albumentations_ipmix.files.OutputLock`): a second
+    run into the same ``--output`` is refused. ``cfg`` is used as given; the CLI fills a resumed run's
+    unset options from its saved settings (:func:`~timm_ext.train.state.resume_settings`).
+
     Raises:
         TrainError: bad settings, data or resume files (reported by the CLI as one line, exit 2).
+        FileProblem: the run folder cannot be written (read-only, full; exit 1).
+        TrainInterrupted: Ctrl-C; says whether the folder holds a ``last.pth`` to resume from.
     """
+    from albumentations_ipmix.files import OutputLock
     from robust_mix.checkpoint import save_checkpoint
 
     cfg = dataclasses.replace(cfg)
@@ -250,29 +344,26 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         cfg.aug_splits = 3
     validate_config(cfg)
     resume_state = load_resume_state(cfg.resume) if cfg.resume else None
-    out_dir = output_dir(cfg, resume_state)
+    out_dir = output_dir(cfg)
     info = init_processes(cfg)
+    lock = OutputLock(out_dir, "timm train") if info["global_rank"] == 0 else contextlib.nullcontext()
+    created = not out_dir.exists()
     try:
-        run = setup(cfg, info, out_dir)
-        if resume_state is not None:
-            restore(run, resume_state)
-        if run.primary:
-            _announce(run)
-        row: dict[str, Any] = run.history[-1] if run.history else {}
-        for epoch in range(run.start_epoch, cfg.epochs):
-            row = train_one_epoch(run, epoch)
-            _evaluate_epoch(run, row)
-            run.history.append(row)
+        with lock:
+            check_output(out_dir, cfg, resume_state)
+            run = setup(cfg, info, out_dir)
+            if resume_state is not None:
+                restore(run, resume_state)
+                del resume_state
             if run.primary:
-                _save_epoch(run, epoch, row)
-                _report_epoch(run, row)
-        if run.primary:
-            weights = run.method.eval_model().state_dict()
-            extra = _weights_extra(run, max(cfg.epochs, run.start_epoch), row)
-            save_checkpoint(out_dir / "final.pth", weights, **run.ckpt_meta, **extra)
-            names = ", ".join(n for n in ("final.pth", "best.pth", "last.pth") if (out_dir / n).exists())
-            run.console.print(f"checkpoints in {out_dir}/ ({names}), metrics in metrics.csv")
-        return row
+                _announce(run)
+            return _epochs(run)
+    except KeyboardInterrupt:
+        _remove_if_empty(out_dir, created)
+        raise TrainInterrupted(out_dir, (out_dir / "last.pth").is_file()) from None
+    except BaseException:
+        _remove_if_empty(out_dir, created)
+        raise
     finally:
         if info["distributed"] and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -18,7 +18,7 @@ from .features import FeatureError
 from .methods import TrainMethod, create_method
 from .state import set_rng_state
 
-__all__ = ["Run", "init_processes", "output_dir", "restore", "setup"]
+__all__ = ["Run", "check_output", "init_processes", "output_dir", "restore", "setup"]
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Run:
     num_updates: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"top1": -math.inf, "epoch": 0})
+    args_saved: bool = False  # args.yaml is written with this invocation's first last.pth
 
     @property
     def distributed(self) -> bool:
@@ -58,26 +59,48 @@ class Run:
         return len(self.loaders.train)
 
 
-def output_dir(cfg: TrainConfig, resume_state: dict[str, Any] | None) -> Path:
+def output_dir(cfg: TrainConfig) -> Path:
+    """The run folder: ``--output``, else the ``--resume`` folder, else ``output/train`` (set on ``cfg``)."""
     if cfg.output is None:
         resume_path = Path(cfg.resume) if cfg.resume else None
         if resume_path is None:
             cfg.output = "output/train"
         else:
             cfg.output = str(resume_path if resume_path.is_dir() else resume_path.parent)
-    out_dir = Path(cfg.output)
-    if resume_state is None and out_dir.is_dir():
-        existing = [name for name in RUN_FILES if (out_dir / name).exists()]
-        if existing:
-            raise TrainError(
-                f"output folder '{out_dir}' already holds a run ({', '.join(existing)}); pass --resume {out_dir} "
-                "to continue it or choose another --output"
-            )
-    if resume_state is not None and resume_state["train_args"].get("model") != cfg.model:
+    return Path(cfg.output)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def check_output(out_dir: Path, cfg: TrainConfig, resume_state: dict[str, Any] | None) -> None:
+    """Refuse to write a run into a folder that holds another one (a fresh run, or a resumed run sent
+    to a folder other than its own); a folder without any of the run files is free.
+
+    Raises:
+        TrainError: the folder holds another run, or the resume state is of another model.
+    """
+    existing = [name for name in RUN_FILES if (out_dir / name).exists()] if out_dir.is_dir() else []
+    if resume_state is None and existing:
         raise TrainError(
-            f"--resume state was trained with --model {resume_state['train_args'].get('model')}, not {cfg.model}"
+            f"output folder '{out_dir}' already holds a run ({', '.join(existing)}); pass --resume {out_dir} "
+            "to continue it or choose another --output"
         )
-    return out_dir
+    if resume_state is not None:
+        resume_path = Path(str(cfg.resume))
+        source = resume_path if resume_path.is_dir() else resume_path.parent
+        if existing and not _same_folder(out_dir, source):
+            raise TrainError(
+                f"--output '{out_dir}' already holds another run ({', '.join(existing)}); a resumed run "
+                f"continues in its own folder ('{source}') or in an empty one: drop --output or choose an "
+                "empty folder"
+            )
+        if resume_state["train_args"].get("model") != cfg.model:
+            raise TrainError(
+                f"--resume state was trained with --model {resume_state['train_args'].get('model')}, "
+                f"not {cfg.model}"
+            )
 
 
 def init_processes(cfg: TrainConfig) -> dict[str, Any]:
@@ -94,15 +117,20 @@ def init_processes(cfg: TrainConfig) -> dict[str, Any]:
     return info
 
 
-def _build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, dict, dict]:
-    """(model on device, data config, extra create_model kwargs to record in checkpoints)."""
+def _build_model(
+    cfg: TrainConfig, data: Data, num_classes: int, device: torch.device
+) -> tuple[nn.Module, dict, dict]:
+    """(model on device, data config, extra create_model kwargs to record in checkpoints).
+
+    The image side is ``--img-size``, else the data's own for fixed-size data sets (CIFAR: 32), else
+    the model's default."""
     from timm.data import resolve_data_config
 
     model_kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": cfg.drop}
     model = create_model(cfg, **model_kwargs)
     base_cfg = resolve_data_config({}, model=model)
     extra_model_kwargs: dict[str, Any] = {}
-    img_size = cfg.img_size or int(base_cfg["input_size"][-1])
+    img_size = cfg.img_size or data.native_size or int(base_cfg["input_size"][-1])
     if img_size != int(base_cfg["input_size"][-1]):
         with contextlib.suppress(TypeError):  # ViTs need their input size; conv nets take any
             model = create_model(cfg, img_size=img_size, **model_kwargs)
@@ -179,7 +207,7 @@ def setup(cfg: TrainConfig, info: dict[str, Any], out_dir: Path) -> Run:
         raise TrainError(
             f"--num-classes {num_classes} is smaller than the {data.num_classes} classes of the data"
         )
-    model, data_cfg, model_kwargs = _build_model(cfg, num_classes, device)
+    model, data_cfg, model_kwargs = _build_model(cfg, data, num_classes, device)
     try:
         method = create_method(cfg, model, num_classes, rank)
     except FeatureError as exc:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
+import errno
 import io
 import os
 import random
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,16 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RESUME_KIND, TrainError
+from albumentations_ipmix.files import FileProblem, atomic_write
+
+from .config import RESUME_KIND, TrainConfig, TrainError, config_from_dict
 
 __all__ = [
-    "atomic_write_text",
     "augmentation_adapters",
     "load_resume_state",
     "reseed_augmentations",
     "reseed_worker",
+    "resume_settings",
     "rng_state",
     "set_rng_state",
+    "torch_write_errors",
     "write_metrics",
 ]
 
@@ -70,12 +75,13 @@ def load_resume_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise TrainError(
             f"--resume '{path}' does not exist; pass the last.pth of a previous run or its folder"
         )
+    if path.stat().st_size == 0:
+        raise TrainError(f"--resume '{path}' is empty (0 bytes); pass the last.pth of a previous run")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise TrainError(
-            f"--resume '{path}' could not be read as a safe torch file: {str(exc).splitlines()[0]}"
-        ) from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrainError(f"--resume '{path}' could not be read as a safe torch file: {reason}") from None
     if not isinstance(state, dict) or state.get("kind") != RESUME_KIND:
         raise TrainError(
             f"--resume '{path}' is not a `timm train` resume state (last.pth); checkpoints like best.pth/final.pth "
@@ -84,16 +90,45 @@ def load_resume_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+#: Settings of a resumed run that are not taken over from its saved ones: where to write and what to
+#: resume are the new command's (the run folder may have moved since).
+_NOT_INHERITED = ("output", "resume")
+
+
+def resume_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The saved settings of the run ``--resume path`` continues (the ``train_args`` of its ``last.pth``,
+    the same values as its ``args.yaml``), without ``output`` and ``resume``; settings unknown to this
+    version are dropped.
+
+    Raises:
+        TrainError: as :func:`load_resume_state`, or saved settings of the wrong type.
+    """
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - set(_NOT_INHERITED)
+    saved = load_resume_state(path).get("train_args") or {}
+    values = {k: v for k, v in dict(saved).items() if k in known}
+    config_from_dict(values, where=f"the saved settings of --resume '{path}'")
+    return values
+
+
+@contextlib.contextmanager
+def torch_write_errors(path: Path) -> Iterator[None]:
+    """Report a failed ``torch.save`` of ``path`` as a :class:`FileProblem` naming the file.
+
+    torch's zip writer turns the ``OSError`` of a full or read-only disk into a ``RuntimeError``
+    (``unexpected pos ...``); this gives it back its meaning.
+    """
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        yield
+    except FileProblem:
         raise
+    except (OSError, RuntimeError) as exc:
+        code = getattr(exc, "errno", None) or errno.EIO
+        reason = getattr(exc, "strerror", None) or "the write failed"
+        raise FileProblem(
+            code,
+            f"cannot write '{path}': {reason}; is the disk full or read-only? free some space or "
+            "choose another --output",
+        ) from None
 
 
 _CSV_COLUMNS = (
@@ -118,7 +153,7 @@ def write_metrics(path: Path, history: list[dict[str, Any]], extra_columns: Sequ
     writer.writeheader()
     for row in history:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def augmentation_adapters(obj: Any, _seen: set[int] | None = None) -> Iterator[Any]:
