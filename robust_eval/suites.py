@@ -906,7 +906,7 @@ def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dic
     """AUROC / AUPR / FPR95 of every real OOD set present (``robust_eval.ood_data``; arrays -- SVHN,
     the other CIFAR, ``.npy`` -- are fed at their stored size, as the reference does), and the sets
     that could not be read, with why."""
-    from robust_eval import ood_data
+    from robust_eval.data import ood as ood_data
 
     found, _ = ood_data.find_ood_sets(ctx.data_dir, ctx.dataset)
     sets: dict[str, Any] = {}
@@ -945,7 +945,7 @@ def run_ood(ctx: Context) -> dict[str, Any]:
     and Blobs always, Textures, SVHN, Places365, LSUN and the other CIFAR when present in their
     published formats (``robust_eval.ood_data``), plus any other ``<data>/ood`` set; means over the
     sets present (listed). ImageNet-O (200-class masking) for ImageNet checkpoints."""
-    from robust_eval.ood_data import PROTOCOL_OOD_SETS, find_ood_sets
+    from robust_eval.data.ood import PROTOCOL_OOD_SETS, find_ood_sets
 
     cell = _clean_cell(ctx)
     in_scores = np.asarray(cell["scores"], dtype=np.float64)

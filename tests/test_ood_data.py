@@ -9,7 +9,7 @@ from robust_eval_fixtures import heldout_digits, make_context, write_png_tree, w
 
 from robust_eval import metrics
 from robust_eval.data import check_layouts, write_cifar
-from robust_eval.ood_data import (
+from robust_eval.data.ood import (
     PROTOCOL_OOD_SETS,
     find_ood_sets,
     load_svhn,

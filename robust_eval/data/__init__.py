@@ -1,0 +1,123 @@
+"""Readers (and writers, for tests and conversions) of the standard data-set layouts.
+
+Readers stream or memory-map; nothing is downloaded. Layouts are exactly those the benchmark
+authors publish, so existing downloads work unchanged (see README, "Data layouts"). One module per
+concern; every public name is re-exported here (``from robust_eval.data import X``):
+
+- :mod:`~robust_eval.data.cifar`: the official CIFAR-10/100 python archives (restricted unpickler);
+- :mod:`~robust_eval.data.images`: image files, ImageFolder trees, ``.npy`` image arrays;
+- :mod:`~robust_eval.data.sources`: :class:`ImageSource` (``batch``, ``subset``, ``sample``) and its kinds;
+- :mod:`~robust_eval.data.corruptions`: -C / -C-bar sets, severities, ``make-c`` manifests;
+- :mod:`~robust_eval.data.perturbations`: -P arrays and ImageNet-P videos;
+- :mod:`~robust_eval.data.ood`: the OOD sets (synthetic and the real sets of the CIFAR protocol);
+- :mod:`~robust_eval.data.layouts`: ``robust-eval data check``.
+"""
+
+from __future__ import annotations
+
+from robust_eval.data.cifar import (
+    CIFAR_FOLDERS,
+    CIFAR_TITLES,
+    DataLayoutError,
+    find_cifar_folder,
+    load_cifar,
+    write_cifar,
+)
+from robust_eval.data.corruptions import (
+    corruption_folder,
+    corruption_severities,
+    expected_corruption_folder,
+    generator_manifest,
+    load_corruption_cell,
+    load_corruption_labels,
+    severity_folders,
+)
+from robust_eval.data.images import (
+    imagefolder_split,
+    list_image_files,
+    list_imagefolder,
+    load_npy_images,
+    read_image,
+)
+from robust_eval.data.layouts import LayoutEntry, check_layouts
+from robust_eval.data.ood import (
+    OOD_SET_PLACES,
+    PROTOCOL_OOD_SETS,
+    SYNTHETIC_BLOCK,
+    SYNTHETIC_OOD,
+    OODSet,
+    SyntheticSource,
+    find_ood_sets,
+    list_ood_sets,
+    load_svhn,
+    ood_source,
+    other_cifar,
+    read_image_pil,
+    reference_resize_crop,
+    synthetic_ood,
+)
+from robust_eval.data.perturbations import (
+    VideoSequenceSource,
+    list_perturbation_videos,
+    load_perturbation,
+    load_perturbation_array,
+    perturbation_folder,
+    read_video,
+)
+from robust_eval.data.sources import (
+    ArraySource,
+    FileSource,
+    ImageSource,
+    SequenceSource,
+    resize_center_crop,
+    sample_indices,
+)
+
+__all__ = [
+    "CIFAR_FOLDERS",
+    "CIFAR_TITLES",
+    "OOD_SET_PLACES",
+    "PROTOCOL_OOD_SETS",
+    "SYNTHETIC_BLOCK",
+    "SYNTHETIC_OOD",
+    "ArraySource",
+    "DataLayoutError",
+    "FileSource",
+    "ImageSource",
+    "LayoutEntry",
+    "OODSet",
+    "SequenceSource",
+    "SyntheticSource",
+    "VideoSequenceSource",
+    "check_layouts",
+    "corruption_folder",
+    "corruption_severities",
+    "expected_corruption_folder",
+    "find_cifar_folder",
+    "find_ood_sets",
+    "generator_manifest",
+    "imagefolder_split",
+    "list_image_files",
+    "list_imagefolder",
+    "list_ood_sets",
+    "list_perturbation_videos",
+    "load_cifar",
+    "load_corruption_cell",
+    "load_corruption_labels",
+    "load_npy_images",
+    "load_perturbation",
+    "load_perturbation_array",
+    "load_svhn",
+    "ood_source",
+    "other_cifar",
+    "perturbation_folder",
+    "read_image",
+    "read_image_pil",
+    "read_video",
+    "reference_resize_crop",
+    "resize_center_crop",
+    "sample_indices",
+    "severity_folders",
+    "synthetic_ood",
+    "write_cifar",
+]

@@ -1,0 +1,93 @@
+"""Image files, image trees (ImageFolder: ``root/<class>/<image>``) and ``.npy`` image arrays."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from albumentations_ipmix.files import FileProblem, decode_image, list_images
+from robust_eval.data.cifar import DataLayoutError
+
+__all__ = [
+    "imagefolder_split",
+    "list_image_files",
+    "list_imagefolder",
+    "load_npy_images",
+    "read_image",
+]
+
+
+def list_imagefolder(root: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, list[str]]:
+    """Image paths, int64 labels and class names of an ImageFolder tree (classes sorted by name).
+
+    Files in nested sub-folders of a class folder belong to that class.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataLayoutError(f"image folder '{root}' does not exist; expected root/<class>/<image files>")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataLayoutError(
+            f"image folder '{root}' has no class sub-folders; expected root/<class>/<image files>"
+        )
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        found = list_images(root / name)
+        paths.extend(str(f) for f in found)
+        labels.extend([label] * len(found))
+    if not paths:
+        raise DataLayoutError(f"image folder '{root}' has class folders but no image files")
+    return paths, np.asarray(labels, dtype=np.int64), classes
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file as uint8 ``(H, W, 3)`` RGB, decoded by the project's one decoder
+    (:func:`albumentations_ipmix.files.decode_image`: Pillow, as torchvision's ImageFolder loader, plus
+    EXIF orientation, 16-bit scaling and decompression-bomb limits)."""
+    try:
+        return decode_image(path)
+    except FileProblem as exc:
+        raise DataLayoutError(f"image file {exc}") from None
+
+
+def load_npy_images(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
+    """A uint8 ``(N, H, W, C)`` image array from ``.npy`` (memory-mapped by default)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataLayoutError(f"array file '{path}' is missing")
+    arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise DataLayoutError(f"'{path}' holds {arr.dtype} {arr.shape}; expected uint8 (N, H, W, 3)")
+    return arr
+
+
+def imagefolder_split(root: str | os.PathLike[str], split: str | None = None) -> Path:
+    """The ImageFolder root of a split: ``root/<split>`` (default: first of test, val, validation that
+    exists), or ``root`` itself when it directly holds class folders and no split folder exists."""
+    root = Path(root)
+    if split is not None:
+        if not (root / split).is_dir():
+            raise DataLayoutError(f"split folder '{root / split}' does not exist")
+        return root / split
+    for name in ("test", "val", "validation"):
+        if (root / name).is_dir():
+            return root / name
+    if root.is_dir() and any(d.is_dir() for d in root.iterdir()):
+        return root
+    raise DataLayoutError(
+        f"no image folder at '{root}': expected '{root}/test|val|validation/<class>/<image files>'"
+    )
+
+
+def list_image_files(root: str | os.PathLike[str]) -> list[str]:
+    """Every image file under ``root`` (recursively, sorted); for unlabelled sets such as OOD trees."""
+    return [str(p) for p in list_images(root)]
+
+
+def first_existing(candidates: Sequence[Path]) -> Path | None:
+    """The first of ``candidates`` that is a folder, or None."""
+    return next((c for c in candidates if c.is_dir()), None)
