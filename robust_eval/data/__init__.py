@@ -4,7 +4,8 @@ Readers stream or memory-map; nothing is downloaded. Layouts are exactly those t
 authors publish, so existing downloads work unchanged (see README, "Data layouts"). One module per
 concern; every public name is re-exported here (``from robust_eval.data import X``):
 
-- :mod:`~robust_eval.data.cifar`: the official CIFAR-10/100 python archives (restricted unpickler);
+- :mod:`robust_mix.cifar`: the official CIFAR-10/100 python archives (restricted unpickler), shared
+  with ``timm train``;
 - :mod:`~robust_eval.data.images`: image files, ImageFolder trees, ``.npy`` image arrays;
 - :mod:`~robust_eval.data.sources`: :class:`ImageSource` (``batch``, ``subset``, ``sample``) and its kinds;
 - :mod:`~robust_eval.data.corruptions`: -C / -C-bar sets, severities, ``make-c`` manifests;
@@ -15,14 +16,6 @@ concern; every public name is re-exported here (``from robust_eval.data import X
 
 from __future__ import annotations
 
-from robust_eval.data.cifar import (
-    CIFAR_FOLDERS,
-    CIFAR_TITLES,
-    DataLayoutError,
-    find_cifar_folder,
-    load_cifar,
-    write_cifar,
-)
 from robust_eval.data.corruptions import (
     corruption_folder,
     corruption_severities,
@@ -72,8 +65,17 @@ from robust_eval.data.sources import (
     resize_center_crop,
     sample_indices,
 )
+from robust_mix.cifar import (
+    CIFAR_FOLDERS,
+    CIFAR_TITLES,
+    DataLayoutError,
+    find_cifar_folder,
+    load_cifar,
+    write_cifar,
+)
 
 __all__ = [
+    "CIFAR_CLASSES",
     "CIFAR_FOLDERS",
     "CIFAR_TITLES",
     "OOD_SET_PLACES",

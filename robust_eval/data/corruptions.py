@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from robust_eval.constants import SEVERITIES
-from robust_eval.data.cifar import CIFAR_TITLES, DataLayoutError
 from robust_eval.data.images import first_existing, load_npy_images
 from robust_eval.data.sources import ArraySource
+from robust_mix.cifar import CIFAR_TITLES, DataLayoutError
 
 __all__ = [
     "corruption_folder",

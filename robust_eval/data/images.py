@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from albumentations_ipmix.files import FileProblem, decode_image, list_images
-from robust_eval.data.cifar import DataLayoutError
+from robust_mix.cifar import DataLayoutError
 
 __all__ = [
     "imagefolder_split",

@@ -10,11 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_eval.data.cifar import CIFAR_FOLDERS, CIFAR_TITLES, DataLayoutError, find_cifar_folder, load_cifar
 from robust_eval.data.corruptions import corruption_folder, expected_corruption_folder, severity_folders
 from robust_eval.data.images import imagefolder_split, list_image_files, list_imagefolder
 from robust_eval.data.ood import OOD_SET_PLACES, list_ood_sets
 from robust_eval.data.perturbations import list_perturbation_videos, perturbation_folder, read_video
+from robust_mix.cifar import (
+    CIFAR_CLASSES,
+    CIFAR_FOLDERS,
+    CIFAR_TITLES,
+    DataLayoutError,
+    find_cifar_folder,
+    load_cifar,
+)
 
 __all__ = ["LayoutEntry", "check_layouts"]
 
@@ -45,7 +52,7 @@ def _check_cifar(root: Path, dataset: str) -> LayoutEntry:
         images, labels, _ = load_cifar(folder, dataset)
     except (DataLayoutError, pickle.UnpicklingError, OSError, EOFError) as exc:
         return LayoutEntry(dataset, str(folder), "malformed", str(exc))
-    n_classes = 10 if dataset == "cifar10" else 100
+    n_classes = CIFAR_CLASSES[dataset]
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         return LayoutEntry(dataset, str(folder), "malformed", f"labels outside 0..{n_classes - 1}")
     return LayoutEntry(dataset, str(folder), "present", f"test split: {len(images)} images")

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_eval.data.cifar import DataLayoutError, find_cifar_folder, load_cifar
 from robust_eval.data.images import list_image_files, load_npy_images, read_image
 from robust_eval.data.sources import ArraySource, FileSource, ImageSource
+from robust_mix.cifar import DataLayoutError, find_cifar_folder, load_cifar
 
 __all__ = [
     "OOD_SET_PLACES",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_eval.data.cifar import CIFAR_TITLES, DataLayoutError
 from robust_eval.data.images import first_existing
 from robust_eval.data.sources import SequenceSource, sample_indices
+from robust_mix.cifar import CIFAR_TITLES, DataLayoutError
 
 __all__ = [
     "VideoSequenceSource",

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from albumentations_ipmix.files import resize_center_crop
-from robust_eval.data.cifar import DataLayoutError
 from robust_eval.data.images import read_image
+from robust_mix.cifar import DataLayoutError
 
 __all__ = [
     "ArraySource",
