@@ -186,6 +186,8 @@ def _parse_project(raw: Mapping[str, Any], path: Path, ema: bool) -> _Parsed:
     if absent:
         raise CheckpointError(f"'{path}': data_config is missing {absent}")
     extra = {"class_names": list(raw["class_names"])} if "class_names" in raw else {}
+    if isinstance(raw.get("train_args"), dict) and raw["train_args"].get("data_dir"):
+        extra["train_data_dir"] = str(raw["train_args"]["data_dir"])  # robust_eval.data.recorded_data_dir
     return _Parsed(
         "robust-eval",
         _weights(raw, path, ema),

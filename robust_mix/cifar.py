@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CIFAR_ARCHIVE",
     "CIFAR_CLASSES",
     "CIFAR_FOLDERS",
     "CIFAR_TITLES",
     "DataLayoutError",
     "UnsafePickleError",
+    "cifar_test_file",
     "find_cifar_folder",
     "load_cifar",
     "write_cifar",
@@ -42,6 +44,11 @@ _CIFAR_LABEL_KEY = {"cifar10": "labels", "cifar100": "fine_labels"}
 _CIFAR_META = {"cifar10": ("batches.meta", "label_names"), "cifar100": ("meta", "fine_label_names")}
 #: Published names of the data sets (the -C / -P folder names start with them).
 CIFAR_TITLES: dict[str, str] = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+#: What goes into a CIFAR folder, for "put X at Y" messages (robust_eval's table of layouts uses it too).
+CIFAR_ARCHIVE: dict[str, str] = {
+    ds: f"the extracted official {title} python archive (it contains '{_CIFAR_FILES[ds][False][0]}')"
+    for ds, title in CIFAR_TITLES.items()
+}
 
 
 class DataLayoutError(ValueError):
@@ -98,18 +105,21 @@ def _safe_unpickle(path: Path) -> dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in raw.items()}
 
 
+def cifar_test_file(dataset: str) -> str:
+    """The test-split file that marks a CIFAR python folder (``test_batch`` / ``test``)."""
+    return _CIFAR_FILES[dataset][False][0]
+
+
 def find_cifar_folder(root: str | os.PathLike[str], dataset: str) -> Path:
     """The CIFAR python folder for ``dataset`` under ``root`` (or ``root`` itself if it is one)."""
     if dataset not in CIFAR_FOLDERS:
         raise DataLayoutError(f"dataset must be one of {sorted(CIFAR_FOLDERS)}, got {dataset!r}")
     root = Path(root)
-    test_file = _CIFAR_FILES[dataset][False][0]
     for candidate in (root / CIFAR_FOLDERS[dataset], root):
-        if (candidate / test_file).is_file():
+        if (candidate / cifar_test_file(dataset)).is_file():
             return candidate
     raise DataLayoutError(
-        f"no {dataset} python folder under '{root}': put the extracted official archive at "
-        f"'{root / CIFAR_FOLDERS[dataset]}' (it contains '{test_file}')"
+        f"no {dataset} python folder under '{root}': put {CIFAR_ARCHIVE[dataset]} at '{root / CIFAR_FOLDERS[dataset]}'"
     )
 
 

@@ -11,37 +11,55 @@ concern; every public name is re-exported here (``from robust_eval.data import X
 - :mod:`~robust_eval.data.corruptions`: -C / -C-bar sets, severities, ``make-c`` manifests;
 - :mod:`~robust_eval.data.perturbations`: -P arrays and ImageNet-P videos;
 - :mod:`~robust_eval.data.ood`: the OOD sets (synthetic and the real sets of the CIFAR protocol);
-- :mod:`~robust_eval.data.layouts`: ``robust-eval data check``.
+- :mod:`~robust_eval.data.layouts`: the one table of layouts (places, "put X at Y" hints, validators,
+  readers) behind the location functions and ``robust-eval data check``.
 """
 
 from __future__ import annotations
 
 from robust_eval.data.corruptions import (
-    corruption_folder,
     corruption_severities,
-    expected_corruption_folder,
     generator_manifest,
     load_corruption_cell,
     load_corruption_labels,
     severity_folders,
 )
 from robust_eval.data.images import (
+    EVAL_SPLITS,
+    TRAIN_SPLIT,
     imagefolder_split,
     list_image_files,
     list_imagefolder,
     load_npy_images,
     read_image,
 )
-from robust_eval.data.layouts import LayoutEntry, check_layouts
-from robust_eval.data.ood import (
+from robust_eval.data.layouts import (
+    LAYOUTS,
     OOD_SET_PLACES,
+    Layout,
+    LayoutEntry,
+    check_layouts,
+    clean_layout,
+    clean_root,
+    corruption_folder,
+    corruption_layout,
+    expected_corruption_folder,
+    fallback_data_dir,
+    find_ood_sets,
+    generated_hint,
+    generated_set,
+    list_ood_sets,
+    perturbation_folder,
+    perturbation_layout,
+    recorded_data_dir,
+)
+from robust_eval.data.ood import (
     PROTOCOL_OOD_SETS,
+    REAL_OOD_SETS,
     SYNTHETIC_BLOCK,
     SYNTHETIC_OOD,
     OODSet,
     SyntheticSource,
-    find_ood_sets,
-    list_ood_sets,
     load_svhn,
     ood_source,
     other_cifar,
@@ -54,7 +72,6 @@ from robust_eval.data.perturbations import (
     list_perturbation_videos,
     load_perturbation,
     load_perturbation_array,
-    perturbation_folder,
     read_video,
 )
 from robust_eval.data.sources import (
@@ -66,6 +83,8 @@ from robust_eval.data.sources import (
     sample_indices,
 )
 from robust_mix.cifar import (
+    CIFAR_ARCHIVE,
+    CIFAR_CLASSES,
     CIFAR_FOLDERS,
     CIFAR_TITLES,
     DataLayoutError,
@@ -75,28 +94,40 @@ from robust_mix.cifar import (
 )
 
 __all__ = [
+    "CIFAR_ARCHIVE",
     "CIFAR_CLASSES",
     "CIFAR_FOLDERS",
     "CIFAR_TITLES",
+    "EVAL_SPLITS",
+    "LAYOUTS",
     "OOD_SET_PLACES",
     "PROTOCOL_OOD_SETS",
+    "REAL_OOD_SETS",
     "SYNTHETIC_BLOCK",
     "SYNTHETIC_OOD",
+    "TRAIN_SPLIT",
     "ArraySource",
     "DataLayoutError",
     "FileSource",
     "ImageSource",
+    "Layout",
     "LayoutEntry",
     "OODSet",
     "SequenceSource",
     "SyntheticSource",
     "VideoSequenceSource",
     "check_layouts",
+    "clean_layout",
+    "clean_root",
     "corruption_folder",
+    "corruption_layout",
     "corruption_severities",
     "expected_corruption_folder",
+    "fallback_data_dir",
     "find_cifar_folder",
     "find_ood_sets",
+    "generated_hint",
+    "generated_set",
     "generator_manifest",
     "imagefolder_split",
     "list_image_files",
@@ -113,9 +144,11 @@ __all__ = [
     "ood_source",
     "other_cifar",
     "perturbation_folder",
+    "perturbation_layout",
     "read_image",
     "read_image_pil",
     "read_video",
+    "recorded_data_dir",
     "reference_resize_crop",
     "resize_center_crop",
     "sample_indices",

@@ -11,38 +11,17 @@ from typing import Any
 import numpy as np
 
 from robust_eval.constants import SEVERITIES
-from robust_eval.data.images import first_existing, load_npy_images
+from robust_eval.data.images import load_npy_images, open_npy
 from robust_eval.data.sources import ArraySource
-from robust_mix.cifar import CIFAR_TITLES, DataLayoutError
+from robust_mix.cifar import DataLayoutError
 
 __all__ = [
-    "corruption_folder",
     "corruption_severities",
-    "expected_corruption_folder",
     "generator_manifest",
     "load_corruption_cell",
     "load_corruption_labels",
     "severity_folders",
 ]
-
-
-def corruption_folder(root: str | os.PathLike[str], dataset: str, bar: bool = False) -> Path | None:
-    """Folder of the -C (or -C-bar) set for ``dataset`` under ``root``, or None if absent."""
-    root = Path(root)
-    if dataset in CIFAR_TITLES:
-        base = f"{CIFAR_TITLES[dataset]}-C"
-        names = [f"{base}-bar", f"{base}-Bar", f"{base}-BAR"] if bar else [base]
-    elif dataset == "imagenet":
-        names = ["ImageNet-C-bar", "ImageNet-C-Bar"] if bar else ["ImageNet-C"]
-    else:
-        return None
-    return first_existing([root / n for n in names])
-
-
-def expected_corruption_folder(root: str | os.PathLike[str], dataset: str, bar: bool = False) -> Path:
-    """Where :func:`corruption_folder` looks first (for "put X at Y" messages)."""
-    title = {"imagenet": "ImageNet"}.get(dataset, CIFAR_TITLES.get(dataset, dataset))
-    return Path(root) / (f"{title}-C-bar" if bar else f"{title}-C")
 
 
 def generator_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -82,7 +61,7 @@ def load_corruption_labels(folder: str | os.PathLike[str], n_per_severity: int |
     path = Path(folder) / "labels.npy"
     if not path.is_file():
         raise DataLayoutError(f"'{path}' is missing; the -C folder needs the labels file next to the arrays")
-    labels = np.load(path, mmap_mode="r", allow_pickle=False)
+    labels = open_npy(path)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataLayoutError(f"'{path}' holds {labels.dtype} {labels.shape}; expected integer (5*N,)")
     k = len(corruption_severities(folder))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +10,19 @@ import numpy as np
 from albumentations_ipmix.files import FileProblem, decode_image, list_images
 from robust_mix.cifar import DataLayoutError
 
+#: Held-out split folders of an image-folder root, in the order they are looked for.
+EVAL_SPLITS: tuple[str, ...] = ("test", "val", "validation")
+#: The training split folder (what ``timm train`` reads from an image-folder root).
+TRAIN_SPLIT = "train"
+
 __all__ = [
+    "EVAL_SPLITS",
+    "TRAIN_SPLIT",
     "imagefolder_split",
     "list_image_files",
     "list_imagefolder",
     "load_npy_images",
+    "open_npy",
     "read_image",
 ]
 
@@ -54,40 +61,69 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataLayoutError(f"image file {exc}") from None
 
 
-def load_npy_images(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
-    """A uint8 ``(N, H, W, C)`` image array from ``.npy`` (memory-mapped by default)."""
+def open_npy(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
+    """A ``.npy`` array (memory-mapped by default) with at least one row.
+
+    Raises:
+        DataLayoutError: the file is missing, unreadable or truncated (named, with numpy's reason), or
+            holds 0 rows (an empty set gives no numbers, only errors further on).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataLayoutError(f"array file '{path}' is missing")
-    arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataLayoutError(
+            f"'{path}' is not a readable .npy array ({exc}); regenerate or re-copy it"
+        ) from None
+    if arr.ndim == 0 or len(arr) == 0:
+        raise DataLayoutError(
+            f"'{path}' holds 0 rows ({arr.dtype} {arr.shape}); an empty set cannot be evaluated"
+        )
+    return arr
+
+
+def load_npy_images(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
+    """A uint8 ``(N, H, W, C)`` image array from ``.npy`` (memory-mapped by default), N >= 1
+    (:func:`open_npy`)."""
+    arr = open_npy(path, mmap)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise DataLayoutError(f"'{path}' holds {arr.dtype} {arr.shape}; expected uint8 (N, H, W, 3)")
     return arr
 
 
 def imagefolder_split(root: str | os.PathLike[str], split: str | None = None) -> Path:
-    """The ImageFolder root of a split: ``root/<split>`` (default: first of test, val, validation that
-    exists), or ``root`` itself when it directly holds class folders and no split folder exists."""
+    """The ImageFolder root of a split: ``root/<split>`` (default: the first of :data:`EVAL_SPLITS` that
+    exists), or ``root`` itself when it directly holds class folders and no split folder exists.
+
+    A root whose only split is ``train/`` is refused unless ``split="train"`` is asked for: its images
+    are the ones the model was trained on, and errors measured on them are not test errors.
+
+    Raises:
+        DataLayoutError: the split is missing, only ``train/`` exists, or ``root`` holds no folders.
+    """
     root = Path(root)
     if split is not None:
         if not (root / split).is_dir():
             raise DataLayoutError(f"split folder '{root / split}' does not exist")
         return root / split
-    for name in ("test", "val", "validation"):
+    for name in EVAL_SPLITS:
         if (root / name).is_dir():
             return root / name
+    if (root / TRAIN_SPLIT).is_dir():
+        raise DataLayoutError(
+            f"'{root}' has a {TRAIN_SPLIT}/ split but no {'/, '.join(EVAL_SPLITS)}/ split: robust-eval does "
+            f"not evaluate training images unasked; add a held-out split, or pass --split {TRAIN_SPLIT} to "
+            "measure the training images (optimistic numbers)"
+        )
     if root.is_dir() and any(d.is_dir() for d in root.iterdir()):
         return root
     raise DataLayoutError(
-        f"no image folder at '{root}': expected '{root}/test|val|validation/<class>/<image files>'"
+        f"no image folder at '{root}': expected '{root}/{'|'.join(EVAL_SPLITS)}/<class>/<image files>'"
     )
 
 
 def list_image_files(root: str | os.PathLike[str]) -> list[str]:
     """Every image file under ``root`` (recursively, sorted); for unlabelled sets such as OOD trees."""
     return [str(p) for p in list_images(root)]
-
-
-def first_existing(candidates: Sequence[Path]) -> Path | None:
-    """The first of ``candidates`` that is a folder, or None."""
-    return next((c for c in candidates if c.is_dir()), None)

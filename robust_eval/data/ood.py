@@ -14,7 +14,7 @@ published format and brought to the model's size the way that script does:
 Image trees are decoded with Pillow and resized as torchvision's ``Resize(size)`` +
 ``CenterCrop(size)`` do in the reference (shorter side to ``size`` with Pillow's bilinear filter,
 longer side ``int(size * long / short)``, crop offsets ``round((extent - size) / 2)``); SVHN and CIFAR
-are already 32 x 32. Each set may also sit under ``<data>/ood/<name>`` (see :data:`OOD_SET_PLACES`).
+are already 32 x 32. Each set may also sit under ``<data>/ood/<name>`` (see :data:`robust_eval.data.layouts.OOD_SET_PLACES`).
 
 Synthetic sets (Gaussian, Rademacher, Blobs) are generated deterministically, batch by batch.
 """
@@ -30,17 +30,15 @@ import numpy as np
 
 from robust_eval.data.images import list_image_files, load_npy_images, read_image
 from robust_eval.data.sources import ArraySource, FileSource, ImageSource
-from robust_mix.cifar import DataLayoutError, find_cifar_folder, load_cifar
+from robust_mix.cifar import DataLayoutError, load_cifar
 
 __all__ = [
-    "OOD_SET_PLACES",
     "PROTOCOL_OOD_SETS",
+    "REAL_OOD_SETS",
     "SYNTHETIC_BLOCK",
     "SYNTHETIC_OOD",
     "OODSet",
     "SyntheticSource",
-    "find_ood_sets",
-    "list_ood_sets",
     "load_svhn",
     "ood_source",
     "other_cifar",
@@ -51,22 +49,6 @@ __all__ = [
 
 #: Synthetic OOD sets of the Outlier Exposure protocol, generated deterministically.
 SYNTHETIC_OOD: tuple[str, ...] = ("gaussian", "rademacher", "blobs")
-
-
-def list_ood_sets(root: str | os.PathLike[str]) -> dict[str, Path]:
-    """Real OOD sets under ``<root>/ood``: ``<name>.npy`` arrays and ``<name>/`` image trees, by name."""
-    folder = Path(root) / "ood"
-    if not folder.is_dir():
-        return {}
-    sets: dict[str, Path] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file() and entry.suffix == ".npy":
-            sets[entry.stem] = entry
-        elif entry.is_dir():
-            sets[entry.name] = entry
-    return sets
 
 
 #: Images per independently seeded block of a synthetic OOD set.
@@ -150,16 +132,12 @@ class SyntheticSource(ImageSource):
         return ArraySource(self.batch(0, self.n)[idx]) if len(idx) else ArraySource(self.batch(0, 0))
 
 
-#: Where each real set of the protocol is looked for, relative to the data root, first match wins.
-OOD_SET_PLACES: dict[str, tuple[str, ...]] = {
-    "textures": ("dtd/images", "ood/dtd/images", "ood/textures"),
-    "svhn": ("svhn/test_32x32.mat", "ood/svhn/test_32x32.mat"),
-    "places365": ("places365", "ood/places365"),
-    "lsun": ("LSUN", "ood/LSUN", "ood/lsun"),
-}
+#: The real OOD sets of the published CIFAR protocol (their places: the table of layouts,
+#: :data:`robust_eval.data.layouts.LAYOUTS` ``ood:<name>``).
+REAL_OOD_SETS: tuple[str, ...] = ("textures", "svhn", "places365", "lsun")
 
 #: The OOD sets of the published CIFAR protocol, in its order; "cifar" is the other CIFAR.
-PROTOCOL_OOD_SETS: tuple[str, ...] = (*SYNTHETIC_OOD, *OOD_SET_PLACES, "cifar")
+PROTOCOL_OOD_SETS: tuple[str, ...] = (*SYNTHETIC_OOD, *REAL_OOD_SETS, "cifar")
 
 
 @dataclass(frozen=True)
@@ -174,46 +152,6 @@ class OODSet:
 def other_cifar(dataset: str) -> str | None:
     """The CIFAR data set that is OOD for ``dataset`` (cifar10 <-> cifar100), None otherwise."""
     return {"cifar10": "cifar100", "cifar100": "cifar10"}.get(dataset)
-
-
-def _protocol_set(root: Path, name: str) -> OODSet | None:
-    for rel in OOD_SET_PLACES[name]:
-        path = root / rel
-        if name == "svhn" and path.is_file():
-            return OODSet(name, path, "svhn")
-        if name != "svhn" and path.is_dir():
-            return OODSet(name, path, "images")
-    return None
-
-
-def find_ood_sets(root: str | os.PathLike[str], dataset: str) -> tuple[list[OODSet], list[str]]:
-    """The real OOD sets present under ``root`` for a ``dataset`` model, and the protocol's real sets
-    that are missing (by name, "cifar" standing for the other CIFAR).
-
-    Protocol sets come first, in the protocol's order; then any other ``<root>/ood/<name>.npy`` array
-    or ``<root>/ood/<name>/`` image tree (:func:`robust_eval.data.list_ood_sets`) whose name is not a
-    protocol set. The other CIFAR counts only for CIFAR models.
-    """
-    root = Path(root)
-    found: list[OODSet] = []
-    missing: list[str] = []
-    for name in OOD_SET_PLACES:
-        entry = _protocol_set(root, name)
-        if entry is None:
-            missing.append(name)
-        else:
-            found.append(entry)
-    other = other_cifar(dataset)
-    if other is not None:
-        try:
-            found.append(OODSet(other, find_cifar_folder(root, other), "cifar"))
-        except DataLayoutError:
-            missing.append("cifar")
-    for name, path in list_ood_sets(root).items():
-        if name in OOD_SET_PLACES or name in {"dtd", "svhn"}:
-            continue  # a protocol set's own folder (used above when it holds the published layout)
-        found.append(OODSet(name, path, "npy" if path.suffix == ".npy" else "images"))
-    return found, missing
 
 
 def load_svhn(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:

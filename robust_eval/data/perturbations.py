@@ -9,27 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_eval.data.images import first_existing
+from robust_eval.data.images import open_npy
 from robust_eval.data.sources import SequenceSource, sample_indices
-from robust_mix.cifar import CIFAR_TITLES, DataLayoutError
+from robust_mix.cifar import DataLayoutError
 
 __all__ = [
     "VideoSequenceSource",
     "list_perturbation_videos",
     "load_perturbation",
     "load_perturbation_array",
-    "perturbation_folder",
     "read_video",
 ]
-
-
-def perturbation_folder(root: str | os.PathLike[str], dataset: str) -> Path | None:
-    """The CIFAR-10/100-P (``.npy``) or ImageNet-P (videos) folder under ``root``, or None."""
-    if dataset == "imagenet":
-        return first_existing([Path(root) / "ImageNet-P"])
-    if dataset not in CIFAR_TITLES:
-        return None
-    return first_existing([Path(root) / f"{CIFAR_TITLES[dataset]}-P"])
 
 
 def read_video(path: str | os.PathLike[str]) -> np.ndarray:
@@ -115,9 +105,7 @@ def load_perturbation(folder: str | os.PathLike[str], perturbation: str) -> Sequ
 def load_perturbation_array(folder: str | os.PathLike[str], perturbation: str) -> SequenceSource:
     """``<folder>/<perturbation>.npy`` (uint8 ``[N, T, H, W, 3]``), memory-mapped."""
     path = Path(folder) / f"{perturbation}.npy"
-    if not path.is_file():
-        raise DataLayoutError(f"array file '{path}' is missing")
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    arr = open_npy(path)
     if arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[-1] != 3 or arr.shape[1] < 2:
         raise DataLayoutError(f"'{path}' holds {arr.dtype} {arr.shape}; expected uint8 (N, T>=2, H, W, 3)")
     return SequenceSource(arr)
