@@ -248,11 +248,18 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     )
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
+    data_dir = _resolve_data_dir(opts.get("data_dir"))
+    if opts.get("data_dir") is None and not os.environ.get("ROBUST_EVAL_DATA"):
+        from robust_eval.data import fallback_data_dir
+
+        data_dir, note = fallback_data_dir(data_dir, metadata)
+        if note is not None:
+            err_console.print(note, highlight=False, soft_wrap=True, markup=False)
     with _progress() as track:
         ctx = S.Context(
             model=model,
             metadata=metadata,
-            data_dir=_resolve_data_dir(opts.get("data_dir")),
+            data_dir=data_dir,
             cache=cache,
             device=device,
             batch_size=opts.get("batch_size", 128),

@@ -4,8 +4,8 @@
 
 - ``DATA/cifar-10-batches-py/``: the 1,797 digits (8 x 8 grey, 17 levels, shipped with
   scikit-learn) upscaled to 32 x 32 RGB, in the official CIFAR-10 "python version" layout
-  (``data_batch_1..5``, ``test_batch``, ``batches.meta``; pickles with str keys ``data``, ``labels``,
-  ``filenames``, ``batch_label`` and ``label_names``), with a fixed stratified train/test split;
+  (``data_batch_1..5``, ``test_batch``, ``batches.meta``), written by the project's one CIFAR writer,
+  :func:`robust_mix.cifar.write_cifar`, with a fixed stratified train/test split;
 - ``DATA/ood/photos.npy``: uint8 ``(N, 32, 32, 3)`` crops of the photographs bundled with
   scikit-image, a real out-of-distribution set for ``robust-eval ood``.
 
@@ -15,15 +15,13 @@ test split, and ``robust-eval all`` reads all of it, so the whole -C/-P/OOD prot
 public commands. The published reader, ``torchvision.datasets.CIFAR10``, parses the same files (it
 only refuses them in its md5 check, which exists to recognize the official download).
 
-Everything is deterministic: the same call writes byte-identical files. A folder that already holds
-the same content is kept; one with other content is never overwritten.
+Everything is deterministic: the same call writes byte-identical files. A folder that already reads
+back as the same images, labels and class names is kept; one with other content is never overwritten.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from robust_eval.data import CIFAR_FOLDERS, DataLayoutError
+from robust_mix.cifar import CIFAR_FOLDERS, DataLayoutError, load_cifar, write_cifar
 
 __all__ = [
     "DIGITS_SIZE",
@@ -53,7 +51,6 @@ DIGITS_SPLIT_SEED = 0
 #: scikit-image photographs cropped into the real OOD set (all bundled, none downloaded).
 OOD_PHOTOS: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "brick")
 _CLASS_NAMES = [str(i) for i in range(10)]
-_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
 def digits_dataset(size: int = DIGITS_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -102,47 +99,32 @@ def photo_crops(n: int = 400, size: int = DIGITS_SIZE, seed: int = 0) -> np.ndar
     return out
 
 
-def _batch_bytes(images: np.ndarray, labels: np.ndarray, names: list[str], title: str) -> bytes:
-    batch = {
-        "batch_label": title,
-        "labels": [int(v) for v in labels],
-        "data": np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1)),
-        "filenames": names,
-    }
-    return pickle.dumps(batch, protocol=2)
-
-
-def _cifar_files(images: np.ndarray, labels: np.ndarray) -> dict[str, bytes]:
-    """File name -> content of the CIFAR-10 python folder for the fixed split."""
+def _write_split_folder(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """The CIFAR-10 python folder of the fixed split, written by :func:`robust_mix.cifar.write_cifar`."""
     train, test = split_digits(labels)
-    files: dict[str, bytes] = {}
-    chunks = np.array_split(train, len(_TRAIN_FILES))
-    for i, (name, idx) in enumerate(zip(_TRAIN_FILES, chunks), start=1):
-        title = f"training batch {i} of {len(_TRAIN_FILES)} (sklearn digits)"
-        files[name] = _batch_bytes(images[idx], labels[idx], [f"digit_{j:04d}.png" for j in idx], title)
-    names = [f"digit_{j:04d}.png" for j in test]
-    files["test_batch"] = _batch_bytes(
-        images[test], labels[test], names, "testing batch 1 of 1 (sklearn digits)"
-    )
-    meta = {"num_cases_per_batch": len(chunks[0]), "label_names": _CLASS_NAMES, "num_vis": 3072}
-    files["batches.meta"] = pickle.dumps(meta, protocol=2)
-    return files
+    write_cifar(folder, "cifar10", images[train], labels[train], train=True, class_names=_CLASS_NAMES)
+    write_cifar(folder, "cifar10", images[test], labels[test], train=False, class_names=_CLASS_NAMES)
 
 
-def _same_content(folder: Path, files: dict[str, bytes]) -> bool:
-    def digest(b: bytes) -> str:
-        return hashlib.sha256(b).hexdigest()
+def _holds_split(folder: Path, images: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether ``folder`` already reads back as exactly the digits split (images, labels, names)."""
+    train, test = split_digits(labels)
+    try:
+        for split, idx in ((True, train), (False, test)):
+            x, y, names = load_cifar(folder, "cifar10", train=split)
+            if names != _CLASS_NAMES or not (
+                np.array_equal(x, images[idx]) and np.array_equal(y, labels[idx])
+            ):
+                return False
+    except (DataLayoutError, OSError):
+        return False
+    return True
 
-    return all(
-        (folder / name).is_file() and digest((folder / name).read_bytes()) == digest(content)
-        for name, content in files.items()
-    )
 
-
-def _publish_folder(target: Path, files: dict[str, bytes]) -> bool:
-    """Write ``files`` into ``target`` atomically (temp folder + rename); False if already there."""
+def _publish_folder(target: Path, images: np.ndarray, labels: np.ndarray) -> bool:
+    """Write the CIFAR folder into ``target`` atomically (temp folder + rename); False if already there."""
     if target.exists():
-        if _same_content(target, files):
+        if _holds_split(target, images, labels):
             return False
         raise DataLayoutError(
             f"'{target}' already exists with other content; remove it or pass another data root"
@@ -150,8 +132,7 @@ def _publish_folder(target: Path, files: dict[str, bytes]) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        for name, content in files.items():
-            (tmp / name).write_bytes(content)
+        _write_split_folder(tmp, images, labels)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -185,7 +166,7 @@ def write_digits(root: str | os.PathLike[str], ood: bool = True) -> dict[str, st
     images, labels = digits_dataset()
     status: dict[str, str] = {}
     folder = root / CIFAR_FOLDERS["cifar10"]
-    status[str(folder)] = "written" if _publish_folder(folder, _cifar_files(images, labels)) else "kept"
+    status[str(folder)] = "written" if _publish_folder(folder, images, labels) else "kept"
     if ood:
         buf = io.BytesIO()
         np.save(buf, photo_crops(), allow_pickle=False)

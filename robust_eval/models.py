@@ -321,6 +321,9 @@ def _parse_project(raw: Mapping[str, Any], request: ParseRequest) -> CheckpointI
     kwargs = raw.get("model_kwargs") or {}
     if not isinstance(kwargs, Mapping):
         raise CheckpointError(f"'{path}': model_kwargs is a {type(kwargs).__name__}, expected a dict")
+    extra = {"class_names": list(raw["class_names"])} if "class_names" in raw else {}
+    if isinstance(raw.get("train_args"), dict) and raw["train_args"].get("data_dir"):
+        extra["train_data_dir"] = str(raw["train_args"]["data_dir"])  # robust_eval.data.recorded_data_dir
     return CheckpointInfo(
         "robust-eval",
         _weights(raw, path, request.ema),
@@ -331,7 +334,7 @@ def _parse_project(raw: Mapping[str, Any], request: ParseRequest) -> CheckpointI
         "checkpoint",
         "this project's data_config",
         dict(kwargs),
-        {"class_names": list(raw["class_names"])} if "class_names" in raw else {},
+        extra,
     )
 
 

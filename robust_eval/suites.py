@@ -257,25 +257,47 @@ def _p_fingerprint(folder: Path, name: str) -> str:
     return fingerprint([Path(folder) / f"{name}.npy", Path(folder) / name])
 
 
+def _trained_on(ctx: Context, folder: Path) -> Path | None:
+    """The training data folder the checkpoint records, when ``folder`` is the one ``timm train`` read
+    its training images from (``<data-dir>/train``, else ``<data-dir>`` itself); else None."""
+    recorded = rdata.recorded_data_dir(ctx.metadata)
+    if recorded is None:
+        return None
+    train = recorded / rdata.TRAIN_SPLIT if (recorded / rdata.TRAIN_SPLIT).is_dir() else recorded
+    return recorded if train.resolve() == folder.resolve() else None
+
+
 def clean_source(ctx: Context) -> tuple[rdata.ImageSource, str]:
-    """The clean test set of the checkpoint's data set, with a description of where it came from."""
+    """The clean test set of the checkpoint's data set, with a description of where it came from.
+
+    Its place is the data set's record in :data:`robust_eval.data.LAYOUTS`. An image folder's
+    training images are evaluated only when asked for with ``--split`` (see
+    :func:`robust_eval.data.imagefolder_split`).
+    """
     ds = ctx.dataset
+    layout = rdata.clean_layout(ds)
+    found = rdata.clean_root(ctx.data_dir, ds)
+    if found is None:
+        raise SuiteSkipped(f"no {layout.name} test set: {layout.hint(ctx.data_dir)}")
     if ds in rdata.CIFAR_FOLDERS:
-        try:
-            folder = rdata.find_cifar_folder(ctx.data_dir, ds)
-        except rdata.DataLayoutError as exc:
-            raise SuiteSkipped(str(exc)) from None
-        images, labels, _ = rdata.load_cifar(folder, ds)
-        return rdata.ArraySource(images, labels).sample(ctx.subset, ctx.seed), f"{folder} (test split)"
-    root = ctx.data_dir / "imagenet" if ds == "imagenet" else ctx.data_dir
+        images, labels, _ = rdata.load_cifar(found, ds)
+        return rdata.ArraySource(images, labels).sample(ctx.subset, ctx.seed), f"{found} (test split)"
     try:
-        split_root = rdata.imagefolder_split(root, ctx.split)
+        split_root = rdata.imagefolder_split(found, ctx.split)
     except rdata.DataLayoutError as exc:
         raise SuiteSkipped(str(exc)) from None
+    recorded = _trained_on(ctx, split_root)
+    if recorded is not None and ctx.split is None:
+        raise SuiteSkipped(
+            f"'{split_root}' holds the images the model was trained on (its checkpoint records --data-dir "
+            f"'{recorded}'); give a held-out {'/, '.join(rdata.EVAL_SPLITS)}/ split, or pass --split . to "
+            "measure the training images (optimistic numbers)"
+        )
     paths, labels, classes = rdata.list_imagefolder(split_root)
     _class_count_check(ctx, classes, split_root)
     src = rdata.FileSource(paths, labels, ctx.size, ctx.crop_pct, ctx.interpolation, ctx.workers)
-    return src.sample(ctx.subset, ctx.seed), str(split_root)
+    where = f"{split_root} (training images, as asked)" if recorded is not None else str(split_root)
+    return src.sample(ctx.subset, ctx.seed), where
 
 
 def _clean_cell(ctx: Context) -> dict[str, Any]:
@@ -394,15 +416,19 @@ def _generated_cell(
 
 
 def _imagenet_classes(ctx: Context) -> list[str] | None:
-    """The 1000 sorted wnids (from the clean val folder, else the checkpoint's class names)."""
-    root = ctx.data_dir / "imagenet"
+    """The model's class folder names in label order: those of the clean split folder (ImageNet: the
+    1000 sorted wnids; an image folder: its classes) when their count matches the model, else the
+    checkpoint's class names; None when neither is known."""
+    k = int(ctx.metadata["num_classes"])
+    root = rdata.clean_root(ctx.data_dir, ctx.dataset)
     with contextlib.suppress(rdata.DataLayoutError):
-        split = rdata.imagefolder_split(root, ctx.split)
-        classes = sorted(d.name for d in split.iterdir() if d.is_dir())
-        if len(classes) == int(ctx.metadata["num_classes"]):
-            return classes
+        if root is not None:
+            split = rdata.imagefolder_split(root, ctx.split)
+            classes = sorted(d.name for d in split.iterdir() if d.is_dir() and not d.name.startswith("."))
+            if len(classes) == k:
+                return classes
     names = ctx.metadata.get("class_names")
-    return list(names) if names and len(names) == int(ctx.metadata["num_classes"]) else None
+    return list(names) if names and len(names) == k else None
 
 
 def _tree_source(ctx: Context, folder: Path, classes: list[str] | None, crop_pct: float) -> rdata.FileSource:
@@ -428,10 +454,8 @@ def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
     names: Sequence[str]
     if ds in rdata.CIFAR_FOLDERS:
         names = CIFAR_CBAR_CORRUPTIONS if bar else ALL_CORRUPTIONS
-    elif ds == "imagenet":
+    else:  # ImageNet-C(-bar), or the make-c set of an image folder (the same tree layout)
         names = IMAGENET_CBAR_CORRUPTIONS if bar else ALL_CORRUPTIONS
-    else:
-        return None
     info: dict[str, Any] = {"generated_on_the_fly": False, "regenerated": False}
     errors: dict[str, dict[str, float]] = {}
     top5: dict[str, dict[str, float]] = {}
@@ -539,7 +563,7 @@ def run_corruptions(ctx: Context) -> dict[str, Any]:
     cbar = _run_c_set(ctx, bar=True)
     if c_set is None and cbar is None:
         if ctx.dataset not in (*rdata.CIFAR_FOLDERS, "imagenet"):
-            raise SuiteSkipped(f"no corruption benchmark exists for dataset {ctx.dataset!r}")
+            raise SuiteSkipped(rdata.generated_hint(ctx.data_dir, ctx.dataset, "C", ctx.split))
         where = rdata.expected_corruption_folder(ctx.data_dir, ctx.dataset)
         hint = "<corruption>.npy + labels.npy" if ctx.dataset != "imagenet" else "<corruption>/<1..5>/<wnid>/"
         gen = (
@@ -686,13 +710,11 @@ def _difficulty_levels(
 
 
 def _no_p_data(ctx: Context) -> SuiteSkipped:
-    if ctx.dataset == "imagenet":
-        where = ctx.data_dir / "ImageNet-P"
-        return SuiteSkipped(f"no -P data: put <perturbation>/<wnid>/<name>.mp4 videos in '{where}'")
-    if ctx.dataset not in rdata.CIFAR_FOLDERS:
-        return SuiteSkipped(f"-P evaluation needs CIFAR-10/100-P or ImageNet-P; nothing for {ctx.dataset!r}")
-    where = ctx.data_dir / ("CIFAR-10-P" if ctx.dataset == "cifar10" else "CIFAR-100-P")
-    return SuiteSkipped(f"no -P data: put <perturbation>.npy (uint8 [N, T, 32, 32, 3]) in '{where}'")
+    """Why -P cannot run, with where to put the data (the layout table's hint) or how to make it."""
+    layout = rdata.perturbation_layout(ctx.dataset)
+    if layout is not None:
+        return SuiteSkipped(f"no -P data: {layout.hint(ctx.data_dir)}")
+    return SuiteSkipped(rdata.generated_hint(ctx.data_dir, ctx.dataset, "P", ctx.split))
 
 
 def run_perturbations(ctx: Context) -> dict[str, Any]:
@@ -906,7 +928,7 @@ def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dic
     """AUROC / AUPR / FPR95 of every real OOD set present (``robust_eval.ood_data``; arrays -- SVHN,
     the other CIFAR, ``.npy`` -- are fed at their stored size, as the reference does), and the sets
     that could not be read, with why."""
-    from robust_eval import ood_data
+    from robust_eval import data as ood_data
 
     found, _ = ood_data.find_ood_sets(ctx.data_dir, ctx.dataset)
     sets: dict[str, Any] = {}
@@ -945,7 +967,7 @@ def run_ood(ctx: Context) -> dict[str, Any]:
     and Blobs always, Textures, SVHN, Places365, LSUN and the other CIFAR when present in their
     published formats (``robust_eval.ood_data``), plus any other ``<data>/ood`` set; means over the
     sets present (listed). ImageNet-O (200-class masking) for ImageNet checkpoints."""
-    from robust_eval.ood_data import PROTOCOL_OOD_SETS, find_ood_sets
+    from robust_eval.data import PROTOCOL_OOD_SETS, find_ood_sets
 
     cell = _clean_cell(ctx)
     in_scores = np.asarray(cell["scores"], dtype=np.float64)

@@ -8,14 +8,15 @@ import pytest
 from robust_eval_fixtures import heldout_digits, make_context, write_png_tree, write_project_checkpoint
 
 from robust_eval import metrics
-from robust_eval.data import check_layouts, write_cifar
-from robust_eval.ood_data import (
+from robust_eval.data import (
     PROTOCOL_OOD_SETS,
+    check_layouts,
     find_ood_sets,
     load_svhn,
     ood_source,
     read_image_pil,
     reference_resize_crop,
+    write_cifar,
 )
 
 

@@ -141,7 +141,7 @@ class Data:
 
 
 def load_data(cfg: TrainConfig) -> Data:
-    from robust_eval.data import DataLayoutError, find_cifar_folder, load_cifar
+    from robust_mix.cifar import DataLayoutError, find_cifar_folder, load_cifar
 
     root = Path(cfg.data_dir or ".")
     if cfg.dataset in ("cifar10", "cifar100"):
