@@ -32,7 +32,8 @@ device is not starved; the batches come back in order, so decoding never changes
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,6 +49,7 @@ __all__ = [
     "evaluation_group",
     "evaluation_shard",
     "gather_ordered",
+    "gathered",
     "quiet_unless_main",
 ]
 
@@ -106,6 +108,21 @@ def gather_ordered(shard: Shard, local: Sequence[T]) -> list[T]:
     if not shard.grouped:
         return list(local)
     return [item for part in all_gather_object(list(local)) for item in part]
+
+
+def gathered(plan: BatchPlan, local: Iterable[T]) -> Iterator[T]:
+    """Every batch's item, in batch order, on every rank.
+
+    ``local`` yields this rank's items for :meth:`BatchPlan.my_batches`, in that order (computed
+    lazily: window by window, so at most one window is held). Collective: every rank must exhaust
+    the iterator. Without a process group it is ``local`` itself.
+    """
+    it = iter(local)
+    if not plan.shard.grouped:
+        yield from it
+        return
+    for window in plan.windows():
+        yield from gather_ordered(plan.shard, list(itertools.islice(it, len(plan.mine(window)))))
 
 
 def evaluation_shard() -> Shard:

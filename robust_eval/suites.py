@@ -12,7 +12,6 @@ A runner raises :class:`SuiteSkipped` (with "put X at Y") when its data is absen
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from robust_eval.constants import (
     is_noise_perturbation,
     split_difficulty,
 )
-from robust_eval.sharding import BatchPlan, decode_in_workers, gather_ordered
+from robust_eval.sharding import BatchPlan, decode_in_workers, gathered
 from robust_mix.distributed import Shard
 
 __all__ = [
@@ -206,14 +205,15 @@ def forward(ctx: Context, source: rdata.ImageSource, description: str) -> Iterat
         ctx.track(description, len(source)) as bar,
         contextlib.closing(_batches(source, ctx.batch_size, plan.my_batches())) as stream,
     ):
-        for window in plan.windows():
-            local = []
-            for start, images in itertools.islice(stream, len(plan.mine(window))):
-                with torch.inference_mode():
-                    local.append((start, ctx.model(_to_tensor(images, ctx.device)).float().cpu().numpy()))
-            for start, logits in gather_ordered(ctx.shard, local):
-                bar.advance(len(logits))
-                yield start, torch.from_numpy(logits)
+        local = ((start, _logits(ctx, images)) for start, images in stream)
+        for start, logits in gathered(plan, local):
+            bar.advance(len(logits))
+            yield start, torch.from_numpy(logits)
+
+
+def _logits(ctx: Context, images: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return ctx.model(_to_tensor(images, ctx.device)).float().cpu().numpy()
 
 
 #: RMS calibration bin size and ECE bin count (PixMix / Outlier Exposure; Guo et al. 2017).
@@ -820,7 +820,7 @@ def _pgd_chunk(ctx: Context, source: rdata.ImageSource, chunk: int, bar: Any) ->
         y = torch.from_numpy(source.labels[start : start + len(images)]).to(ctx.device)
         local.append(_pgd_batch(ctx, attack, x, y, ctx.seed * 1_000_003 + chunk * 1009 + b))
         bar.advance(len(images))
-    per_batch = gather_ordered(ctx.shard, local)
+    per_batch = list(gathered(plan, local))  # one window: the whole chunk
     bar.advance(len(source) - sum(v["n"] for v in local))  # the other ranks' blocks
     return {
         "n": len(source),
