@@ -35,7 +35,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval import MEAN, STD, build_data  # benchmarks/eval.py: CIFAR-10 + CIFAR-10-C folders
+from eval import build_data, write_checkpoint  # benchmarks/eval.py: CIFAR-10(-C) folder, checkpoint
 
 Row = dict[str, Any]
 
@@ -46,21 +46,9 @@ def _checkpoint(path: Path, model: str) -> Path:
     import torch
 
     import timm_ext.models  # noqa: F401 - registers the CIFAR architectures with timm
-    from robust_eval.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    net = timm.create_model(model, num_classes=10)
-    config = {
-        "input_size": [3, 32, 32],
-        "mean": MEAN,
-        "std": STD,
-        "interpolation": "bilinear",
-        "crop_pct": 1.0,
-    }
-    save_checkpoint(
-        path, net.state_dict(), model=model, num_classes=10, dataset="cifar10", data_config=config
-    )
-    return path
+    return write_checkpoint(path, timm.create_model(model, num_classes=10), model)
 
 
 def _timed(command: list[str], env: dict[str, str]) -> float:
