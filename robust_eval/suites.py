@@ -615,14 +615,18 @@ def _perturbation_cell(
     per_batch = max(1, ctx.batch_size // t)
     k = min(5, int(ctx.metadata["num_classes"]))
     top = np.empty((len(seqs), t, k), np.int64)
-    with ctx.track(f"{name} ({t} frames)", len(seqs) * t) as bar:
-        for start in range(0, len(seqs), per_batch):
-            block = seqs.sequences(start, min(start + per_batch, len(seqs)))
+    plan = BatchPlan(len(seqs), per_batch, ctx.shard)  # torchrun: each rank its blocks of sequences
+
+    def local() -> Iterator[tuple[int, np.ndarray]]:
+        for b in plan.my_batches():
+            block = seqs.sequences(*plan.bounds(b))
             flat = block.reshape(-1, *block.shape[2:])
-            with torch.inference_mode():
-                logits = ctx.model(_to_tensor(flat, ctx.device)).float().cpu()
-            top[start : start + len(block)] = topk_indices(logits.numpy(), k).reshape(len(block), t, k)
-            bar.advance(len(flat))
+            yield plan.bounds(b)[0], topk_indices(_logits(ctx, flat), k).reshape(len(block), t, k)
+
+    with ctx.track(f"{name} ({t} frames)", len(seqs) * t) as bar:
+        for start, tops in gathered(plan, local()):
+            top[start : start + len(tops)] = tops
+            bar.advance(len(tops) * t)
     noise = is_noise_perturbation(name)
 
     def at(stride: int) -> dict[str, Any]:
