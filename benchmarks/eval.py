@@ -54,6 +54,19 @@ def build_data(root: Path, n: int, corruptions: list[str], seed: int = 0) -> Non
     np.save(folder / "labels.npy", np.tile(labels, 5).astype(np.uint8))
 
 
+def write_checkpoint(path: Path, net: torch.nn.Module, name: str) -> Path:
+    """``net`` (timm ``name``, 10 classes) as a CIFAR-10 checkpoint: 32 px inputs, CIFAR mean / std."""
+    config = {
+        "input_size": [3, 32, 32],
+        "mean": MEAN,
+        "std": STD,
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }
+    save_checkpoint(path, net.state_dict(), model=name, num_classes=10, dataset="cifar10", data_config=config)
+    return path
+
+
 def bare_pass(net: torch.nn.Module, batches: list[torch.Tensor]) -> float:
     """Seconds for ``net(x)`` over pre-made batches (no conversion, no metrics, no I/O)."""
     start = time.perf_counter()
@@ -120,17 +133,7 @@ def main() -> None:
         tmp_path = Path(tmp)
         data = tmp_path / "data"
         build_data(data, args.images, corruptions)
-        ckpt = tmp_path / "ck.pth"
-        config = {
-            "input_size": [3, 32, 32],
-            "mean": MEAN,
-            "std": STD,
-            "interpolation": "bilinear",
-            "crop_pct": 1.0,
-        }
-        save_checkpoint(
-            ckpt, net.state_dict(), model=name, num_classes=10, dataset="cifar10", data_config=config
-        )
+        ckpt = write_checkpoint(tmp_path / "ck.pth", net, name)
 
         # the bare peer: every image the suite sees (clean + all cells), pre-normalized in memory
         mean = torch.tensor(MEAN).view(1, 3, 1, 1)

@@ -9,6 +9,10 @@ protocol options); the options are hashed into the file name, so changing any pr
 
 The ``.npz`` is written first and the ``.json`` last: a cell counts as finished only when its JSON
 exists, so a kill between the two writes just recomputes that cell.
+
+Under torchrun (``shard`` of a process group) rank 0 alone reads and writes the files and hands what
+it read to the other ranks, so every rank skips or computes the same cells. Nothing in a key or a file
+depends on the world size: a run killed under N ranks resumes under any other number, or one process.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from albumentations_ipmix.files import atomic_write
+from robust_mix.distributed import Shard, broadcast_object
 
 __all__ = ["CellCache", "atomic_write_bytes", "atomic_write_text", "fingerprint"]
 
@@ -70,12 +75,20 @@ class CellCache:
     """Atomic, resumable store of per-cell results for one checkpoint.
 
     ``fresh=True`` ignores (and overwrites) entries written by earlier runs, but still reuses cells
-    computed earlier in the same run.
+    computed earlier in the same run. ``shard``: this process's rank under torchrun; only rank 0
+    touches the files, and :meth:`get` is then collective (every rank calls it, in the same order).
     """
 
-    def __init__(self, root: str | os.PathLike[str], checkpoint_sha256: str, fresh: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        checkpoint_sha256: str,
+        fresh: bool = False,
+        shard: Shard | None = None,
+    ) -> None:
         self.root = Path(root) / checkpoint_sha256[:16]
         self.fresh = fresh
+        self.shard = shard or Shard.single()
         self._written: set[Path] = set()
         self.hits = 0
         self.misses = 0
@@ -89,7 +102,13 @@ class CellCache:
     def get(
         self, suite: str, cell: str, options: Mapping[str, Any]
     ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-        """The stored ``(values, arrays)`` of a finished cell, or None."""
+        """The stored ``(values, arrays)`` of a finished cell, or None (rank 0's answer on every rank)."""
+        found = self._read(suite, cell, options) if self.shard.is_main else None
+        return broadcast_object(found) if self.shard.grouped else found
+
+    def _read(
+        self, suite: str, cell: str, options: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         jpath, npath = self._paths(suite, cell, options)
         if self.fresh and jpath not in self._written:
             return None
@@ -113,8 +132,11 @@ class CellCache:
         values: Mapping[str, Any],
         arrays: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        """Store a finished cell (arrays first, then the JSON that marks it finished)."""
+        """Store a finished cell (arrays first, then the JSON that marks it finished); rank 0 only."""
         jpath, npath = self._paths(suite, cell, options)
+        if not self.shard.is_main:
+            self._written.add(jpath)
+            return
         if arrays:
             import io
 

@@ -122,7 +122,7 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
         "data_dir": str(ctx.data_dir),
         "subset": ctx.subset,
         "split": ctx.split,
-        "device": str(ctx.device),
+        "device": str(opts.get("device", ctx.device)),  # as requested: the same under torchrun
         "batch_size": ctx.batch_size,
         "seed": ctx.seed,
         "preprocessing": {
@@ -153,8 +153,11 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
 
 
 def _evaluate(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None:
+    from robust_eval.sharding import evaluation_group, quiet_unless_main
+
     try:
-        _evaluate_inner(command, suites, opts)
+        with evaluation_group(opts.get("device", "cpu")) as shard, quiet_unless_main(shard, err_console):
+            _evaluate_inner(command, suites, opts, shard)
     except typer.Exit:
         raise
     except UsageProblem as exc:
@@ -163,7 +166,7 @@ def _evaluate(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None
         _fail(f"{exc}")
 
 
-def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None:
+def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any], shard: Any) -> None:
     import torch
 
     from robust_eval import suites as S
@@ -191,7 +194,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     if save_baseline_path is not None:
         _check_save_baseline(save_baseline_path)
     try:
-        device = torch.device(opts["device"])
+        device = torch.device(shard.device(opts["device"]))  # cuda:<LOCAL_RANK> under torchrun
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UsageProblem(f"--device {opts['device']}: CUDA is not available here (use --device cpu)")
     except RuntimeError as exc:
@@ -239,7 +242,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
     if baseline is not None:
         baseline.check_dataset(info.dataset)
     out: Path = opts["out"]
-    cache = CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False))
+    cache = CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False), shard=shard)
     pgd = S.PGDSettings(
         eps=opts.get("eps", 2.0) / 255,
         alpha=opts.get("alpha", 0.5) / 255,
@@ -255,7 +258,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
         data_dir, note = fallback_data_dir(data_dir, metadata)
         if note is not None:
             err_console.print(note, highlight=False, soft_wrap=True, markup=False)
-    with _progress() as track:
+    with _progress() if shard.is_main else contextlib.nullcontext(S.Context.track) as track:
         ctx = S.Context(
             model=model,
             metadata=metadata,
@@ -273,6 +276,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
             imagenet_c_protocol=protocol,
             baseline=baseline,
             track=track,
+            shard=shard,
         )
         for suite in suites:
             if command == "all" and suite == "imagenet_ar" and ctx.dataset != "imagenet":
@@ -295,6 +299,8 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -
                 )
     if not results:
         raise UsageProblem(f"no suite could run ({len(skipped)} skipped, reasons above); nothing written")
+    if not shard.is_main:
+        return  # under torchrun rank 0 alone writes and prints the results
 
     result = build_result(command, metadata, _protocol(ctx, opts, suites), results, skipped)
     json_path = write_result(out / f"{command}.json", result)
@@ -532,7 +538,7 @@ COMMON_PARAMS = [
         _KW,
         default=0,
         annotation=Annotated[
-            int, typer.Option("--workers", help="Threads decoding image files (0: in the main thread).")
+            int, typer.Option("--workers", help="Processes decoding image files (0: in the main process).")
         ],
     ),
     _P(

@@ -36,6 +36,8 @@ from robust_eval.constants import (
     is_noise_perturbation,
     split_difficulty,
 )
+from robust_eval.sharding import BatchPlan, decode_in_workers, gathered
+from robust_mix.distributed import Shard
 
 __all__ = [
     "SUITES",
@@ -116,6 +118,7 @@ class Context:
     imagenet_c_protocol: str = "resize_crop"
     baseline: Any = None  # robust_eval.baselines.Baseline
     track: Callable[[str, int], contextlib.AbstractContextManager[Any]] = _no_progress
+    shard: Shard = field(default_factory=Shard.single)  # torchrun rank (robust_eval.sharding)
     _clean: dict[str, Any] | None = None
 
     @property
@@ -167,30 +170,50 @@ def _to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.float()
 
 
-def _batches(source: rdata.ImageSource, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, images) for consecutive batches; the next batch is read while the caller computes."""
-    n = len(source)
-    starts = list(range(0, n, batch_size))
-    if not starts:
+def _batches(
+    source: rdata.ImageSource, batch_size: int, batches: Sequence[int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, images) of the batches numbered ``batches`` (default: all) of ``batch_size`` examples, in
+    that order; batch ``b`` is examples ``[b * batch_size, ...)``, as in a one-process run.
+
+    Image files (:class:`robust_eval.data.FileSource` with ``workers`` >= 1) are decoded in that many
+    worker processes (a torch ``DataLoader``, one batch per worker, order kept) so a GPU is not
+    starved; other sources read the next batch in a thread while the caller computes.
+    """
+    plan = BatchPlan(len(source), batch_size, Shard.single())
+    bounds = [plan.bounds(b) for b in (range(plan.n_batches) if batches is None else batches)]
+    if not bounds:
+        return
+    if isinstance(source, rdata.FileSource) and source.workers > 0:
+        yield from decode_in_workers(source, bounds)
         return
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(source.batch, 0, min(batch_size, n))
-        for i, start in enumerate(starts):
+        pending = pool.submit(source.batch, *bounds[0])
+        for i, (start, _) in enumerate(bounds):
             images = pending.result()
-            if i + 1 < len(starts):
-                nxt = starts[i + 1]
-                pending = pool.submit(source.batch, nxt, min(nxt + batch_size, n))
+            if i + 1 < len(bounds):
+                pending = pool.submit(source.batch, *bounds[i + 1])
             yield start, images
 
 
 def forward(ctx: Context, source: rdata.ImageSource, description: str) -> Iterator[tuple[int, torch.Tensor]]:
-    """Logits (float32, CPU) batch by batch, under ``inference_mode``, with a progress bar."""
-    with ctx.track(description, len(source)) as bar:
-        for start, images in _batches(source, ctx.batch_size):
-            with torch.inference_mode():
-                logits = ctx.model(_to_tensor(images, ctx.device)).float().cpu()
-            bar.advance(len(images))
-            yield start, logits
+    """Logits (float32, CPU) batch by batch in example order, under ``inference_mode``, with a progress
+    bar. Under torchrun each rank runs its blocks of batches (:class:`robust_eval.sharding.BatchPlan`)
+    and every rank yields every batch (collective: all ranks iterate every set to the end)."""
+    plan = BatchPlan(len(source), ctx.batch_size, ctx.shard)
+    with (
+        ctx.track(description, len(source)) as bar,
+        contextlib.closing(_batches(source, ctx.batch_size, plan.my_batches())) as stream,
+    ):
+        local = ((start, _logits(ctx, images)) for start, images in stream)
+        for start, logits in gathered(plan, local):
+            bar.advance(len(logits))
+            yield start, torch.from_numpy(logits)
+
+
+def _logits(ctx: Context, images: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return ctx.model(_to_tensor(images, ctx.device)).float().cpu().numpy()
 
 
 #: RMS calibration bin size and ECE bin count (PixMix / Outlier Exposure; Guo et al. 2017).
@@ -616,14 +639,18 @@ def _perturbation_cell(
     per_batch = max(1, ctx.batch_size // t)
     k = min(5, int(ctx.metadata["num_classes"]))
     top = np.empty((len(seqs), t, k), np.int64)
-    with ctx.track(f"{name} ({t} frames)", len(seqs) * t) as bar:
-        for start in range(0, len(seqs), per_batch):
-            block = seqs.sequences(start, min(start + per_batch, len(seqs)))
+    plan = BatchPlan(len(seqs), per_batch, ctx.shard)  # torchrun: each rank its blocks of sequences
+
+    def local() -> Iterator[tuple[int, np.ndarray]]:
+        for b in plan.my_batches():
+            block = seqs.sequences(*plan.bounds(b))
             flat = block.reshape(-1, *block.shape[2:])
-            with torch.inference_mode():
-                logits = ctx.model(_to_tensor(flat, ctx.device)).float().cpu()
-            top[start : start + len(block)] = topk_indices(logits.numpy(), k).reshape(len(block), t, k)
-            bar.advance(len(flat))
+            yield plan.bounds(b)[0], topk_indices(_logits(ctx, flat), k).reshape(len(block), t, k)
+
+    with ctx.track(f"{name} ({t} frames)", len(seqs) * t) as bar:
+        for start, tops in gathered(plan, local()):
+            top[start : start + len(tops)] = tops
+            bar.advance(len(tops) * t)
     noise = is_noise_perturbation(name)
 
     def at(stride: int) -> dict[str, Any]:
@@ -782,37 +809,51 @@ def pgd_attack(model: torch.nn.Module, settings: PGDSettings) -> Any:
     )
 
 
-def _pgd_chunk(ctx: Context, source: rdata.ImageSource, chunk: int, bar: Any) -> dict[str, Any]:
+def _pgd_batch(ctx: Context, attack: Any, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, Any]:
+    """PGD on one batch from a random start seeded by ``seed``: top-1 errors (clean, adversarial),
+    the largest L-inf perturbation and whether the adversarial images stay in [0, 1]."""
     from robust_eval.metrics import topk_correct
 
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        with torch.enable_grad():
+            adv = attack(x, y)
+    with torch.inference_mode():
+        logits_clean = ctx.model(x).float().cpu().numpy()
+        logits_adv = ctx.model(adv).float().cpu().numpy()
+    lab = y.cpu().numpy()
+    return {
+        "n": len(lab),
+        "clean_errors": len(lab) - float(topk_correct(logits_clean, lab, k=1).sum()),
+        "adversarial_errors": len(lab) - float(topk_correct(logits_adv, lab, k=1).sum()),
+        "max_linf": float((adv - x).abs().max()),
+        "inside_box": bool(adv.min() >= 0) and bool(adv.max() <= 1),
+    }
+
+
+def _pgd_chunk(ctx: Context, source: rdata.ImageSource, chunk: int, bar: Any) -> dict[str, Any]:
+    """PGD over one chunk of examples. Batch ``b``'s random start is seeded by (seed, chunk, b) alone,
+    so under torchrun each rank attacks its block of the chunk's batches and the gathered totals equal
+    one process's (sums of whole counts and a max: order-free)."""
     assert source.labels is not None
     attack = pgd_attack(ctx.model, ctx.pgd)
-    devices = [ctx.device] if ctx.device.type == "cuda" else []
-    wrong_clean = wrong_adv = 0.0
-    max_linf = 0.0
-    box_ok = True
-    for b, (start, images) in enumerate(_batches(source, ctx.batch_size)):
+    plan = BatchPlan(len(source), ctx.batch_size, ctx.shard, per_rank=len(source))
+    mine = plan.my_batches()
+    local = []
+    for b, (start, images) in zip(mine, _batches(source, ctx.batch_size, mine)):
         x = _to_tensor(images, ctx.device)
         y = torch.from_numpy(source.labels[start : start + len(images)]).to(ctx.device)
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(ctx.seed * 1_000_003 + chunk * 1009 + b)
-            with torch.enable_grad():
-                adv = attack(x, y)
-        with torch.inference_mode():
-            logits_clean = ctx.model(x).float().cpu().numpy()
-            logits_adv = ctx.model(adv).float().cpu().numpy()
-        lab = y.cpu().numpy()
-        wrong_clean += len(lab) - float(topk_correct(logits_clean, lab, k=1).sum())
-        wrong_adv += len(lab) - float(topk_correct(logits_adv, lab, k=1).sum())
-        max_linf = max(max_linf, float((adv - x).abs().max()))
-        box_ok = box_ok and bool(adv.min() >= 0) and bool(adv.max() <= 1)
+        local.append(_pgd_batch(ctx, attack, x, y, ctx.seed * 1_000_003 + chunk * 1009 + b))
         bar.advance(len(images))
+    per_batch = list(gathered(plan, local))  # one window: the whole chunk
+    bar.advance(len(source) - sum(v["n"] for v in local))  # the other ranks' blocks
     return {
         "n": len(source),
-        "clean_errors": wrong_clean,
-        "adversarial_errors": wrong_adv,
-        "max_linf": max_linf,
-        "inside_box": box_ok,
+        "clean_errors": sum((v["clean_errors"] for v in per_batch), 0.0),
+        "adversarial_errors": sum((v["adversarial_errors"] for v in per_batch), 0.0),
+        "max_linf": max((v["max_linf"] for v in per_batch), default=0.0),
+        "inside_box": all(v["inside_box"] for v in per_batch),
     }
 
 
