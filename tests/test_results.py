@@ -34,6 +34,7 @@ def golden_inputs(root: Path) -> tuple[Path, Path]:
 
 def run_all(root: Path, checkpoint: Path, data: Path, out: Path, extra: list[str]) -> Path:
     cmd = [sys.executable, "-m", "robust_eval.cli", "all", str(checkpoint), "--data-dir", str(data)]
+    cmd += ["--device", "cpu"]  # the golden files record the device
     subprocess.run([*cmd, "--out", str(out), *extra], check=True, env=SUBPROCESS_ENV, capture_output=True)
     return out / "all.json"
 
@@ -72,6 +73,47 @@ def test_all_writes_the_golden_json_bytes(tmp_path, stem):
 def test_report_renders_the_golden_markdown(tmp_path, stem):
     result = json.loads((GOLDEN / f"{stem}.json").read_text())
     assert render(result, tmp_path) == (GOLDEN / f"{stem}.md").read_text()
+
+
+@pytest.mark.parametrize("stem", list(RUNS))
+def test_typed_results_round_trip_to_the_same_json(stem):
+    from robust_eval.results import RESULT_TYPES, load_suites
+
+    suites = json.loads((GOLDEN / f"{stem}.json").read_text())["suites"]
+    typed = load_suites(suites)
+    assert list(typed) == list(suites)
+    for name, result in typed.items():
+        assert type(result) is RESULT_TYPES[name]
+        assert json.dumps(result.to_dict()) == json.dumps(suites[name])  # same values, same key order
+
+
+def test_typed_results_expose_the_numbers_by_name():
+    from robust_eval.results import load_suites
+
+    suites = json.loads((GOLDEN / "all_alexnet.json").read_text())["suites"]
+    typed = load_suites(suites)
+    assert typed["clean"].top1_error == suites["clean"]["top1_error"]
+    assert typed["corruptions"].c.errors == suites["corruptions"]["c"]["errors"]
+    assert typed["corruptions"].c.source == suites["corruptions"]["c"]["source"]
+    assert typed["corruptions"].c_bar.mean_error == suites["corruptions"]["c_bar"]["mean_error"]
+    assert (
+        typed["corruptions"].summary.normalized["mce"]
+        == suites["corruptions"]["summary"]["normalized"]["mce"]
+    )
+    assert typed["adversarial"].adversarial_error == suites["adversarial"]["adversarial_error"]
+    assert typed["ood"].mean_auroc == suites["ood"]["mean_auroc"]
+
+
+def test_a_block_of_an_older_version_renders_with_its_keys_missing():
+    """Keys a stored block lacks take their defaults, unknown keys are kept (and written back last)."""
+    from robust_eval.report import summary_rows
+    from robust_eval.results import CleanResult
+
+    old = CleanResult.from_dict({"n": 5, "top1_error": 0.2, "future_key": [1]})
+    assert old.top5_error is None and old.extra == {"future_key": [1]}
+    assert list(old.to_dict()) == ["n", "top1_error", "top5_error", "source", "future_key"]
+    rows = summary_rows({"suites": {"clean": {"n": 5, "top1_error": 0.2}, "unknown_suite": {"x": 1}}})
+    assert rows == [("Clean top-1 error (%)", "20.00", "n=5"), ("Clean top-5 error (%)", "-", "")]
 
 
 if __name__ == "__main__":  # regenerate the golden files: python tests/test_results.py /tmp/empty-dir
