@@ -89,35 +89,64 @@ def _resolve_data_dir(data_dir: Path | None) -> Path:
     return Path(env) if env else Path("data")
 
 
+class _Bar:
+    """What a suite advances: one task of the progress display (or nothing when it is off)."""
+
+    def __init__(self, progress: Any = None, task: Any = None) -> None:
+        self._progress, self._task = progress, task
+
+    def advance(self, n: int = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+
+class _Bars:
+    """The progress display of a run: an overall bar over the suites (``suite i/n: name``) and one
+    transient bar per cell (``track(description, total)``, what :class:`robust_eval.suites.Context`
+    calls). ``progress`` None: no display at all (``--no-progress``)."""
+
+    def __init__(self, progress: Any, suites: Sequence[str]) -> None:
+        self._progress = progress
+        self._names = list(suites)
+        self.overall_done = 0
+        self._started = False
+        self._overall = progress.add_task("suites", total=len(self._names)) if progress is not None else None
+
+    def next_suite(self, name: str) -> None:
+        """Mark the previous suite done and show ``name`` as the one running."""
+        if self._started:
+            self.overall_done += 1
+        self._started = True
+        if self._progress is not None:
+            i = self._names.index(name) + 1 if name in self._names else self.overall_done + 1
+            description = f"suite {i}/{len(self._names)}: {name}"
+            self._progress.update(self._overall, completed=self.overall_done, description=description)
+
+    @contextlib.contextmanager
+    def track(self, description: str, total: int) -> Iterator[_Bar]:
+        if self._progress is None:
+            yield _Bar()
+            return
+        task = self._progress.add_task(f"  {description}", total=total)
+        try:
+            yield _Bar(self._progress, task)
+        finally:
+            self._progress.remove_task(task)
+
+
 @contextlib.contextmanager
-def _progress() -> Iterator[Any]:
-    """A rich progress display; yields ``track(description, total)`` for the suites."""
+def _progress(enabled: bool, suites: Sequence[str], console: Console | None = None) -> Iterator[_Bars]:
+    """The rich progress display of a run on ``console`` (stderr; off when it is not a terminal or
+    ``enabled`` is false)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    ) as progress:
-
-        @contextlib.contextmanager
-        def track(description: str, total: int) -> Iterator[Any]:
-            task = progress.add_task(description, total=total)
-
-            class _Bar:
-                def advance(self, n: int = 1) -> None:
-                    progress.advance(task, n)
-
-            try:
-                yield _Bar()
-            finally:
-                progress.remove_task(task)
-
-        yield track
+    console = console or err_console
+    if not (enabled and console.is_terminal):
+        yield _Bars(None, suites)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield _Bars(progress, suites)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -177,14 +206,29 @@ def _evaluate(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None
 
 def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None:
     """Check the options, load the checkpoint, run the suites, write and print the result."""
+    from albumentations_ipmix.files import OutputLock
+
     _check_options(opts)
     ctx = _make_context(opts)
-    with _progress() as track:
-        ctx.track = track
-        results, skipped = _run_suites(command, suites, ctx)
-    if not results:
-        raise UsageProblem(f"no suite could run ({len(skipped)} skipped, reasons above); nothing written")
-    _write_outputs(command, suites, ctx, opts, results, skipped)
+    out: Path = opts["out"]
+    _check_targets(command, out, ctx.metadata)  # before the lock: a refused run creates nothing
+    with OutputLock(out, f"robust-eval {command}"):  # one run per --out folder
+        _check_targets(command, out, ctx.metadata)
+        with _progress(_option(opts, "progress"), suites) as bars:
+            ctx.track = bars.track
+            results, skipped = _run_suites(command, suites, ctx, bars)
+        if not results:
+            raise UsageProblem(f"no suite could run ({len(skipped)} skipped, reasons above); nothing written")
+        _write_outputs(command, suites, ctx, opts, results, skipped)
+
+
+def _check_targets(command: str, out: Path, metadata: dict[str, Any]) -> None:
+    """Refuse a run whose ``<out>/<command>.json`` holds another checkpoint's result or is not a
+    result, or whose ``<out>/<command>.md`` is not a robust-eval report (nothing is overwritten)."""
+    from robust_eval.report import check_report_target, check_result_target
+
+    check_result_target(out / f"{command}.json", metadata["sha256"], hint="pass another --out")
+    check_report_target(out / f"{command}.md", force=False, hint="pass another --out")
 
 
 def _option(opts: dict[str, Any], name: str) -> Any:
@@ -217,6 +261,8 @@ def _torch_device(name: str) -> Any:
     """``--device`` as a torch device (CUDA must be available for a cuda device)."""
     import torch
 
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -298,7 +344,9 @@ def _skip(skipped: dict[str, str], suite: str, reason: str) -> None:
     err_console.print(f"[yellow]skipped {suite}:[/yellow] {reason}", highlight=False, soft_wrap=True)
 
 
-def _run_suites(command: str, suites: Sequence[str], ctx: Any) -> tuple[dict[str, Any], dict[str, str]]:
+def _run_suites(
+    command: str, suites: Sequence[str], ctx: Any, bars: _Bars | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The JSON blocks of the suites that ran, and why the others were skipped. A single-suite command
     fails on absent or malformed data; ``all`` skips that suite with one line and goes on."""
     from robust_eval import suites as S
@@ -309,6 +357,8 @@ def _run_suites(command: str, suites: Sequence[str], ctx: Any) -> tuple[dict[str
     for suite in suites:
         if command == "all" and not S.SUITES[suite].applies(ctx):
             continue  # e.g. ImageNet-A/-R only exist for ImageNet classifiers
+        if bars is not None:
+            bars.next_suite(suite)
         try:
             results[suite] = S.SUITES[suite].run(ctx).to_dict()
         except S.SuiteSkipped as exc:
@@ -448,7 +498,14 @@ BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward
 Workers = Annotated[
     int, typer.Option("--workers", help="Threads decoding image files (0: in the main thread).")
 ]
-Device = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1, ...")]
+Device = Annotated[
+    str,
+    typer.Option("--device", help="torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."),
+]
+ShowProgress = Annotated[
+    bool,
+    typer.Option("--progress/--no-progress", help="Show progress bars (overall and per cell) on a terminal."),
+]
 Ema = Annotated[bool, typer.Option("--ema", help="Use the checkpoint's EMA weights (state_dict_ema).")]
 Fresh = Annotated[
     bool, typer.Option("--fresh", help="Recompute every cell instead of resuming from the cache.")
@@ -580,6 +637,7 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("device", Device, DEFAULT_DEVICE),
     Option("ema", Ema, False),
     Option("fresh", Fresh, False),
+    Option("progress", ShowProgress, True),
     Option("seed", Seed, DEFAULT_SEED, at_least=0),
     Option("baseline", BaselineName),
     Option("save_baseline", SaveBaseline),
@@ -687,14 +745,19 @@ def report_cmd(
         Path | None,
         typer.Option("--out", help="Folder for the Markdown and plots (default: next to the JSON)."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace <stem>.md even when it is not a report robust-eval wrote."),
+    ] = False,
 ) -> None:
-    """Re-render the Markdown report and the PNG plots from a saved result JSON."""
+    """Re-render the Markdown report and the PNG plots from a saved result JSON. A <stem>.md that is
+    not a robust-eval report (a file of yours) is never replaced unless --force."""
     from robust_eval.report import ResultError, load_result, print_summary, write_report
 
     try:
         loaded = load_result(result)
         folder = out if out is not None else result.parent
-        md, plots = write_report(loaded, folder, result.stem)
+        md, plots = write_report(loaded, folder, result.stem, force=force)
     except (ResultError, OSError, KeyError, TypeError) as exc:
         _fail(
             f"{exc}" if not isinstance(exc, (KeyError, TypeError)) else f"'{result}' is incomplete: {exc!r}"

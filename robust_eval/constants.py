@@ -112,6 +112,9 @@ def is_noise_perturbation(name: str) -> bool:
     return split_difficulty(name)[0] in NOISE_PERTURBATIONS
 
 
+#: Classes of the fixed-size data sets (their classifiers' output count), by data set name.
+NUM_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
+
 #: RMS calibration error: samples per equal-count confidence bin (PixMix / Outlier Exposure).
 RMS_BIN_SIZE: int = 100
 #: Expected calibration error: equal-width confidence bins (Guo et al. 2017).
@@ -128,7 +131,7 @@ DEFAULT_WORKERS: int = 0
 #: Seed of PGD starts, synthetic OOD sets, OOD subsampling and on-the-fly corruption.
 DEFAULT_SEED: int = 0
 #: The torch device of an evaluation ("auto": cuda when available, else cpu).
-DEFAULT_DEVICE: str = "cpu"
+DEFAULT_DEVICE: str = "auto"
 #: RobustBench threat-model folder of ``robustbench:NAME`` checkpoints.
 DEFAULT_THREAT_MODEL: str = "corruptions"
 #: ImageNet-C preprocessing, the default first: 256-resize + 224-crop (AugMix / PixMix / IPMix), or

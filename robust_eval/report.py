@@ -211,11 +211,65 @@ def make_plots(result: Mapping[str, Any], folder: str | os.PathLike[str], stem: 
     return made
 
 
+#: The first line of every Markdown report robust-eval writes starts with this.
+REPORT_TITLE = "# robust-eval report: "
+
+
+def is_report(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a Markdown report robust-eval wrote (its first line is the report title)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.readline().startswith(REPORT_TITLE)
+    except OSError:
+        return False
+
+
+def check_report_target(path: str | os.PathLike[str], force: bool, hint: str = "pass --out DIR") -> None:
+    """Refuse to replace ``path`` unless it does not exist, is a robust-eval report, or ``force``.
+
+    Raises:
+        ResultError: naming the file, ``--force`` and ``hint`` (another place to write).
+    """
+    path = Path(path)
+    if path.exists() and not force and not is_report(path):
+        raise ResultError(
+            f"'{path}' exists and is not a report robust-eval wrote; {hint} or pass --force to replace it"
+        )
+
+
+def check_result_target(path: str | os.PathLike[str], sha256: str, hint: str = "pass another --out") -> None:
+    """Refuse to replace ``path`` unless it does not exist or is the result of the same checkpoint
+    (``sha256``: rerunning resumes into the same folder).
+
+    Raises:
+        ResultError: ``path`` is not a robust-eval result, or holds another checkpoint's result.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        old = load_result(path)
+    except ResultError:
+        raise ResultError(
+            f"'{path}' exists and is not a robust-eval result; {hint} or move the file away"
+        ) from None
+    ck = old.get("checkpoint") if isinstance(old.get("checkpoint"), dict) else {}
+    if ck.get("sha256") != sha256:
+        raise ResultError(
+            f"'{path}' holds the result of another checkpoint ('{ck.get('path')}', sha256 "
+            f"{str(ck.get('sha256'))[:12]}...); {hint} for this checkpoint, or remove the file"
+        )
+
+
 def write_report(
-    result: Mapping[str, Any], folder: str | os.PathLike[str], stem: str
+    result: Mapping[str, Any], folder: str | os.PathLike[str], stem: str, *, force: bool = False
 ) -> tuple[Path, dict[str, str]]:
-    """Markdown report ``<folder>/<stem>.md`` plus plots under ``<folder>/plots``; returns their paths."""
+    """Markdown report ``<folder>/<stem>.md`` plus plots under ``<folder>/plots``; returns their paths.
+
+    A ``<stem>.md`` that is not a robust-eval report is not replaced unless ``force``
+    (:func:`check_report_target`, raised before anything is written)."""
     folder = Path(folder)
+    check_report_target(folder / f"{stem}.md", force)
     plots = make_plots(result, folder / "plots", stem)
     md = render_markdown(result, {k: f"plots/{v}" for k, v in plots.items()})
     path = folder / f"{stem}.md"

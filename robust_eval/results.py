@@ -188,7 +188,8 @@ class CorruptionSet(Block):
     #: Per-cell calibration tables and their means (``suites._cell_calibration``).
     calibration: dict[str, Any] | None = None
     #: -C-bar only: plain mean over every cell (None while a corruption is missing).
-    mean_error: float | None = field(default=None, metadata={"omit_none": True, "bar_only": True})
+    mean_error: float | None = None
+    #: Whether this is a -C-bar set (its JSON block has ``mean_error``; a -C block has not).
     is_bar: bool = field(default=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:

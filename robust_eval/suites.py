@@ -3,7 +3,9 @@ calibration, ood, imagenet_ar (ImageNet-A / -R).
 
 Data flows one way: a runner finds its data (``robust_eval.data`` readers), streams it through the
 wrapped model (:class:`robust_eval.models.InputContract`, images in [0, 1]), hands predictions to the
-pure functions of ``robust_eval.metrics`` and returns a JSON-native dict for ``robust_eval.report``.
+pure functions of ``robust_eval.metrics`` and returns a typed result (``robust_eval.results``) that
+``robust_eval.report`` renders; :data:`SUITES` is the registry (``SUITES[name].run(ctx)``), and
+``run_<name>(ctx)`` gives the same result as its JSON block.
 Each finished cell is cached (``robust_eval.cache``) so an interrupted run resumes.
 
 A runner raises :class:`SuiteSkipped` (with "put X at Y") when its data is absent.
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -1129,84 +1131,36 @@ def _imagenet_ar_result(ctx: Context) -> ImagenetARResult:
     return ImagenetARResult(sets=out)
 
 
+@dataclass(frozen=True)
 class Suite:
     """One suite of the safety benchmark: ``run(ctx)`` measures it and returns its typed result
     (:mod:`robust_eval.results`), or raises :class:`SuiteSkipped` when its data is absent."""
 
     #: Key of the suite under ``result["suites"]`` and its CLI command name.
-    name: ClassVar[str] = ""
+    name: str
+    measure: Callable[[Context], SuiteResult]
+    #: The only data set ``robust-eval all`` runs the suite for (None: every data set).
+    only_for: str | None = None
 
     def run(self, ctx: Context) -> SuiteResult:
-        raise NotImplementedError
+        return self.measure(ctx)
 
     def applies(self, ctx: Context) -> bool:
         """Whether ``robust-eval all`` runs this suite for the checkpoint (else it is left out silently)."""
-        return True
-
-
-class CleanSuite(Suite):
-    name = "clean"
-
-    def run(self, ctx: Context) -> CleanResult:
-        return _clean_result(ctx)
-
-
-class CorruptionsSuite(Suite):
-    name = "corruptions"
-
-    def run(self, ctx: Context) -> CorruptionsResult:
-        return _corruptions_result(ctx)
-
-
-class PerturbationsSuite(Suite):
-    name = "perturbations"
-
-    def run(self, ctx: Context) -> PerturbationsResult:
-        return _perturbations_result(ctx)
-
-
-class AdversarialSuite(Suite):
-    name = "adversarial"
-
-    def run(self, ctx: Context) -> AdversarialResult:
-        return _adversarial_result(ctx)
-
-
-class CalibrationSuite(Suite):
-    name = "calibration"
-
-    def run(self, ctx: Context) -> CalibrationResult:
-        return _calibration_result(ctx)
-
-
-class OODSuite(Suite):
-    name = "ood"
-
-    def run(self, ctx: Context) -> OODResult:
-        return _ood_result(ctx)
-
-
-class ImagenetARSuite(Suite):
-    name = "imagenet_ar"
-
-    def run(self, ctx: Context) -> ImagenetARResult:
-        return _imagenet_ar_result(ctx)
-
-    def applies(self, ctx: Context) -> bool:
-        return ctx.dataset == "imagenet"  # ImageNet-A/-R only exist for ImageNet classifiers
+        return self.only_for is None or ctx.dataset == self.only_for
 
 
 #: Suite name -> suite, in the order `robust-eval all` runs them.
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in (
-        CleanSuite(),
-        CorruptionsSuite(),
-        PerturbationsSuite(),
-        AdversarialSuite(),
-        CalibrationSuite(),
-        OODSuite(),
-        ImagenetARSuite(),
+        Suite("clean", _clean_result),
+        Suite("corruptions", _corruptions_result),
+        Suite("perturbations", _perturbations_result),
+        Suite("adversarial", _adversarial_result),
+        Suite("calibration", _calibration_result),
+        Suite("ood", _ood_result),
+        Suite("imagenet_ar", _imagenet_ar_result, only_for="imagenet"),  # ImageNet-A/-R: ImageNet only
     )
 }
 
