@@ -14,12 +14,26 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from robust_eval.constants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_SEED,
+    DEFAULT_THREAT_MODEL,
+    DEFAULT_WORKERS,
+    ECE_BINS,
+    IMAGENET_C_PROTOCOLS,
+    PGD_ALPHA_255,
+    PGD_EPS_255,
+    PGD_STEPS,
+    RMS_BIN_SIZE,
+)
 from robust_mix.cli import fail, run
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -35,10 +49,10 @@ METRICS_HELP = (
     "--baseline FILE); relative mCE uses (E - E_clean) in both sums.\n\n"
     "- perturbations: flip probability per -P perturbation (noise: every frame vs frame 0; others: consecutive "
     "frames), top-5 distance (T5D); mFR / mT5D = plain mean (CIFAR) or mean of 100 * FP / FP_base.\n\n"
-    "- adversarial: error under L-inf PGD (torchattacks; eps 2/255, step 0.5/255, 20 steps, random start by "
-    "default) on the clean test set in [0, 1] space.\n\n"
-    "- calibration: RMS calibration error (equal-count bins of 100 by confidence, all bins; the "
-    "reference-compatible variant that skips the last bin is reported separately) and ECE (15 bins).\n\n"
+    f"- adversarial: error under L-inf PGD (torchattacks; eps {PGD_EPS_255:g}/255, step {PGD_ALPHA_255:g}/255, "
+    f"{PGD_STEPS} steps, random start by default) on the clean test set in [0, 1] space.\n\n"
+    f"- calibration: RMS calibration error (equal-count bins of {RMS_BIN_SIZE} by confidence, all bins; the "
+    f"reference-compatible variant that skips the last bin is reported separately) and ECE ({ECE_BINS} bins).\n\n"
     "- ood: anomaly score = -max softmax, OOD = positive class; AUROC, AUPR (scikit-learn), FPR95 (FPR on "
     "in-distribution data at the threshold whose OOD recall is closest to 95%, ties to the larger FPR). "
     "Synthetic Gaussian / Rademacher / Blobs always, real sets from DATA/ood/<name>(.npy)."
@@ -56,8 +70,8 @@ data_app = typer.Typer(help="Inspect the data root.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 err_console = Console(stderr=True)
-
-
+#: Where results, reports, plots and the cell cache go unless --out says otherwise.
+DEFAULT_OUT = Path("robust-eval-out")
 #: Commands that skip a suite whose data is absent or malformed (one line each) instead of failing.
 _SKIPPING = ("all", "baseline")
 
@@ -77,35 +91,64 @@ def _resolve_data_dir(data_dir: Path | None) -> Path:
     return Path(env) if env else Path("data")
 
 
+class _Bar:
+    """What a suite advances: one task of the progress display (or nothing when it is off)."""
+
+    def __init__(self, progress: Any = None, task: Any = None) -> None:
+        self._progress, self._task = progress, task
+
+    def advance(self, n: int = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+
+class _Bars:
+    """The progress display of a run: an overall bar over the suites (``suite i/n: name``) and one
+    transient bar per cell (``track(description, total)``, what :class:`robust_eval.suites.Context`
+    calls). ``progress`` None: no display at all (``--no-progress``)."""
+
+    def __init__(self, progress: Any, suites: Sequence[str]) -> None:
+        self._progress = progress
+        self._names = list(suites)
+        self.overall_done = 0
+        self._started = False
+        self._overall = progress.add_task("suites", total=len(self._names)) if progress is not None else None
+
+    def next_suite(self, name: str) -> None:
+        """Mark the previous suite done and show ``name`` as the one running."""
+        if self._started:
+            self.overall_done += 1
+        self._started = True
+        if self._progress is not None:
+            i = self._names.index(name) + 1 if name in self._names else self.overall_done + 1
+            description = f"suite {i}/{len(self._names)}: {name}"
+            self._progress.update(self._overall, completed=self.overall_done, description=description)
+
+    @contextlib.contextmanager
+    def track(self, description: str, total: int) -> Iterator[_Bar]:
+        if self._progress is None:
+            yield _Bar()
+            return
+        task = self._progress.add_task(f"  {description}", total=total)
+        try:
+            yield _Bar(self._progress, task)
+        finally:
+            self._progress.remove_task(task)
+
+
 @contextlib.contextmanager
-def _progress() -> Iterator[Any]:
-    """A rich progress display; yields ``track(description, total)`` for the suites."""
+def _progress(enabled: bool, suites: Sequence[str], console: Console | None = None) -> Iterator[_Bars]:
+    """The rich progress display of a run on ``console`` (stderr; off when it is not a terminal or
+    ``enabled`` is false)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    ) as progress:
-
-        @contextlib.contextmanager
-        def track(description: str, total: int) -> Iterator[Any]:
-            task = progress.add_task(description, total=total)
-
-            class _Bar:
-                def advance(self, n: int = 1) -> None:
-                    progress.advance(task, n)
-
-            try:
-                yield _Bar()
-            finally:
-                progress.remove_task(task)
-
-        yield track
+    console = console or err_console
+    if not (enabled and console.is_terminal):
+        yield _Bars(None, suites)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield _Bars(progress, suites)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -122,7 +165,7 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
         "data_dir": str(ctx.data_dir),
         "subset": ctx.subset,
         "split": ctx.split,
-        "device": str(opts.get("device", ctx.device)),  # as requested: the same under torchrun
+        "device": _device_name(opts),  # auto resolved; cuda, not cuda:<rank>: the same under torchrun
         "batch_size": ctx.batch_size,
         "seed": ctx.seed,
         "preprocessing": {
@@ -142,7 +185,7 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
         "perturbations_default": not ctx.perturbations,
         "generate_corruptions": ctx.generate,
         "pgd": ctx.pgd.as_dict(),
-        "calibration": {"rms_bin_size": 100, "ece_bins": 15},
+        "calibration": {"rms_bin_size": constants.RMS_BIN_SIZE, "ece_bins": constants.ECE_BINS},
         "ood": {"score": "-max softmax", "positive": "ood", "n_per_set": "in-distribution size // 5"},
         "constants": {
             "alexnet_imagenet_c_errors": {k: list(v) for k, v in ALEXNET_IMAGENET_C_ERRORS.items()},
@@ -156,7 +199,7 @@ def _evaluate(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None
     from robust_eval.sharding import evaluation_group, quiet_unless_main
 
     try:
-        with evaluation_group(opts.get("device", "cpu")) as shard, quiet_unless_main(shard, err_console):
+        with evaluation_group(_device_name(opts)) as shard, quiet_unless_main(shard, err_console):
             _evaluate_inner(command, suites, opts, shard)
     except typer.Exit:
         raise
@@ -167,68 +210,121 @@ def _evaluate(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None
 
 
 def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any], shard: Any) -> None:
-    import torch
+    """Check the options, load the checkpoint, run the suites, write and print the result. Under
+    torchrun every rank runs the suites (its part of every set, robust_eval.sharding); rank 0 alone
+    locks ``--out``, shows progress and writes."""
+    from albumentations_ipmix.files import OutputLock
 
-    from robust_eval import suites as S
-    from robust_eval.cache import CellCache
-    from robust_eval.data import DataLayoutError
-    from robust_eval.models import load_checkpoint
-    from robust_eval.report import build_result, print_summary, write_report, write_result
+    _check_options(opts)
+    ctx = _make_context(opts, shard)
+    out: Path = opts["out"]
+    _check_targets(command, out, ctx.metadata)  # before the lock: a refused run creates nothing
+    lock = OutputLock(out, f"robust-eval {command}") if shard.is_main else contextlib.nullcontext()
+    with lock:  # one run per --out folder
+        _check_targets(command, out, ctx.metadata)
+        with _progress(_option(opts, "progress") and shard.is_main, suites) as bars:
+            ctx.track = bars.track
+            results, skipped = _run_suites(command, suites, ctx, bars)
+        if not results:
+            raise UsageProblem(f"no suite could run ({len(skipped)} skipped, reasons above); nothing written")
+        if shard.is_main:  # under torchrun rank 0 alone writes and prints the results
+            _write_outputs(command, suites, ctx, opts, results, skipped)
 
-    ckpt: Path = opts["checkpoint"]
-    for name in ("batch_size", "subset", "steps"):
-        value = opts.get(name)
-        if value is not None and value < 1:
-            raise UsageProblem(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("workers", "seed"):
-        value = opts.get(name)
-        if value is not None and value < 0:
-            raise UsageProblem(f"--{name} must be >= 0, got {value}")
-    for name in ("eps", "alpha"):  # PGD budget and step, in 1/255 units
-        value = opts.get(name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UsageProblem(f"--{name} must be a finite number > 0 (in 1/255 units), got {value}")
+
+def _check_targets(command: str, out: Path, metadata: dict[str, Any]) -> None:
+    """Refuse a run whose ``<out>/<command>.json`` holds another checkpoint's result or is not a
+    result, or whose ``<out>/<command>.md`` is not a robust-eval report (nothing is overwritten)."""
+    from robust_eval.report import check_report_target, check_result_target
+
+    check_result_target(out / f"{command}.json", metadata["sha256"], hint="pass another --out")
+    check_report_target(out / f"{command}.md", force=False, hint="pass another --out")
+
+
+def _option(opts: dict[str, Any], name: str) -> Any:
+    """The value of option ``name``: given, else its default (commands lack the options of others)."""
+    return opts[name] if name in opts else OPTIONS_BY_NAME[name].default
+
+
+def _check_options(opts: dict[str, Any]) -> None:
+    """Every check of the options that needs neither the checkpoint nor the data (one line, exit 2)."""
+    _check_ranges(opts)
     if opts.get("device") == "meta":
         raise UsageProblem("--device meta holds no data and cannot evaluate; use cpu, cuda or cuda:N")
     save_baseline_path: Path | None = opts.get("save_baseline")
     if save_baseline_path is not None:
         _check_save_baseline(save_baseline_path)
-    try:
-        device = torch.device(shard.device(opts["device"]))  # cuda:<LOCAL_RANK> under torchrun
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UsageProblem(f"--device {opts['device']}: CUDA is not available here (use --device cpu)")
-    except RuntimeError as exc:
-        raise UsageProblem(f"--device {opts['device']!r} is not a torch device: {exc}") from None
-    baseline = None
-    if opts.get("baseline"):
-        from robust_eval.baselines import get_baseline
-
-        baseline = get_baseline(opts["baseline"])
-    perturbations = None  # the data set's default list (suites.default_perturbations)
-    if opts.get("perturbations"):
-        from robust_eval.constants import TEST_PERTURBATIONS as TP
-        from robust_eval.constants import VALIDATION_PERTURBATIONS as VP
-
-        perturbations = tuple(p.strip() for p in opts["perturbations"].split(",") if p.strip())
-        unknown = [p for p in perturbations if p not in (*TP, *VP)]
-        if unknown:
-            raise UsageProblem(f"--perturbations: unknown {unknown}; known: {', '.join((*TP, *VP))}")
-    protocol = opts.get("imagenet_c_protocol", "resize_crop")
-    if protocol not in ("resize_crop", "center_crop"):
+    protocol = _option(opts, "imagenet_c_protocol")
+    if protocol not in IMAGENET_C_PROTOCOLS:
         raise UsageProblem(f"--imagenet-c-protocol must be resize_crop or center_crop, got {protocol!r}")
-
-    from robust_eval.data_config import describe, parse_overrides
-
     leaderboard_path: Path | None = opts.get("robustbench_json")
     if leaderboard_path is not None and leaderboard_path.exists():
         raise UsageProblem(
             f"--robustbench-json: '{leaderboard_path}' already exists; remove it or choose another path"
         )
+    _perturbation_list(opts.get("perturbations"))
+
+
+def _auto_device(name: str) -> str:
+    """``auto`` resolved: ``cuda`` when CUDA is available, else ``cpu``; other names unchanged."""
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _device_name(opts: dict[str, Any]) -> str:
+    """``--device`` (default ``auto``) with ``auto`` resolved."""
+    return _auto_device(str(_option(opts, "device")))
+
+
+def _torch_device(name: str) -> Any:
+    """``--device`` as a torch device (``auto`` resolved; CUDA must be available for a cuda device)."""
+    import torch
+
+    name = _auto_device(name)
+    try:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UsageProblem(f"--device {name}: CUDA is not available here (use --device cpu)")
+    except RuntimeError as exc:
+        raise UsageProblem(f"--device {name!r} is not a torch device: {exc}") from None
+    return device
+
+
+def _perturbation_list(text: str | None) -> tuple[str, ...] | None:
+    """``--perturbations`` as a tuple of known -P names; None = the data set's default list."""
+    if not text:
+        return None
+    from robust_eval.constants import TEST_PERTURBATIONS as TP
+    from robust_eval.constants import VALIDATION_PERTURBATIONS as VP
+
+    perturbations = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in perturbations if p not in (*TP, *VP)]
+    if unknown:
+        raise UsageProblem(f"--perturbations: unknown {unknown}; known: {', '.join((*TP, *VP))}")
+    return perturbations
+
+
+def _make_context(opts: dict[str, Any], shard: Any) -> Any:
+    """Load the checkpoint and build the suites' :class:`robust_eval.suites.Context` (on this rank's
+    device: ``cuda`` is ``cuda:<LOCAL_RANK>`` under torchrun)."""
+    from robust_eval import suites as S
+    from robust_eval.cache import CellCache
+    from robust_eval.data_config import parse_overrides
+    from robust_eval.models import load_checkpoint
+
+    device = _torch_device(shard.device(_device_name(opts)))
+    baseline = None
+    if opts.get("baseline"):
+        from robust_eval.baselines import get_baseline
+
+        baseline = get_baseline(opts["baseline"])
     overrides = parse_overrides(
         opts.get("mean"), opts.get("std"), opts.get("input_size"), opts.get("crop_pct")
     )
     model, info = load_checkpoint(
-        ckpt,
+        opts["checkpoint"],
         model=opts.get("model"),
         num_classes=opts.get("num_classes"),
         dataset=opts.get("dataset"),
@@ -236,21 +332,41 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any], s
         device=device,
         data_overrides=overrides,
         model_dir=opts.get("model_dir"),
-        threat_model=opts.get("threat_model") or "corruptions",
+        threat_model=_option(opts, "threat_model"),
     )
     metadata = info.to_dict()
     if baseline is not None:
         baseline.check_dataset(info.dataset)
     out: Path = opts["out"]
-    cache = CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False), shard=shard)
     pgd = S.PGDSettings(
-        eps=opts.get("eps", 2.0) / 255,
-        alpha=opts.get("alpha", 0.5) / 255,
-        steps=opts.get("steps", 20),
-        random_start=opts.get("random_start", True),
+        eps=_option(opts, "eps") / 255,
+        alpha=_option(opts, "alpha") / 255,
+        steps=_option(opts, "steps"),
+        random_start=_option(opts, "random_start"),
     )
-    results: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
+    return S.Context(
+        model=model,
+        metadata=metadata,
+        data_dir=_data_dir(opts, metadata),
+        cache=CellCache(out / ".cache", metadata["sha256"], fresh=opts.get("fresh", False), shard=shard),
+        device=device,
+        batch_size=_option(opts, "batch_size"),
+        workers=_option(opts, "workers"),
+        subset=opts.get("subset"),
+        split=opts.get("split"),
+        seed=_option(opts, "seed"),
+        pgd=pgd,
+        perturbations=_perturbation_list(opts.get("perturbations")),
+        generate=opts.get("generate", False),
+        imagenet_c_protocol=_option(opts, "imagenet_c_protocol"),
+        baseline=baseline,
+        shard=shard,
+    )
+
+
+def _data_dir(opts: dict[str, Any], metadata: dict[str, Any]) -> Path:
+    """``--data-dir``, else $ROBUST_EVAL_DATA, else ./data - or, when ./data lacks the data, the folder
+    recorded in the checkpoint (said in one line)."""
     data_dir = _resolve_data_dir(opts.get("data_dir"))
     if opts.get("data_dir") is None and not os.environ.get("ROBUST_EVAL_DATA"):
         from robust_eval.data import fallback_data_dir
@@ -258,55 +374,63 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any], s
         data_dir, note = fallback_data_dir(data_dir, metadata)
         if note is not None:
             err_console.print(note, highlight=False, soft_wrap=True, markup=False)
-    with _progress() if shard.is_main else contextlib.nullcontext(S.Context.track) as track:
-        ctx = S.Context(
-            model=model,
-            metadata=metadata,
-            data_dir=data_dir,
-            cache=cache,
-            device=device,
-            batch_size=opts.get("batch_size", 128),
-            workers=opts.get("workers", 0),
-            subset=opts.get("subset"),
-            split=opts.get("split"),
-            seed=opts.get("seed", 0),
-            pgd=pgd,
-            perturbations=perturbations,
-            generate=opts.get("generate", False),
-            imagenet_c_protocol=protocol,
-            baseline=baseline,
-            track=track,
-            shard=shard,
-        )
-        for suite in suites:
-            if command == "all" and suite == "imagenet_ar" and ctx.dataset != "imagenet":
-                continue  # ImageNet-A/-R only exist for ImageNet classifiers
-            try:
-                results[suite] = S.SUITES[suite](ctx)
-            except S.SuiteSkipped as exc:
-                if command not in _SKIPPING:
-                    raise UsageProblem(f"{suite}: {exc}") from None
-                skipped[suite] = str(exc)
-                err_console.print(f"[yellow]skipped {suite}:[/yellow] {exc}", highlight=False, soft_wrap=True)
-            except DataLayoutError as exc:
-                if command not in _SKIPPING:
-                    raise
-                skipped[suite] = f"malformed data: {exc}"
-                err_console.print(
-                    f"[yellow]skipped {suite}:[/yellow] malformed data: {exc}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-    if not results:
-        raise UsageProblem(f"no suite could run ({len(skipped)} skipped, reasons above); nothing written")
-    if not shard.is_main:
-        return  # under torchrun rank 0 alone writes and prints the results
+    return data_dir
 
-    result = build_result(command, metadata, _protocol(ctx, opts, suites), results, skipped)
+
+def _skip(skipped: dict[str, str], suite: str, reason: str) -> None:
+    skipped[suite] = reason
+    err_console.print(f"[yellow]skipped {suite}:[/yellow] {reason}", highlight=False, soft_wrap=True)
+
+
+def _run_suites(
+    command: str, suites: Sequence[str], ctx: Any, bars: _Bars | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The JSON blocks of the suites that ran, and why the others were skipped. A single-suite command
+    fails on absent or malformed data; ``all`` skips that suite with one line and goes on."""
+    from robust_eval import suites as S
+    from robust_eval.data import DataLayoutError
+
+    results: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for suite in suites:
+        if command == "all" and not S.SUITES[suite].applies(ctx):
+            continue  # e.g. ImageNet-A/-R only exist for ImageNet classifiers
+        if bars is not None:
+            bars.next_suite(suite)
+        try:
+            results[suite] = S.SUITES[suite].run(ctx).to_dict()
+        except S.SuiteSkipped as exc:
+            if command not in _SKIPPING:
+                raise UsageProblem(f"{suite}: {exc}") from None
+            _skip(skipped, suite, str(exc))
+        except DataLayoutError as exc:
+            if command not in _SKIPPING:
+                raise
+            _skip(skipped, suite, f"malformed data: {exc}")
+    return results, skipped
+
+
+def _write_outputs(
+    command: str,
+    suites: Sequence[str],
+    ctx: Any,
+    opts: dict[str, Any],
+    results: dict[str, Any],
+    skipped: dict[str, str],
+) -> None:
+    """Write ``<out>/<command>.json``, the Markdown report, plots and the optional extra files, and
+    print the summary."""
+    from robust_eval.data_config import describe
+    from robust_eval.report import build_result, print_summary, write_report, write_result
+
+    out: Path = opts["out"]
+    result = build_result(command, ctx.metadata, _protocol(ctx, opts, suites), results, skipped)
     json_path = write_result(out / f"{command}.json", result)
     md_path, _ = write_report(result, out, command)
+    save_baseline_path: Path | None = opts.get("save_baseline")
     if save_baseline_path is not None:
         _save_baseline(save_baseline_path, result)
+    leaderboard_path: Path | None = opts.get("robustbench_json")
     if leaderboard_path is not None:
         _write_leaderboard(leaderboard_path, result)
     if opts.get("json"):
@@ -314,7 +438,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any], s
         print_summary(err_console, result)
     else:
         print_summary(Console(), result)
-    err_console.print(describe(metadata["data_config"]), highlight=False, soft_wrap=True, markup=False)
+    err_console.print(describe(ctx.metadata["data_config"]), highlight=False, soft_wrap=True, markup=False)
     err_console.print(f"wrote {json_path} and {md_path}", highlight=False, soft_wrap=True)
 
 
@@ -368,323 +492,251 @@ def _write_leaderboard(path: Path, result: dict[str, Any]) -> None:
     err_console.print(f"wrote RobustBench leaderboard entry {path}", highlight=False, soft_wrap=True)
 
 
-def _opt(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+# ------------------------------------------------------------------------------------------------
+# options: one Annotated alias per option (flag + help), one table row (default + valid range)
+# ------------------------------------------------------------------------------------------------
 
-
-#: Input-contract overrides and RobustBench's zoo: every evaluation command gets these.
-INPUT_PARAMS = [
-    _opt(
-        "mean",
-        Annotated[
-            str | None,
-            typer.Option(
-                "--mean", help="Per-channel mean, comma-separated, 0..1 scale (overrides the checkpoint)."
-            ),
-        ],
+Checkpoint = Annotated[
+    Path,
+    typer.Argument(
+        help="Checkpoint file (.pth/.pt; loaded with torch.load(weights_only=True)) or robustbench:NAME."
     ),
-    _opt(
-        "std",
-        Annotated[
-            str | None,
-            typer.Option(
-                "--std", help="Per-channel std, comma-separated, 0..1 scale (overrides the checkpoint)."
-            ),
-        ],
+]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data root (default: $ROBUST_EVAL_DATA, else ./data).")
+]
+ModelName = Annotated[
+    str | None, typer.Option("--model", help="timm model name, for checkpoints without metadata.")
+]
+NumClasses = Annotated[
+    int | None, typer.Option("--num-classes", help="Output classes, for checkpoints without metadata.")
+]
+Dataset = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset", help="cifar10 | cifar100 | imagenet | imagefolder, when the checkpoint does not say."
     ),
-    _opt(
-        "input_size",
-        Annotated[
-            str | None,
-            typer.Option(
-                "--input-size", help="Model input side in px (32) or C,H,W (overrides the checkpoint)."
-            ),
-        ],
+]
+Split = Annotated[
+    str | None,
+    typer.Option(
+        "--split", help="Split folder of an ImageFolder root (default: first of test, val, validation)."
     ),
-    _opt(
-        "crop_pct",
-        Annotated[
-            float | None,
-            typer.Option(
-                "--crop-pct", help="Center-crop fraction when resizing, (0, 1] (overrides the checkpoint)."
-            ),
-        ],
+]
+OutDir = Annotated[
+    Path, typer.Option("--out", help="Folder for <command>.json, <command>.md, plots/ and the cell cache.")
+]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the result JSON on stdout (the table goes to stderr).")
+]
+Subset = Annotated[
+    int | None,
+    typer.Option(
+        "--subset",
+        help="Evaluate a seeded, class-stratified sample of N examples of every set (smoke runs; --seed picks it).",
     ),
-    _opt(
-        "model_dir",
-        Annotated[
-            Path | None,
-            typer.Option(
-                "--model-dir",
-                help="RobustBench model folder DIR/<dataset>/<threat_model>/<NAME>.pt, for CHECKPOINT = robustbench:NAME.",
-            ),
-        ],
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+Workers = Annotated[
+    int, typer.Option("--workers", help="Processes decoding image files (0: in the main process).")
+]
+Device = Annotated[
+    str,
+    typer.Option("--device", help="torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."),
+]
+ShowProgress = Annotated[
+    bool,
+    typer.Option("--progress/--no-progress", help="Show progress bars (overall and per cell) on a terminal."),
+]
+Ema = Annotated[bool, typer.Option("--ema", help="Use the checkpoint's EMA weights (state_dict_ema).")]
+Fresh = Annotated[
+    bool, typer.Option("--fresh", help="Recompute every cell instead of resuming from the cache.")
+]
+Seed = Annotated[
+    int,
+    typer.Option("--seed", help="Seed of PGD starts, synthetic OOD sets, OOD subsampling and --generate."),
+]
+BaselineName = Annotated[
+    str | None,
+    typer.Option(
+        "--baseline", help="Baseline for normalized mCE / mFR: 'alexnet' or a JSON file from --save-baseline."
     ),
-    _opt(
-        "threat_model",
-        Annotated[
-            str,
-            typer.Option(
-                "--threat-model",
-                help="RobustBench threat-model folder (only corruptions entries are supported).",
-            ),
-        ],
-        "corruptions",
+]
+SaveBaseline = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-baseline", help="Write this run's -C/-P numbers as a baseline JSON file (never overwrites)."
+    ),
+]
+Mean = Annotated[
+    str | None,
+    typer.Option("--mean", help="Per-channel mean, comma-separated, 0..1 scale (overrides the checkpoint)."),
+]
+Std = Annotated[
+    str | None,
+    typer.Option("--std", help="Per-channel std, comma-separated, 0..1 scale (overrides the checkpoint)."),
+]
+InputSize = Annotated[
+    str | None,
+    typer.Option("--input-size", help="Model input side in px (32) or C,H,W (overrides the checkpoint)."),
+]
+CropPct = Annotated[
+    float | None,
+    typer.Option("--crop-pct", help="Center-crop fraction when resizing, (0, 1] (overrides the checkpoint)."),
+]
+ModelDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--model-dir",
+        help="RobustBench model folder DIR/<dataset>/<threat_model>/<NAME>.pt, for CHECKPOINT = robustbench:NAME.",
+    ),
+]
+ThreatModel = Annotated[
+    str,
+    typer.Option(
+        "--threat-model", help="RobustBench threat-model folder (only corruptions entries are supported)."
+    ),
+]
+RobustbenchJson = Annotated[
+    Path | None,
+    typer.Option(
+        "--robustbench-json",
+        help="Also write RobustBench's leaderboard entry (clean_acc, corruptions_acc[, corruptions_mce]) to FILE.",
+    ),
+]
+Generate = Annotated[
+    bool,
+    typer.Option(
+        "--generate",
+        help="No -C arrays on disk: corrupt the clean CIFAR test set on the fly (flagged 'regenerated').",
+    ),
+]
+ImagenetCProtocol = Annotated[
+    str,
+    typer.Option(
+        "--imagenet-c-protocol",
+        help="ImageNet-C preprocessing: resize_crop (AugMix/PixMix/IPMix: 256-resize + 224-crop) or center_crop "
+        "(official script).",
+    ),
+]
+Perturbations = Annotated[
+    str | None,
+    typer.Option(
+        "--perturbations",
+        help="Comma-separated -P list averaged into mFR (default: the authors' list per data set; "
+        "CIFAR-P: spatter instead of snow, ImageNet-P: the 10 test perturbations).",
+    ),
+]
+Eps = Annotated[float, typer.Option("--eps", help="PGD L-inf budget in 1/255 units.")]
+Alpha = Annotated[float, typer.Option("--alpha", help="PGD step size in 1/255 units.")]
+Steps = Annotated[int, typer.Option("--steps", help="PGD iterations.")]
+RandomStart = Annotated[
+    bool,
+    typer.Option(
+        "--random-start/--no-random-start", help="Start PGD at a uniform random point in the eps ball."
     ),
 ]
 
-# Shared options: every evaluation command gets these (Typer reads the signature we build).
-_P = inspect.Parameter
-_KW = _P.KEYWORD_ONLY
 
-COMMON_PARAMS = [
-    _P(
-        "checkpoint",
-        _P.POSITIONAL_OR_KEYWORD,
-        annotation=Annotated[
-            Path,
-            typer.Argument(
-                help="Checkpoint file (.pth/.pt; loaded with torch.load(weights_only=True)) or robustbench:NAME."
-            ),
-        ],
-    ),
-    _P(
-        "data_dir",
-        _KW,
-        default=None,
-        annotation=Annotated[
-            Path | None,
-            typer.Option("--data-dir", help="Data root (default: $ROBUST_EVAL_DATA, else ./data)."),
-        ],
-    ),
-    _P(
-        "model",
-        _KW,
-        default=None,
-        annotation=Annotated[
-            str | None, typer.Option("--model", help="timm model name, for checkpoints without metadata.")
-        ],
-    ),
-    _P(
-        "num_classes",
-        _KW,
-        default=None,
-        annotation=Annotated[
-            int | None,
-            typer.Option("--num-classes", help="Output classes, for checkpoints without metadata."),
-        ],
-    ),
-    _P(
-        "dataset",
-        _KW,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option(
-                "--dataset",
-                help="cifar10 | cifar100 | imagenet | imagefolder, when the checkpoint does not say.",
-            ),
-        ],
-    ),
-    _P(
-        "split",
-        _KW,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option(
-                "--split",
-                help="Split folder of an ImageFolder root (default: first of test, val, validation).",
-            ),
-        ],
-    ),
-    _P(
-        "out",
-        _KW,
-        default=Path("robust-eval-out"),
-        annotation=Annotated[
-            Path,
-            typer.Option("--out", help="Folder for <command>.json, <command>.md, plots/ and the cell cache."),
-        ],
-    ),
-    _P(
-        "json",
-        _KW,
-        default=False,
-        annotation=Annotated[
-            bool, typer.Option("--json", help="Print the result JSON on stdout (the table goes to stderr).")
-        ],
-    ),
-    _P(
-        "subset",
-        _KW,
-        default=None,
-        annotation=Annotated[
-            int | None,
-            typer.Option(
-                "--subset",
-                help="Evaluate a seeded, class-stratified sample of N examples of every set (smoke runs; --seed picks it).",
-            ),
-        ],
-    ),
-    _P(
-        "batch_size",
-        _KW,
-        default=128,
-        annotation=Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")],
-    ),
-    _P(
-        "workers",
-        _KW,
-        default=0,
-        annotation=Annotated[
-            int, typer.Option("--workers", help="Processes decoding image files (0: in the main process).")
-        ],
-    ),
-    _P(
-        "device",
-        _KW,
-        default="cpu",
-        annotation=Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1, ...")],
-    ),
-    _P(
-        "ema",
-        _KW,
-        default=False,
-        annotation=Annotated[
-            bool, typer.Option("--ema", help="Use the checkpoint's EMA weights (state_dict_ema).")
-        ],
-    ),
-    _P(
-        "fresh",
-        _KW,
-        default=False,
-        annotation=Annotated[
-            bool, typer.Option("--fresh", help="Recompute every cell instead of resuming from the cache.")
-        ],
-    ),
-    _P(
-        "seed",
-        _KW,
-        default=0,
-        annotation=Annotated[
-            int,
-            typer.Option(
-                "--seed", help="Seed of PGD starts, synthetic OOD sets, OOD subsampling and --generate."
-            ),
-        ],
-    ),
-    _P(
-        "baseline",
-        _KW,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option(
-                "--baseline",
-                help="Baseline for normalized mCE / mFR: 'alexnet' or a JSON file from --save-baseline.",
-            ),
-        ],
-    ),
-]
+@dataclass(frozen=True)
+class Option:
+    """One option of the evaluation commands: its alias (flag, help), default and valid range."""
+
+    name: str  # the parameter name (the flag with '-' for '_')
+    alias: Any
+    default: Any = None
+    at_least: int | None = None  # inclusive lower bound of an integer option
+    positive_finite: str | None = None  # a float option that must be finite and > 0: its unit
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any) -> None:
+        """Raise :class:`UsageProblem` (one line) when ``value`` is out of range (None passes)."""
+        if value is None:
+            return
+        if self.at_least is not None and value < self.at_least:
+            raise UsageProblem(f"{self.flag} must be >= {self.at_least}, got {value}")
+        if self.positive_finite is not None and not (math.isfinite(value) and value > 0):
+            raise UsageProblem(
+                f"{self.flag} must be a finite number > 0 ({self.positive_finite}), got {value}"
+            )
+
+
+#: Options of every evaluation command (after the checkpoint argument), in --help order.
+COMMON_OPTIONS: tuple[Option, ...] = (
+    Option("data_dir", DataDir),
+    Option("model", ModelName),
+    Option("num_classes", NumClasses),
+    Option("dataset", Dataset),
+    Option("split", Split),
+    Option("out", OutDir, DEFAULT_OUT),
+    Option("json", JsonFlag, False),
+    Option("subset", Subset, at_least=1),
+    Option("batch_size", BatchSize, DEFAULT_BATCH_SIZE, at_least=1),
+    Option("workers", Workers, DEFAULT_WORKERS, at_least=0),
+    Option("device", Device, DEFAULT_DEVICE),
+    Option("ema", Ema, False),
+    Option("fresh", Fresh, False),
+    Option("progress", ShowProgress, True),
+    Option("seed", Seed, DEFAULT_SEED, at_least=0),
+    Option("baseline", BaselineName),
+    # input-contract overrides and RobustBench's zoo
+    Option("mean", Mean),
+    Option("std", Std),
+    Option("input_size", InputSize),
+    Option("crop_pct", CropPct),
+    Option("model_dir", ModelDir),
+    Option("threat_model", ThreatModel, DEFAULT_THREAT_MODEL),
+)
+CORRUPTION_OPTIONS: tuple[Option, ...] = (
+    Option("robustbench_json", RobustbenchJson),
+    Option("generate", Generate, False),
+    Option("imagenet_c_protocol", ImagenetCProtocol, IMAGENET_C_PROTOCOLS[0]),
+)
+PERTURBATION_OPTIONS: tuple[Option, ...] = (Option("perturbations", Perturbations),)
 #: Only the commands that measure -C / -P numbers can write them as a baseline.
-SAVE_BASELINE_PARAMS = [
-    _opt(
-        "save_baseline",
-        Annotated[
-            Path | None,
-            typer.Option(
-                "--save-baseline",
-                help="Write this run's -C/-P numbers as a baseline JSON file (never overwrites).",
-            ),
-        ],
-    ),
-]
-CORRUPTION_PARAMS = [
-    _opt(
-        "robustbench_json",
-        Annotated[
-            Path | None,
-            typer.Option(
-                "--robustbench-json",
-                help="Also write RobustBench's leaderboard entry (clean_acc, corruptions_acc[, corruptions_mce]) to FILE.",
-            ),
-        ],
-    ),
-    _P(
-        "generate",
-        _KW,
-        default=False,
-        annotation=Annotated[
-            bool,
-            typer.Option(
-                "--generate",
-                help="No -C arrays on disk: corrupt the clean CIFAR test set on the fly (flagged 'regenerated').",
-            ),
-        ],
-    ),
-    _P(
-        "imagenet_c_protocol",
-        _KW,
-        default="resize_crop",
-        annotation=Annotated[
-            str,
-            typer.Option(
-                "--imagenet-c-protocol",
-                help="ImageNet-C preprocessing: resize_crop (AugMix/PixMix/IPMix: 256-resize + 224-crop) or center_crop (official script).",
-            ),
-        ],
-    ),
-]
-PERTURBATION_PARAMS = [
-    _P(
-        "perturbations",
-        _KW,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option(
-                "--perturbations",
-                help="Comma-separated -P list averaged into mFR (default: the authors' list per data set; "
-                "CIFAR-P: spatter instead of snow, ImageNet-P: the 10 test perturbations).",
-            ),
-        ],
-    ),
-]
-PGD_PARAMS = [
-    _P(
-        "eps",
-        _KW,
-        default=2.0,
-        annotation=Annotated[float, typer.Option("--eps", help="PGD L-inf budget in 1/255 units.")],
-    ),
-    _P(
-        "alpha",
-        _KW,
-        default=0.5,
-        annotation=Annotated[float, typer.Option("--alpha", help="PGD step size in 1/255 units.")],
-    ),
-    _P("steps", _KW, default=20, annotation=Annotated[int, typer.Option("--steps", help="PGD iterations.")]),
-    _P(
-        "random_start",
-        _KW,
-        default=True,
-        annotation=Annotated[
-            bool,
-            typer.Option(
-                "--random-start/--no-random-start",
-                help="Start PGD at a uniform random point in the eps ball.",
-            ),
-        ],
-    ),
-]
+SAVE_BASELINE_OPTIONS: tuple[Option, ...] = (Option("save_baseline", SaveBaseline),)
+PGD_OPTIONS: tuple[Option, ...] = (
+    Option("eps", Eps, PGD_EPS_255, positive_finite="in 1/255 units"),
+    Option("alpha", Alpha, PGD_ALPHA_255, positive_finite="in 1/255 units"),
+    Option("steps", Steps, PGD_STEPS, at_least=1),
+    Option("random_start", RandomStart, True),
+)
+ALL_OPTIONS: tuple[Option, ...] = (
+    *COMMON_OPTIONS,
+    *CORRUPTION_OPTIONS,
+    *PERTURBATION_OPTIONS,
+    *SAVE_BASELINE_OPTIONS,
+    *PGD_OPTIONS,
+)
+OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in ALL_OPTIONS}
 
 
-def _register(command: str, suites: Sequence[str], extra: Sequence[inspect.Parameter], doc: str) -> None:
+def _check_ranges(opts: dict[str, Any]) -> None:
+    """Every option's range, in one place (one line and exit 2 for the first value out of range)."""
+    for option in ALL_OPTIONS:
+        if option.name in opts:
+            option.check(opts[option.name])
+
+
+def _parameters(options: Sequence[Option]) -> list[inspect.Parameter]:
+    """Keyword-only signature parameters (what Typer reads) of ``options``."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [inspect.Parameter(o.name, kw, default=o.default, annotation=o.alias) for o in options]
+
+
+def _register(command: str, suites: Sequence[str], extra: Sequence[Option], doc: str) -> None:
+    """Add the evaluation command ``command`` running ``suites``: Typer reads the signature built from
+    the checkpoint argument, :data:`COMMON_OPTIONS` and ``extra``."""
+
     def run(**kwargs: Any) -> None:
         _evaluate(command, suites, kwargs)
 
-    run.__signature__ = inspect.Signature([*COMMON_PARAMS, *INPUT_PARAMS, *extra])  # type: ignore[attr-defined]
+    params = [inspect.Parameter("checkpoint", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Checkpoint)]
+    params += _parameters((*COMMON_OPTIONS, *extra))
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     run.__doc__ = doc
     run.__name__ = command
     app.command(command)(run)
@@ -693,7 +745,7 @@ def _register(command: str, suites: Sequence[str], extra: Sequence[inspect.Param
 _register(
     "all",
     ("clean", "corruptions", "perturbations", "adversarial", "calibration", "ood", "imagenet_ar"),
-    [*CORRUPTION_PARAMS, *PERTURBATION_PARAMS, *PGD_PARAMS, *SAVE_BASELINE_PARAMS],
+    [*CORRUPTION_OPTIONS, *PERTURBATION_OPTIONS, *SAVE_BASELINE_OPTIONS, *PGD_OPTIONS],
     "Every suite whose data is present; one line per skipped suite says why and what to put where.\n\n"
     + METRICS_HELP,
 )
@@ -701,7 +753,7 @@ _register("clean", ("clean",), [], "Top-1 / top-5 error on the clean test split.
 _register(
     "corruptions",
     ("corruptions",),
-    [*CORRUPTION_PARAMS, *SAVE_BASELINE_PARAMS],
+    [*CORRUPTION_OPTIONS, *SAVE_BASELINE_OPTIONS],
     "-C and -C-bar: error per (corruption, severity), mCE unnormalized (plain mean over the 15 x 5 "
     "benchmark cells) and normalized (CE_c = 100 * sum_s E / sum_s E_base; AlexNet for ImageNet or "
     "--baseline), relative mCE. Extras (speckle_noise, gaussian_blur, spatter, saturate) reported separately.",
@@ -709,23 +761,23 @@ _register(
 _register(
     "perturbations",
     ("perturbations",),
-    [*PERTURBATION_PARAMS, *SAVE_BASELINE_PARAMS],
+    [*PERTURBATION_OPTIONS, *SAVE_BASELINE_OPTIONS],
     "-P: flip probability (noise perturbations vs frame 0, others consecutive frames) and top-5 "
     "distance per perturbation; mFR / mT5D plain means, normalized with --baseline.",
 )
 _register(
     "adversarial",
     ("adversarial",),
-    PGD_PARAMS,
+    PGD_OPTIONS,
     "Error under L-inf PGD (torchattacks) on the clean test set in [0, 1] space; defaults are the "
-    "PixMix/IPMix protocol: eps 2/255, step 0.5/255, 20 steps, random start.",
+    f"PixMix/IPMix protocol: eps {PGD_EPS_255:g}/255, step {PGD_ALPHA_255:g}/255, {PGD_STEPS} steps, random start.",
 )
 _register(
     "calibration",
     ("calibration",),
     [],
-    "RMS calibration error (equal-count bins of 100, corrected: all bins; the reference-compatible "
-    "variant skips the last bin) and ECE (15 equal-width bins), from the clean pass.",
+    f"RMS calibration error (equal-count bins of {RMS_BIN_SIZE}, corrected: all bins; the reference-compatible "
+    f"variant skips the last bin) and ECE ({ECE_BINS} equal-width bins), from the clean pass.",
 )
 _register(
     "ood",
@@ -744,14 +796,19 @@ def report_cmd(
         Path | None,
         typer.Option("--out", help="Folder for the Markdown and plots (default: next to the JSON)."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace <stem>.md even when it is not a report robust-eval wrote."),
+    ] = False,
 ) -> None:
-    """Re-render the Markdown report and the PNG plots from a saved result JSON."""
+    """Re-render the Markdown report and the PNG plots from a saved result JSON. A <stem>.md that is
+    not a robust-eval report (a file of yours) is never replaced unless --force."""
     from robust_eval.report import ResultError, load_result, print_summary, write_report
 
     try:
         loaded = load_result(result)
         folder = out if out is not None else result.parent
-        md, plots = write_report(loaded, folder, result.stem)
+        md, plots = write_report(loaded, folder, result.stem, force=force)
     except (ResultError, OSError, KeyError, TypeError) as exc:
         _fail(
             f"{exc}" if not isinstance(exc, (KeyError, TypeError)) else f"'{result}' is incomplete: {exc!r}"
@@ -879,9 +936,7 @@ def data_digits(
 
 
 generate_cli.register(app)  # make-c, make-p: -C / -P regeneration (robust_eval.generate)
-baseline_cmd.register(
-    app, _evaluate, [*COMMON_PARAMS, *INPUT_PARAMS, *CORRUPTION_PARAMS]
-)  # robust-eval baseline
+baseline_cmd.register(app, _evaluate, _parameters((*COMMON_OPTIONS, *CORRUPTION_OPTIONS)))  # baseline
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from robust_eval.cache import atomic_write_text
 from robust_eval.constants import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
+from robust_eval.results import CorruptionSet, CorruptionsResult, CorruptionSummary, SuiteResult, load_suites
 
 __all__ = [
     "METRICS",
@@ -50,41 +51,52 @@ class ProtocolMismatch(ComparisonError):
     """Two results were measured under different protocols; the message names the difference."""
 
 
+def typed(result: Mapping[str, Any]) -> dict[str, SuiteResult]:
+    """The typed suite results of a loaded result file (:func:`robust_eval.results.load_suites`)."""
+    suites = result.get("suites", {})
+    return load_suites(suites) if isinstance(suites, Mapping) else {}
+
+
 @dataclass(frozen=True)
 class Metric:
-    """A headline number of a result: where it lives, how to show it, which direction is better."""
+    """A headline number of a result: which suite's typed result holds it, how to read it there, how
+    to show it, which direction is better."""
 
     key: str
     label: str
-    path: tuple[str, ...]  # keys under result["suites"]
+    suite: str  # key of the typed result (robust_eval.results.RESULT_TYPES)
+    read: Callable[[Any], Any]  # typed suite result -> the number (None when absent)
     percent: bool  # a fraction in [0, 1], shown (and differenced) in % / percentage points
     lower_is_better: bool = True
 
     def value(self, result: Mapping[str, Any]) -> float | None:
-        node: Any = result.get("suites", {})
-        for key in self.path:
-            if not isinstance(node, Mapping) or key not in node:
-                return None
-            node = node[key]
+        suite = typed(result).get(self.suite)
+        node = self.read(suite) if suite is not None else None
         if isinstance(node, bool) or not isinstance(node, (int, float)) or math.isnan(node):
             return None
         return float(node) * (100.0 if self.percent else 1.0)
 
 
+def _summary(c: CorruptionsResult) -> CorruptionSummary:
+    return c.summary or CorruptionSummary()
+
+
 #: The headline metrics, in the paper's table order (values in % where ``percent``).
 METRICS: tuple[Metric, ...] = (
-    Metric("clean_error", "clean err. (%)", ("clean", "top1_error"), True),
-    Metric("mce", "mCE (%)", ("corruptions", "summary", "mce_unnormalized"), True),
-    Metric("mce_normalized", "mCE norm.", ("corruptions", "summary", "normalized", "mce"), False),
-    Metric("extras_error", "extras err. (%)", ("corruptions", "summary", "extras_mean_error"), True),
-    Metric("c_bar_error", "C-bar err. (%)", ("corruptions", "c_bar", "mean_error"), True),
-    Metric("mfr", "mFR (%)", ("perturbations", "mfr"), True),
-    Metric("mt5d", "mT5D", ("perturbations", "mt5d"), False),
-    Metric("pgd_error", "PGD err. (%)", ("adversarial", "adversarial_error"), True),
-    Metric("rms_calibration", "RMS cal. (%)", ("calibration", "rms_calibration_error"), True),
-    Metric("ece", "ECE (%)", ("calibration", "ece"), True),
-    Metric("ood_auroc", "OOD AUROC (%)", ("ood", "mean_auroc"), True, lower_is_better=False),
-    Metric("ood_fpr95", "OOD FPR95 (%)", ("ood", "mean_fpr95"), True),
+    Metric("clean_error", "clean err. (%)", "clean", lambda r: r.top1_error, True),
+    Metric("mce", "mCE (%)", "corruptions", lambda r: _summary(r).mce_unnormalized, True),
+    Metric(
+        "mce_normalized", "mCE norm.", "corruptions", lambda r: _get(_summary(r).normalized, "mce"), False
+    ),
+    Metric("extras_error", "extras err. (%)", "corruptions", lambda r: _summary(r).extras_mean_error, True),
+    Metric("c_bar_error", "C-bar err. (%)", "corruptions", lambda r: r.c_bar and r.c_bar.mean_error, True),
+    Metric("mfr", "mFR (%)", "perturbations", lambda r: r.mfr, True),
+    Metric("mt5d", "mT5D", "perturbations", lambda r: r.mt5d, False),
+    Metric("pgd_error", "PGD err. (%)", "adversarial", lambda r: r.adversarial_error, True),
+    Metric("rms_calibration", "RMS cal. (%)", "calibration", lambda r: r.rms_calibration_error, True),
+    Metric("ece", "ECE (%)", "calibration", lambda r: r.ece, True),
+    Metric("ood_auroc", "OOD AUROC (%)", "ood", lambda r: r.mean_auroc, True, lower_is_better=False),
+    Metric("ood_fpr95", "OOD FPR95 (%)", "ood", lambda r: r.mean_fpr95, True),
 )
 
 
@@ -101,18 +113,34 @@ def _get(mapping: Any, *path: str) -> Any:
     return mapping
 
 
+def _suite(result: Mapping[str, Any], name: str) -> Any:
+    """The typed result of suite ``name`` in ``result``, or None."""
+    return typed(result).get(name)
+
+
+def _c_set(result: Mapping[str, Any]) -> CorruptionSet | None:
+    corr = _suite(result, "corruptions")
+    return corr.c if corr is not None else None
+
+
 def _c_origin(result: Mapping[str, Any]) -> str | None:
-    c = _get(result, "suites", "corruptions", "c")
-    if not isinstance(c, Mapping):
+    c = _c_set(result)
+    if c is None:
         return None
-    if c.get("generated_on_the_fly"):
+    if c.generated_on_the_fly:
         return "generated on the fly"
-    return "regenerated" if c.get("regenerated") else "read from disk"
+    return "regenerated" if c.regenerated else "read from disk"
 
 
 def _ood_sets(result: Mapping[str, Any]) -> list[str] | None:
-    sets = _get(result, "suites", "ood", "sets")
-    return sorted(sets) if isinstance(sets, Mapping) else None
+    ood = _suite(result, "ood")
+    return sorted(ood.sets) if ood is not None and isinstance(ood.sets, Mapping) else None
+
+
+def _field(result: Mapping[str, Any], suite: str, name: str) -> Any:
+    """Attribute ``name`` of the typed result of ``suite``, None when the suite is absent."""
+    got = _suite(result, suite)
+    return getattr(got, name) if got is not None else None
 
 
 #: (name, extractor) of every protocol fact two comparable results must share. A fact one of the
@@ -123,15 +151,15 @@ PROTOCOL_FACTS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("data folder", lambda r: _get(r, "protocol", "data_dir")),
     ("split", lambda r: _get(r, "protocol", "split")),
     ("subset", lambda r: _get(r, "protocol", "subset")),
-    ("clean test size", lambda r: _get(r, "suites", "clean", "n")),
+    ("clean test size", lambda r: _field(r, "clean", "n")),
     ("evaluation seed", lambda r: _get(r, "protocol", "seed")),
     ("corruption lists", lambda r: _get(r, "protocol", "corruption_lists")),
-    ("corruptions measured", lambda r: _get(r, "suites", "corruptions", "c", "corruptions")),
+    ("corruptions measured", lambda r: c.corruptions if (c := _c_set(r)) is not None else None),
     ("-C data origin", _c_origin),
     ("-C generated on the fly", lambda r: _get(r, "protocol", "generate_corruptions")),
     ("ImageNet-C protocol", lambda r: _get(r, "protocol", "preprocessing", "imagenet_c_protocol")),
     ("perturbation list", lambda r: _get(r, "protocol", "perturbations")),
-    ("perturbations measured", lambda r: _get(r, "suites", "perturbations", "perturbations")),
+    ("perturbations measured", lambda r: _field(r, "perturbations", "perturbations")),
     ("PGD settings", lambda r: _get(r, "protocol", "pgd")),
     ("calibration settings", lambda r: _get(r, "protocol", "calibration")),
     ("OOD protocol", lambda r: _get(r, "protocol", "ood")),
@@ -171,17 +199,19 @@ def _delta(value: float | None, ref: float | None) -> tuple[float | None, float 
 
 
 def _per_corruption(result: Mapping[str, Any]) -> dict[str, float]:
-    per = _get(result, "suites", "corruptions", "summary", "per_corruption_mean_error") or {}
-    return {c: float(v) for c, v in per.items()}
+    corr = _suite(result, "corruptions")
+    per = _summary(corr).per_corruption_mean_error if corr is not None else {}
+    return {c: float(v) for c, v in (per or {}).items()}
 
 
 def _per_severity(result: Mapping[str, Any]) -> dict[str, float] | None:
     """Mean error over the benchmark corruptions at each severity (fractions), '0' = clean."""
-    errors = _get(result, "suites", "corruptions", "c", "errors")
+    c = _c_set(result)
+    errors = c.errors if c is not None else None
     if not isinstance(errors, Mapping):
         return None
     out: dict[str, float] = {}
-    clean = _get(result, "suites", "clean", "top1_error")
+    clean = _field(result, "clean", "top1_error")
     if clean is not None:
         out["0"] = float(clean)
     for s in SEVERITIES:
@@ -193,9 +223,8 @@ def _per_severity(result: Mapping[str, Any]) -> dict[str, float] | None:
 
 def _model_block(label: str, path: str, result: Mapping[str, Any]) -> dict[str, Any]:
     ck = result.get("checkpoint", {})
-    suites = result.get("suites", {})
-    ood_sets = _get(suites, "ood", "sets") or {}
-    per_pert = _get(suites, "perturbations", "per_perturbation") or {}
+    ood_sets = _field(result, "ood", "sets") or {}
+    per_pert = _field(result, "perturbations", "per_perturbation") or {}
     return {
         "label": label,
         "result": path,
@@ -204,10 +233,10 @@ def _model_block(label: str, path: str, result: Mapping[str, Any]) -> dict[str, 
         "per_severity_error": _per_severity(result),
         "flip_probability": {p: v.get("flip_probability") for p, v in per_pert.items()},
         "ood_auroc": {n: v.get("auroc") for n, v in ood_sets.items()},
-        "reliability": _get(suites, "calibration", "reliability"),
+        "reliability": _field(result, "calibration", "reliability"),
         "pgd": {
-            "clean_error": _get(suites, "adversarial", "clean_error"),
-            "adversarial_error": _get(suites, "adversarial", "adversarial_error"),
+            "clean_error": _field(result, "adversarial", "clean_error"),
+            "adversarial_error": _field(result, "adversarial", "adversarial_error"),
         },
         "skipped": dict(result.get("skipped", {})),
     }

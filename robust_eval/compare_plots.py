@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from robust_eval.constants import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, TEST_PERTURBATIONS
+from robust_eval.constants import BENCHMARK_CORRUPTIONS, ECE_BINS, EXTRA_CORRUPTIONS, TEST_PERTURBATIONS
 from robust_eval.report import save_png
 
 __all__ = ["make_comparison_plots"]
@@ -116,7 +116,7 @@ def _reliability(cmp: Mapping[str, Any], plt: Any) -> Any:
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("confidence (max softmax), per bin")
     ax.set_ylabel("accuracy in the bin")
-    ax.set_title("Reliability (15 bins; dot area ~ images in the bin)")
+    ax.set_title(f"Reliability ({ECE_BINS} bins; dot area ~ images in the bin)")
     ax.legend(fontsize=8, loc="upper left")
     return fig
 

@@ -110,3 +110,34 @@ def is_noise_perturbation(name: str) -> bool:
     """Whether ``name`` (with or without a difficulty suffix) is a noise perturbation, whose flip
     probability compares every frame with frame 0 rather than consecutive frames."""
     return split_difficulty(name)[0] in NOISE_PERTURBATIONS
+
+
+#: Classes of the fixed-size data sets (their classifiers' output count), by data set name.
+NUM_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
+
+#: RMS calibration error: samples per equal-count confidence bin (PixMix / Outlier Exposure).
+RMS_BIN_SIZE: int = 100
+#: Expected calibration error: equal-width confidence bins (Guo et al. 2017).
+ECE_BINS: int = 15
+
+# ------------------------------------------------------------------------------------------------
+# evaluation defaults: the robust-eval options and suites.Context / suites.PGDSettings read these
+# ------------------------------------------------------------------------------------------------
+
+#: Images per forward pass.
+DEFAULT_BATCH_SIZE: int = 128
+#: Threads decoding image files (0: in the main thread).
+DEFAULT_WORKERS: int = 0
+#: Seed of PGD starts, synthetic OOD sets, OOD subsampling and on-the-fly corruption.
+DEFAULT_SEED: int = 0
+#: The torch device of an evaluation ("auto": cuda when available, else cpu).
+DEFAULT_DEVICE: str = "auto"
+#: RobustBench threat-model folder of ``robustbench:NAME`` checkpoints.
+DEFAULT_THREAT_MODEL: str = "corruptions"
+#: ImageNet-C preprocessing, the default first: 256-resize + 224-crop (AugMix / PixMix / IPMix), or
+#: the official script's center crop.
+IMAGENET_C_PROTOCOLS: tuple[str, ...] = ("resize_crop", "center_crop")
+#: L-inf PGD of the PixMix / IPMix protocol: budget and step in 1/255 units, iterations.
+PGD_EPS_255: float = 2.0
+PGD_ALPHA_255: float = 0.5
+PGD_STEPS: int = 20

@@ -23,7 +23,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from robust_eval.constants import BENCHMARK_CORRUPTIONS, SEVERITIES, TEST_PERTURBATIONS
+from robust_eval.constants import (
+    BENCHMARK_CORRUPTIONS,
+    ECE_BINS,
+    RMS_BIN_SIZE,
+    SEVERITIES,
+    TEST_PERTURBATIONS,
+)
 
 __all__ = [
     "SOFTMAX_PRECISIONS",
@@ -700,7 +706,7 @@ def _tie_mean_correct(conf: np.ndarray, corr: np.ndarray) -> np.ndarray:
 def rms_calibration_error(
     confidence: np.ndarray,
     correct: np.ndarray,
-    bin_size: int = 100,
+    bin_size: int = RMS_BIN_SIZE,
     reference_compatible: bool = False,
 ) -> float:
     """RMS calibration error with equal-count bins (Hendrycks et al.; PixMix / Outlier Exposure).
@@ -777,7 +783,9 @@ def rms_calibration_error(
     return float(math.sqrt(terms.sum()))
 
 
-def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+def reliability_bins(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS
+) -> dict[str, np.ndarray]:
     """Equal-width confidence bins for a reliability diagram (and :func:`expected_calibration_error`).
 
     Bin ``b`` covers ``(b / n_bins, (b + 1) / n_bins]``; a confidence of exactly 0 goes to the first
@@ -820,7 +828,7 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
     }
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """Expected calibration error (Guo et al. 2017): ``sum_b (n_b / N) * |acc_b - conf_b|``.
 
     ``n_bins`` equal-width bins over [0, 1] as in :func:`reliability_bins`; empty bins contribute 0.

@@ -3,7 +3,9 @@ calibration, ood, imagenet_ar (ImageNet-A / -R).
 
 Data flows one way: a runner finds its data (``robust_eval.data`` readers), streams it through the
 wrapped model (:class:`robust_eval.models.InputContract`, images in [0, 1]), hands predictions to the
-pure functions of ``robust_eval.metrics`` and returns a JSON-native dict for ``robust_eval.report``.
+pure functions of ``robust_eval.metrics`` and returns a typed result (``robust_eval.results``) that
+``robust_eval.report`` renders; :data:`SUITES` is the registry (``SUITES[name].run(ctx)``), and
+``run_<name>(ctx)`` gives the same result as its JSON block.
 Each finished cell is cached (``robust_eval.cache``) so an interrupted run resumes.
 
 A runner raises :class:`SuiteSkipped` (with "put X at Y") when its data is absent.
@@ -28,13 +30,34 @@ from robust_eval.constants import (
     BENCHMARK_CORRUPTIONS,
     CIFAR_CBAR_CORRUPTIONS,
     CIFAR_P_PERTURBATIONS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SEED,
+    DEFAULT_WORKERS,
+    ECE_BINS,
     EXTRA_CORRUPTIONS,
+    IMAGENET_C_PROTOCOLS,
     IMAGENET_CBAR_CORRUPTIONS,
     P_DIFFICULTIES,
+    PGD_ALPHA_255,
+    PGD_EPS_255,
+    PGD_STEPS,
+    RMS_BIN_SIZE,
     SEVERITIES,
     TEST_PERTURBATIONS,
     is_noise_perturbation,
     split_difficulty,
+)
+from robust_eval.results import (
+    AdversarialResult,
+    CalibrationResult,
+    CleanResult,
+    CorruptionSet,
+    CorruptionsResult,
+    CorruptionSummary,
+    ImagenetARResult,
+    OODResult,
+    PerturbationsResult,
+    SuiteResult,
 )
 from robust_eval.sharding import BatchPlan, decode_in_workers, gathered
 from robust_mix.distributed import Shard
@@ -43,6 +66,7 @@ __all__ = [
     "SUITES",
     "Context",
     "PGDSettings",
+    "Suite",
     "SuiteSkipped",
     "default_perturbations",
     "run_adversarial",
@@ -72,9 +96,9 @@ class SuiteSkipped(Exception):
 class PGDSettings:
     """L-inf PGD (PixMix / IPMix protocol by default): budgets in [0, 1] pixel units."""
 
-    eps: float = 2 / 255
-    alpha: float = 0.5 / 255
-    steps: int = 20
+    eps: float = PGD_EPS_255 / 255
+    alpha: float = PGD_ALPHA_255 / 255
+    steps: int = PGD_STEPS
     random_start: bool = True
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,16 +130,16 @@ class Context:
     data_dir: Path
     cache: CellCache
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    batch_size: int = 128
-    workers: int = 0
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int = DEFAULT_WORKERS
     subset: int | None = None
     split: str | None = None
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     pgd: PGDSettings = field(default_factory=PGDSettings)
     #: -P list averaged into mFR / mT5D; None = the data set's default (:func:`default_perturbations`).
     perturbations: tuple[str, ...] | None = None
     generate: bool = False
-    imagenet_c_protocol: str = "resize_crop"
+    imagenet_c_protocol: str = IMAGENET_C_PROTOCOLS[0]
     baseline: Any = None  # robust_eval.baselines.Baseline
     track: Callable[[str, int], contextlib.AbstractContextManager[Any]] = _no_progress
     shard: Shard = field(default_factory=Shard.single)  # torchrun rank (robust_eval.sharding)
@@ -216,9 +240,6 @@ def _logits(ctx: Context, images: np.ndarray) -> np.ndarray:
         return ctx.model(_to_tensor(images, ctx.device)).float().cpu().numpy()
 
 
-#: RMS calibration bin size and ECE bin count (PixMix / Outlier Exposure; Guo et al. 2017).
-RMS_BIN_SIZE = 100
-ECE_BINS = 15
 #: The calibration errors reported per set, and per -C cell.
 CALIBRATION_KEYS = ("rms_calibration_error", "rms_calibration_error_reference_compatible", "ece")
 
@@ -357,10 +378,12 @@ def _clean_cell(ctx: Context) -> dict[str, Any]:
     return ctx._clean
 
 
-def run_clean(ctx: Context) -> dict[str, Any]:
+def _clean_result(ctx: Context) -> CleanResult:
     """Top-1 / top-5 error on the clean test split (fractions in [0, 1])."""
     cell = _clean_cell(ctx)
-    return {k: cell[k] for k in ("n", "top1_error", "top5_error", "source")}
+    return CleanResult(
+        n=cell["n"], top1_error=cell["top1_error"], top5_error=cell["top5_error"], source=cell["source"]
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -372,53 +395,63 @@ def _sev_map(table: dict[str, dict[str, float]], names: Sequence[str]) -> dict[s
     return {c: {int(s): float(v) for s, v in table[c].items()} for c in names if c in table}
 
 
+def _baseline_for(ctx: Context) -> Any:
+    """The normalizing baseline: the one given, else AlexNet for ImageNet, else None."""
+    if ctx.baseline is None and ctx.dataset == "imagenet":
+        from robust_eval.baselines import get_baseline
+
+        return get_baseline("alexnet")
+    return ctx.baseline
+
+
+def _normalized(
+    baseline: Any, errors: dict[str, dict[str, float]], extras: list[str], clean_error: float | None
+) -> dict[str, Any]:
+    """Baseline-normalized CE / mCE / relative mCE (percentages, baseline = 100) of complete -C errors."""
+    from robust_eval import metrics
+
+    base_err = baseline.corruption_errors
+    lacking = [c for c in BENCHMARK_CORRUPTIONS if c not in base_err]
+    if lacking:
+        return {"baseline": baseline.name, "error": f"baseline lacks {lacking}"}
+    errs = _sev_map(errors, BENCHMARK_CORRUPTIONS)
+    norm: dict[str, Any] = {
+        "baseline": baseline.name,
+        "baseline_source": baseline.source,
+        "ce": metrics.corruption_error_normalized(errs, base_err),
+        "mce": metrics.mce_normalized(errs, base_err),
+        "relative_mce": None,
+    }
+    if clean_error is not None and baseline.clean_error is not None:
+        norm["relative_mce"] = metrics.relative_mce(errs, clean_error, base_err, baseline.clean_error)
+    extras_base = [c for c in extras if c in base_err]
+    if extras_base:
+        norm["extras_ce"] = metrics.corruption_error_normalized(
+            _sev_map(errors, extras_base), base_err, corruptions=extras_base
+        )
+    return norm
+
+
 def _summaries(
     ctx: Context, errors: dict[str, dict[str, float]], clean_error: float | None
-) -> dict[str, Any]:
+) -> CorruptionSummary:
     from robust_eval import metrics
 
     present = [c for c in BENCHMARK_CORRUPTIONS if c in errors and len(errors[c]) == len(SEVERITIES)]
     missing = [c for c in BENCHMARK_CORRUPTIONS if c not in present]
-    out: dict[str, Any] = {
-        "benchmark_corruptions": list(BENCHMARK_CORRUPTIONS),
-        "missing_benchmark_corruptions": missing,
-        "per_corruption_mean_error": {c: float(np.mean(list(errors[c].values()))) for c in errors},
-        "mce_unnormalized": None,
-        "extras_mean_error": None,
-        "normalized": None,
-    }
+    out = CorruptionSummary(
+        benchmark_corruptions=list(BENCHMARK_CORRUPTIONS),
+        missing_benchmark_corruptions=missing,
+        per_corruption_mean_error={c: float(np.mean(list(errors[c].values()))) for c in errors},
+    )
     if not missing:
-        out["mce_unnormalized"] = metrics.mean_corruption_error(_sev_map(errors, BENCHMARK_CORRUPTIONS))
+        out.mce_unnormalized = metrics.mean_corruption_error(_sev_map(errors, BENCHMARK_CORRUPTIONS))
     extras = [c for c in EXTRA_CORRUPTIONS if c in errors]
     if extras:
-        out["extras_mean_error"] = float(np.mean([out["per_corruption_mean_error"][c] for c in extras]))
-    baseline = ctx.baseline
-    if baseline is None and ctx.dataset == "imagenet":
-        from robust_eval.baselines import get_baseline
-
-        baseline = get_baseline("alexnet")
+        out.extras_mean_error = float(np.mean([out.per_corruption_mean_error[c] for c in extras]))
+    baseline = _baseline_for(ctx)
     if baseline is not None and not missing:
-        base_err = baseline.corruption_errors
-        lacking = [c for c in BENCHMARK_CORRUPTIONS if c not in base_err]
-        if lacking:
-            out["normalized"] = {"baseline": baseline.name, "error": f"baseline lacks {lacking}"}
-        else:
-            errs = _sev_map(errors, BENCHMARK_CORRUPTIONS)
-            norm: dict[str, Any] = {
-                "baseline": baseline.name,
-                "baseline_source": baseline.source,
-                "ce": metrics.corruption_error_normalized(errs, base_err),
-                "mce": metrics.mce_normalized(errs, base_err),
-                "relative_mce": None,
-            }
-            if clean_error is not None and baseline.clean_error is not None:
-                norm["relative_mce"] = metrics.relative_mce(errs, clean_error, base_err, baseline.clean_error)
-            extras_base = [c for c in extras if c in base_err]
-            if extras_base:
-                norm["extras_ce"] = metrics.corruption_error_normalized(
-                    _sev_map(errors, extras_base), base_err, corruptions=extras_base
-                )
-            out["normalized"] = norm
+        out.normalized = _normalized(baseline, errors, extras, clean_error)
     return out
 
 
@@ -469,97 +502,140 @@ def _tree_source(ctx: Context, folder: Path, classes: list[str] | None, crop_pct
     )
 
 
-def _run_c_set(ctx: Context, bar: bool) -> dict[str, Any] | None:
-    """Errors of every present (corruption, severity) cell of -C or -C-bar; None if the set is absent."""
+#: One -C cell to measure: (corruption, severity, reader, data files whose fingerprint keys the cache).
+_CCell = tuple[str, int, Callable[[], rdata.ImageSource], tuple[Path, ...]]
+
+
+def _c_names(dataset: str, bar: bool) -> Sequence[str] | None:
+    """The corruptions of the data set's -C (all 19) or -C-bar: CIFAR's, else ImageNet's (ImageNet-C, or
+    the ``make-c`` set of an image folder, which has the same tree layout)."""
+    if dataset in rdata.CIFAR_FOLDERS:
+        return CIFAR_CBAR_CORRUPTIONS if bar else ALL_CORRUPTIONS
+    return IMAGENET_CBAR_CORRUPTIONS if bar else ALL_CORRUPTIONS
+
+
+def _generated_c_cells(ctx: Context) -> tuple[dict[str, Any], list[_CCell]]:
+    """Every -C cell corrupted on the fly from the clean CIFAR test set (``--generate``)."""
+    clean, where = clean_source(ctx)
+    assert isinstance(clean, rdata.ArraySource)
+    info = {
+        "source": f"generated from {where} with robust_eval.corruptions (not bit-identical to the release)",
+        "seed": ctx.seed,
+    }
+    cells: list[_CCell] = [
+        (c, s, lambda c=c, s=s: _generated_cell(ctx, clean, c, s), ())
+        for c in ALL_CORRUPTIONS
+        for s in SEVERITIES
+    ]
+    return info, cells
+
+
+def _cifar_c_cells(ctx: Context, folder: Path, names: Sequence[str]) -> tuple[dict[str, Any], list[_CCell]]:
+    """The cells of a CIFAR -C / -C-bar folder (``<corruption>.npy`` + ``labels.npy``)."""
+    labels = rdata.load_corruption_labels(folder)
+    stored = rdata.corruption_severities(folder)
+    info = {"source": str(folder), "severities": list(stored)}
+
+    def reader(c: str, s: int) -> Callable[[], rdata.ImageSource]:
+        return lambda: rdata.load_corruption_cell(folder, c, s, labels).sample(ctx.subset, ctx.seed)
+
+    files = (folder / "labels.npy",)
+    cells: list[_CCell] = [
+        (c, s, reader(c, s), (folder / f"{c}.npy", *files))
+        for c in names
+        if (folder / f"{c}.npy").is_file()
+        for s in stored
+    ]
+    return info, cells
+
+
+def _imagenet_c_cells(
+    ctx: Context, folder: Path, names: Sequence[str]
+) -> tuple[dict[str, Any], list[_CCell]]:
+    """The cells of an ImageNet -C / -C-bar tree (``<corruption>/<1..5>/<wnid>/``)."""
+    classes = _imagenet_classes(ctx)
+    crop = ctx.crop_pct if ctx.imagenet_c_protocol == "resize_crop" else 1.0
+    info = {"source": str(folder), "imagenet_c_protocol": ctx.imagenet_c_protocol, "crop_pct_used": crop}
+    cells: list[_CCell] = [
+        (c, s, lambda d=sev_dir: _tree_source(ctx, d, classes, crop), (sev_dir,))
+        for c in names
+        if (folder / c).is_dir()
+        for s, sev_dir in zip(SEVERITIES, rdata.severity_folders(folder / c))
+    ]
+    return info, cells
+
+
+def _c_cells(ctx: Context, bar: bool, names: Sequence[str]) -> tuple[dict[str, Any], list[_CCell]] | None:
+    """Provenance (the JSON keys before the tables) and the cells of -C or -C-bar; None if absent."""
     ds = ctx.dataset
-    suite = "corruptions_bar" if bar else "corruptions"
     folder = rdata.corruption_folder(ctx.data_dir, ds, bar=bar)
-    names: Sequence[str]
-    if ds in rdata.CIFAR_FOLDERS:
-        names = CIFAR_CBAR_CORRUPTIONS if bar else ALL_CORRUPTIONS
-    else:  # ImageNet-C(-bar), or the make-c set of an image folder (the same tree layout)
-        names = IMAGENET_CBAR_CORRUPTIONS if bar else ALL_CORRUPTIONS
-    info: dict[str, Any] = {"generated_on_the_fly": False, "regenerated": False}
-    errors: dict[str, dict[str, float]] = {}
-    top5: dict[str, dict[str, float]] = {}
-    counts: dict[str, int] = {}
-    calib: dict[str, dict[str, dict[str, float | None]]] = {}
-    # (corruption, severity, reader, data files whose fingerprint keys the cached cell)
-    cells: list[tuple[str, int, Callable[[], rdata.ImageSource], tuple[Path, ...]]] = []
     if folder is None and not (ctx.generate and not bar and ds in rdata.CIFAR_FOLDERS):
         return None
     if folder is None:
-        clean, where = clean_source(ctx)
-        assert isinstance(clean, rdata.ArraySource)
-        info.update(
-            generated_on_the_fly=True,
-            regenerated=True,
-            source=f"generated from {where} with robust_eval.corruptions (not bit-identical to the release)",
-            seed=ctx.seed,
-        )
-        for c in ALL_CORRUPTIONS:
-            for s in SEVERITIES:
-                cells.append((c, s, lambda c=c, s=s: _generated_cell(ctx, clean, c, s), ()))
-    elif ds in rdata.CIFAR_FOLDERS:
-        labels = rdata.load_corruption_labels(folder)
-        stored = rdata.corruption_severities(folder)
-        info["source"] = str(folder)
-        info["severities"] = list(stored)
-        info["regenerated"] = bool(rdata.generator_manifest(folder).get("regenerated"))  # made by make-c
-        for c in names:
-            if (folder / f"{c}.npy").is_file():
-                for s in stored:
-                    cells.append(
-                        (
-                            c,
-                            s,
-                            lambda c=c, s=s: rdata.load_corruption_cell(folder, c, s, labels).sample(
-                                ctx.subset, ctx.seed
-                            ),
-                            (folder / f"{c}.npy", folder / "labels.npy"),
-                        )
-                    )
-    else:
-        classes = _imagenet_classes(ctx)
-        crop = ctx.crop_pct if ctx.imagenet_c_protocol == "resize_crop" else 1.0
-        info.update(source=str(folder), imagenet_c_protocol=ctx.imagenet_c_protocol, crop_pct_used=crop)
-        info["regenerated"] = bool(rdata.generator_manifest(folder).get("regenerated"))  # made by make-c
-        for c in names:
-            if (folder / c).is_dir():
-                for s, sev_dir in zip(SEVERITIES, rdata.severity_folders(folder / c)):
-                    cells.append((c, s, lambda d=sev_dir: _tree_source(ctx, d, classes, crop), (sev_dir,)))
+        info, cells = _generated_c_cells(ctx)
+        return {"generated_on_the_fly": True, "regenerated": True, **info}, cells
+    flags = {
+        "generated_on_the_fly": False,
+        "regenerated": bool(rdata.generator_manifest(folder).get("regenerated")),  # made by make-c
+    }
+    info, cells = (_cifar_c_cells if ds in rdata.CIFAR_FOLDERS else _imagenet_c_cells)(ctx, folder, names)
+    return {**flags, **info}, cells
+
+
+def _measure_c_cells(
+    ctx: Context, bar: bool, generated: bool, cells: list[_CCell]
+) -> dict[str, dict[str, Any]]:
+    """Errors, top-5 errors, image counts and calibration errors of every cell (cached per cell)."""
     options = ctx.options(
-        generated=info["generated_on_the_fly"],
-        seed=ctx.seed if info["generated_on_the_fly"] else None,
+        generated=generated,
+        seed=ctx.seed if generated else None,
         cell_metrics="errors+calibration",
         softmax=SOFTMAX,
     )
-    if ds == "imagenet":
+    if ctx.dataset == "imagenet":
         options["imagenet_c_protocol"] = ctx.imagenet_c_protocol
+    tables: dict[str, dict[str, Any]] = {"errors": {}, "top5_errors": {}, "n_per_cell": {}, "calibration": {}}
     for c, s, make, inputs in cells:
         values, _ = ctx.cache.cell(
-            suite,
+            "corruptions_bar" if bar else "corruptions",
             f"{c}-{s}",
             {**options, "inputs": fingerprint(inputs)} if inputs else options,
             lambda c=c, s=s, make=make: (_error_counts(ctx, make(), f"{c} s{s}"), {}),
         )
-        errors.setdefault(c, {})[str(s)] = values["top1_error"]
-        top5.setdefault(c, {})[str(s)] = values["top5_error"]
+        tables["errors"].setdefault(c, {})[str(s)] = values["top1_error"]
+        tables["top5_errors"].setdefault(c, {})[str(s)] = values["top5_error"]
         for key in CALIBRATION_KEYS:
-            calib.setdefault(key, {}).setdefault(c, {})[str(s)] = values[key]
-        counts[c] = values["n"]
-    out: dict[str, Any] = {**info, "corruptions": [c for c in names if c in errors], "errors": errors}
-    out["top5_errors"] = top5
-    out["n_per_cell"] = counts
-    out["missing"] = [c for c in names if c not in errors]
-    averaged = [c for c in (names if bar else BENCHMARK_CORRUPTIONS) if c in errors]
-    out["calibration"] = _cell_calibration(calib, averaged)
-    if bar:
-        out["mean_error"] = None
-        if not out["missing"]:
-            from robust_eval.metrics import mean_corruption_error
+            tables["calibration"].setdefault(key, {}).setdefault(c, {})[str(s)] = values[key]
+        tables["n_per_cell"][c] = values["n"]
+    return tables
 
-            out["mean_error"] = mean_corruption_error(_sev_map(errors, names), corruptions=names)
+
+def _run_c_set(ctx: Context, bar: bool) -> CorruptionSet | None:
+    """Errors of every present (corruption, severity) cell of -C or -C-bar; None if the set is absent."""
+    names = _c_names(ctx.dataset, bar)
+    found = _c_cells(ctx, bar, names) if names is not None else None
+    if names is None or found is None:
+        return None
+    info, cells = found
+    tables = _measure_c_cells(ctx, bar, info["generated_on_the_fly"], cells)
+    errors = tables["errors"]
+    averaged = [c for c in (names if bar else BENCHMARK_CORRUPTIONS) if c in errors]
+    out = CorruptionSet(
+        generated_on_the_fly=info.pop("generated_on_the_fly"),
+        regenerated=info.pop("regenerated"),
+        corruptions=[c for c in names if c in errors],
+        errors=errors,
+        top5_errors=tables["top5_errors"],
+        n_per_cell=tables["n_per_cell"],
+        missing=[c for c in names if c not in errors],
+        calibration=_cell_calibration(tables["calibration"], averaged),
+        is_bar=bar,
+        extra=info,
+    )
+    if bar and not out.missing:
+        from robust_eval.metrics import mean_corruption_error
+
+        out.mean_error = mean_corruption_error(_sev_map(errors, names), corruptions=names)
     return out
 
 
@@ -579,7 +655,7 @@ def _cell_calibration(
     return out
 
 
-def run_corruptions(ctx: Context) -> dict[str, Any]:
+def _corruptions_result(ctx: Context) -> CorruptionsResult:
     """-C (15 benchmark + 4 extras, extras reported separately) and -C-bar errors per cell, mCE both
     unnormalized (CIFAR convention) and baseline-normalized, relative mCE."""
     c_set = _run_c_set(ctx, bar=False)
@@ -595,18 +671,18 @@ def run_corruptions(ctx: Context) -> dict[str, Any]:
             else ""
         )
         raise SuiteSkipped(f"no corruption data: put {hint} in '{where}'{gen}")
-    out: dict[str, Any] = {"c": c_set, "c_bar": cbar}
+    out = CorruptionsResult(c=c_set, c_bar=cbar)
     if c_set is not None:
         with contextlib.suppress(SuiteSkipped):
-            clean_error = _clean_cell(ctx)["top1_error"]
-            out["clean_error"] = clean_error
-        out["summary"] = _summaries(ctx, c_set["errors"], out.get("clean_error"))
+            out.clean_error = _clean_cell(ctx)["top1_error"]
+        out.summary = _summaries(ctx, c_set.errors, out.clean_error)
         clean_cal = None
         with contextlib.suppress(SuiteSkipped):
             cell = _clean_cell(ctx)
             clean_cal = calibration_values(-np.asarray(cell["scores"]), np.asarray(cell["correct"], bool))
-        mean = {k: c_set["calibration"][f"mean_{k}"] for k in CALIBRATION_KEYS}
-        out["calibration"] = {"clean": clean_cal, "corrupted_mean": mean, "mean_over": "-C benchmark cells"}
+        assert c_set.calibration is not None
+        mean = {k: c_set.calibration[f"mean_{k}"] for k in CALIBRATION_KEYS}
+        out.calibration = {"clean": clean_cal, "corrupted_mean": mean, "mean_over": "-C benchmark cells"}
     return out
 
 
@@ -744,7 +820,7 @@ def _no_p_data(ctx: Context) -> SuiteSkipped:
     return SuiteSkipped(rdata.generated_hint(ctx.data_dir, ctx.dataset, "P", ctx.split))
 
 
-def run_perturbations(ctx: Context) -> dict[str, Any]:
+def _perturbations_result(ctx: Context) -> PerturbationsResult:
     """-P stability: flip probability and top-5 distance per perturbation, mFR / mT5D (plain mean for
     CIFAR; baseline-normalized when a baseline with -P numbers is given), at difficulty 1 (the
     headline) and, where the data allow, at difficulties 2 and 3 (see :data:`P_DIFFICULTY_AGGREGATION`).
@@ -775,19 +851,18 @@ def run_perturbations(ctx: Context) -> dict[str, Any]:
     fp = {p: v["flip_probability"] for p, v in per.items()}
     t5d = {p: v["top5_distance"] for p, v in per.items() if v["top5_distance"] is not None}
     missing = [p for p in names if p not in per]
-    out: dict[str, Any] = {
-        "source": str(folder),
-        "perturbations": list(names),
-        "perturbations_default": not ctx.perturbations,
-        "perturbation_list": "explicit" if ctx.perturbations else f"default for {ctx.dataset}",
-        "per_perturbation": per,
-        "missing": missing,
+    return PerturbationsResult(
+        source=str(folder),
+        perturbations=list(names),
+        perturbations_default=not ctx.perturbations,
+        perturbation_list="explicit" if ctx.perturbations else f"default for {ctx.dataset}",
+        per_perturbation=per,
+        missing=missing,
         **_p_means(ctx, fp, t5d, names if not missing else [], 1),
-        "difficulty": 1,
-        "difficulty_aggregation": P_DIFFICULTY_AGGREGATION,
-        "difficulties": _difficulty_levels(ctx, folder, per, strides),
-    }
-    return out
+        difficulty=1,
+        difficulty_aggregation=P_DIFFICULTY_AGGREGATION,
+        difficulties=_difficulty_levels(ctx, folder, per, strides),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -857,7 +932,7 @@ def _pgd_chunk(ctx: Context, source: rdata.ImageSource, chunk: int, bar: Any) ->
     }
 
 
-def run_adversarial(ctx: Context) -> dict[str, Any]:
+def _adversarial_result(ctx: Context) -> AdversarialResult:
     """PGD L-inf error on the clean test set (fractions), cached in chunks of 1000 examples."""
     source, where = clean_source(ctx)
     totals = {"n": 0, "clean_errors": 0, "adversarial_errors": 0}
@@ -879,15 +954,15 @@ def run_adversarial(ctx: Context) -> dict[str, Any]:
             max_linf = max(max_linf, values["max_linf"])
             box_ok = box_ok and values["inside_box"]
     n = totals["n"]
-    return {
-        "source": where,
-        "attack": {"name": "PGD (torchattacks, L-inf, untargeted, cross-entropy)", **ctx.pgd.as_dict()},
-        "n": n,
-        "clean_error": totals["clean_errors"] / n,
-        "adversarial_error": totals["adversarial_errors"] / n,
-        "max_linf_perturbation": max_linf,
-        "inside_unit_box": box_ok,
-    }
+    return AdversarialResult(
+        source=where,
+        attack={"name": "PGD (torchattacks, L-inf, untargeted, cross-entropy)", **ctx.pgd.as_dict()},
+        n=n,
+        clean_error=totals["clean_errors"] / n,
+        adversarial_error=totals["adversarial_errors"] / n,
+        max_linf_perturbation=max_linf,
+        inside_unit_box=box_ok,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -895,7 +970,7 @@ def run_adversarial(ctx: Context) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
-def run_calibration(ctx: Context) -> dict[str, Any]:
+def _calibration_result(ctx: Context) -> CalibrationResult:
     """RMS calibration error (ours; reference-compatible variant labelled), ECE (15 bins) and
     reliability bins, from the clean pass (confidence = float32 max softmax, as the reference).
     Per -C cell calibration is part of the corruptions suite (``c.calibration``)."""
@@ -904,22 +979,22 @@ def run_calibration(ctx: Context) -> dict[str, Any]:
     cell = _clean_cell(ctx)
     confidence = -np.asarray(cell["scores"], dtype=np.float64)
     correct = np.asarray(cell["correct"], dtype=bool)
-    out: dict[str, Any] = {
-        "n": len(confidence),
+    out = CalibrationResult(
+        n=len(confidence),
         **calibration_values(confidence, correct),
-        "bin_size": RMS_BIN_SIZE,
-        "ece_bins": ECE_BINS,
-        "confidence": f"max softmax ({SOFTMAX}, as the reference)",
-        "rms_ties": "tied confidences share their mean accuracy (order-free); the reference-compatible "
+        bin_size=RMS_BIN_SIZE,
+        ece_bins=ECE_BINS,
+        confidence=f"max softmax ({SOFTMAX}, as the reference)",
+        rms_ties="tied confidences share their mean accuracy (order-free); the reference-compatible "
         "value keeps the reference's sort order and skips its last bin",
-    }
-    if out["rms_calibration_error_reference_compatible"] is None:
-        out["reference_compatible_note"] = (
+    )
+    if out.rms_calibration_error_reference_compatible is None:
+        out.reference_compatible_note = (
             f"the reference-compatible RMS needs at least bin_size = {RMS_BIN_SIZE} samples (got "
             f"{len(confidence)}); the reference code fails there"
         )
     bins = metrics.reliability_bins(confidence, correct, n_bins=ECE_BINS)
-    out["reliability"] = {k: np.asarray(v).tolist() for k, v in bins.items()}
+    out.reliability = {k: np.asarray(v).tolist() for k, v in bins.items()}
     return out
 
 
@@ -1002,7 +1077,7 @@ def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dic
     return sets, skipped
 
 
-def run_ood(ctx: Context) -> dict[str, Any]:
+def _ood_result(ctx: Context) -> OODResult:
     """Anomaly detection with -max softmax (OOD = positive): AUROC, AUPR, FPR95 per OOD set against the
     clean test set. The sets of the published CIFAR protocol (Outlier Exposure): Gaussian, Rademacher
     and Blobs always, Textures, SVHN, Places365, LSUN and the other CIFAR when present in their
@@ -1024,24 +1099,24 @@ def run_ood(ctx: Context) -> dict[str, Any]:
     real, skipped = _real_ood_sets(ctx, in_scores, n_ood)
     sets.update(real)
     _, missing = find_ood_sets(ctx.data_dir, ctx.dataset)
-    out: dict[str, Any] = {
-        "score": "negative max softmax probability; OOD is the positive class",
-        "softmax": f"{SOFTMAX} (as the reference: confident predictions tie at exactly 1.0)",
-        "n_in_distribution": len(in_scores),
-        "n_ood_per_set": n_ood,
-        "selection": "first --subset examples, then a seeded random choice of n_ood (sorted indices)",
-        "sets": sets,
-        "sets_present": list(sets),
-        "protocol_sets": list(PROTOCOL_OOD_SETS),
-        "protocol_sets_missing": missing,
-        "skipped_sets": skipped,
-        "mean_over": list(sets),
+    means = {
+        f"mean_{key}": float(np.mean([s[key] for s in sets.values()])) for key in ("auroc", "aupr", "fpr95")
     }
-    for key in ("auroc", "aupr", "fpr95"):
-        out[f"mean_{key}"] = float(np.mean([s[key] for s in sets.values()]))
-    if ctx.dataset == "imagenet":
-        out["imagenet_o"] = _imagenet_o(ctx)
-    return out
+    return OODResult(
+        score="negative max softmax probability; OOD is the positive class",
+        softmax=f"{SOFTMAX} (as the reference: confident predictions tie at exactly 1.0)",
+        n_in_distribution=len(in_scores),
+        n_ood_per_set=n_ood,
+        selection="first --subset examples, then a seeded random choice of n_ood (sorted indices)",
+        sets=sets,
+        sets_present=list(sets),
+        protocol_sets=list(PROTOCOL_OOD_SETS),
+        protocol_sets_missing=missing,
+        skipped_sets=skipped,
+        mean_over=list(sets),
+        **means,
+        imagenet_o=_imagenet_o(ctx) if ctx.dataset == "imagenet" else None,
+    )
 
 
 def _imagenet_mask(ctx: Context, folder: Path) -> tuple[np.ndarray, list[str]] | str:
@@ -1080,7 +1155,7 @@ def _imagenet_o(ctx: Context) -> dict[str, Any] | None:
     return {"masked_to_classes": int(mask.sum()), "headline": "aupr", **values}
 
 
-def run_imagenet_ar(ctx: Context) -> dict[str, Any]:
+def _imagenet_ar_result(ctx: Context) -> ImagenetARResult:
     """ImageNet-A / ImageNet-R top-1 error with logits masked to each set's 200 classes."""
     from robust_eval.metrics import topk_correct
 
@@ -1117,16 +1192,56 @@ def run_imagenet_ar(ctx: Context) -> dict[str, Any]:
         out[name], _ = ctx.cache.cell("imagenet_ar", name, ctx.options(), compute)
     if all("skipped" in v for v in out.values()):
         raise SuiteSkipped("; ".join(v["skipped"] for v in out.values()))
-    return out
+    return ImagenetARResult(sets=out)
 
 
-#: Suite name -> runner, in the order `robust-eval all` runs them.
-SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "clean": run_clean,
-    "corruptions": run_corruptions,
-    "perturbations": run_perturbations,
-    "adversarial": run_adversarial,
-    "calibration": run_calibration,
-    "ood": run_ood,
-    "imagenet_ar": run_imagenet_ar,
+@dataclass(frozen=True)
+class Suite:
+    """One suite of the safety benchmark: ``run(ctx)`` measures it and returns its typed result
+    (:mod:`robust_eval.results`), or raises :class:`SuiteSkipped` when its data is absent."""
+
+    #: Key of the suite under ``result["suites"]`` and its CLI command name.
+    name: str
+    measure: Callable[[Context], SuiteResult]
+    #: The only data set ``robust-eval all`` runs the suite for (None: every data set).
+    only_for: str | None = None
+
+    def run(self, ctx: Context) -> SuiteResult:
+        return self.measure(ctx)
+
+    def applies(self, ctx: Context) -> bool:
+        """Whether ``robust-eval all`` runs this suite for the checkpoint (else it is left out silently)."""
+        return self.only_for is None or ctx.dataset == self.only_for
+
+
+#: Suite name -> suite, in the order `robust-eval all` runs them.
+SUITES: dict[str, Suite] = {
+    s.name: s
+    for s in (
+        Suite("clean", _clean_result),
+        Suite("corruptions", _corruptions_result),
+        Suite("perturbations", _perturbations_result),
+        Suite("adversarial", _adversarial_result),
+        Suite("calibration", _calibration_result),
+        Suite("ood", _ood_result),
+        Suite("imagenet_ar", _imagenet_ar_result, only_for="imagenet"),  # ImageNet-A/-R: ImageNet only
+    )
 }
+
+
+def _as_dict(name: str, doc: str | None) -> Callable[[Context], dict[str, Any]]:
+    def runner(ctx: Context) -> dict[str, Any]:
+        return SUITES[name].run(ctx).to_dict()
+
+    runner.__name__ = runner.__qualname__ = f"run_{name}"
+    runner.__doc__ = f"``SUITES[{name!r}].run(ctx).to_dict()``: the JSON block of the suite. {doc or ''}"
+    return runner
+
+
+run_clean = _as_dict("clean", _clean_result.__doc__)
+run_corruptions = _as_dict("corruptions", _corruptions_result.__doc__)
+run_perturbations = _as_dict("perturbations", _perturbations_result.__doc__)
+run_adversarial = _as_dict("adversarial", _adversarial_result.__doc__)
+run_calibration = _as_dict("calibration", _calibration_result.__doc__)
+run_ood = _as_dict("ood", _ood_result.__doc__)
+run_imagenet_ar = _as_dict("imagenet_ar", _imagenet_ar_result.__doc__)

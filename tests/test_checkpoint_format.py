@@ -19,9 +19,6 @@ from albumentations_ipmix.files import TMP_PREFIX, file_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: timm_ext modules that still import robust_eval until the CIFAR reader moves to robust_mix
-#: (issue 15, the CIFAR move); the lead empties this set when that lands.
-PENDING_CIFAR_MOVE = {"timm_ext/train/data.py"}
 
 
 def _meta() -> dict:
@@ -66,7 +63,7 @@ def test_no_timm_ext_module_imports_robust_eval_even_inside_a_function():
             )
             if any(n == "robust_eval" or n.startswith("robust_eval.") for n in names):
                 offenders.add(path.relative_to(ROOT).as_posix())
-    assert offenders <= PENDING_CIFAR_MOVE, sorted(offenders - PENDING_CIFAR_MOVE)
+    assert not offenders, sorted(offenders)
 
 
 def test_save_checkpoint_writes_through_the_shared_atomic_writer(tmp_path, monkeypatch):

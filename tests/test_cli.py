@@ -147,11 +147,11 @@ def test_other_checkpoint_kinds(env, tmp_path):
             "--data-dir",
             env["data"],
             "--out",
-            tmp_path,
+            tmp_path / "bare",  # tmp_path/clean.json holds the timm checkpoint's result
         ]
     )
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "clean.json").read_text())["checkpoint"]["kind"] == "state_dict"
+    assert json.loads((tmp_path / "bare" / "clean.json").read_text())["checkpoint"]["kind"] == "state_dict"
 
 
 class _Payload:

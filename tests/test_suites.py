@@ -130,19 +130,19 @@ def test_golden_alexnet_errors_give_mce_100(setup):
         c: {str(s): v for s, v in zip(range(1, 6), ALEXNET_IMAGENET_C_ERRORS[c])}
         for c in BENCHMARK_CORRUPTIONS
     }
-    out = _summaries(ctx, errors, ALEXNET_CLEAN_ERROR)
-    assert out["normalized"]["baseline"] == "alexnet"
-    assert out["normalized"]["mce"] == pytest.approx(100.0)
-    assert out["normalized"]["relative_mce"] == pytest.approx(100.0)
+    out = _summaries(ctx, errors, ALEXNET_CLEAN_ERROR).normalized
+    assert out["baseline"] == "alexnet"
+    assert out["mce"] == pytest.approx(100.0)
+    assert out["relative_mce"] == pytest.approx(100.0)
     half = {c: {s: v / 2 for s, v in per.items()} for c, per in errors.items()}
-    assert _summaries(ctx, half, None)["normalized"]["mce"] == pytest.approx(50.0)
+    assert _summaries(ctx, half, None).normalized["mce"] == pytest.approx(50.0)
     # a user baseline file is used for CIFAR too
     ctx.metadata = {**ctx.metadata, "dataset": "cifar10"}
     ctx.baseline = Baseline(
         "mine", corruption_errors={c: [0.5] * 5 for c in BENCHMARK_CORRUPTIONS}, clean_error=0.1
     )
     flat = {c: {str(s): 0.25 for s in range(1, 6)} for c in BENCHMARK_CORRUPTIONS}
-    assert _summaries(ctx, flat, 0.05)["normalized"]["mce"] == pytest.approx(50.0)
+    assert _summaries(ctx, flat, 0.05).normalized["mce"] == pytest.approx(50.0)
 
 
 def test_missing_data_skips_with_a_where_to_put_it_message(tmp_path):

@@ -337,7 +337,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         TrainInterrupted: Ctrl-C; says whether the folder holds a ``last.pth`` to resume from.
     """
     from albumentations_ipmix.files import OutputLock
-    from robust_mix.checkpoint import save_checkpoint
 
     cfg = dataclasses.replace(cfg)
     if cfg.jsd and cfg.aug_splits == 0:

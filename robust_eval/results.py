@@ -1,0 +1,720 @@
+"""Typed suite results: what each suite of ``robust_eval.suites`` returns, and how it presents itself.
+
+Each suite result is a dataclass with ``to_dict()`` (the JSON-native block stored under
+``result["suites"][<name>]``, keys in a fixed order so a result file is byte-identical run to run)
+and ``from_dict()`` (reads a stored block back; keys a block lacks take their defaults, so results of
+older versions still render and compare). A result renders its own terminal / Markdown summary rows
+(:meth:`SuiteResult.summary_rows`), its Markdown section (:meth:`SuiteResult.markdown`) and its
+plots (:meth:`SuiteResult.plots`); ``robust_eval.report`` is a loop over them, in the order of
+:attr:`SuiteResult.rank` (the paper's table order).
+
+Numbers are fractions in [0, 1] (errors, calibration errors, AUROC / AUPR / FPR95, flip
+probabilities), rank distances for T5D, and percentages (baseline = 100) for normalized CE / mCE /
+mFR; rows and Markdown show fractions as percentages.
+
+Adding a field to a suite is one edit here (the field, in JSON order) plus the line of the suite
+that fills it; adding a suite is one class here plus its runner in ``robust_eval.suites``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from robust_eval.constants import ECE_BINS, RMS_BIN_SIZE
+from robust_eval.markdown import md_table
+
+__all__ = [
+    "RESULT_TYPES",
+    "AdversarialResult",
+    "CalibrationResult",
+    "CleanResult",
+    "CorruptionSet",
+    "CorruptionSummary",
+    "CorruptionsResult",
+    "ImagenetARResult",
+    "OODResult",
+    "PerturbationsResult",
+    "Presenter",
+    "Row",
+    "SuiteResult",
+    "load_suites",
+    "num",
+    "pct",
+    "presenters",
+]
+
+#: One summary row: (metric, value, note).
+Row = tuple[str, str, str]
+#: ``save(fig, kind)`` writes one matplotlib figure and records its file under ``kind``.
+SaveFigure = Callable[[Any, str], None]
+
+#: Field metadata: leave the key out of ``to_dict`` when the value is None (conditional keys).
+OPTIONAL = {"omit_none": True}
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    """A fraction as a percentage string ("-" for None)."""
+    return "-" if value is None else f"{100 * float(value):.{digits}f}"
+
+
+def num(value: Any, digits: int = 2) -> str:
+    """A number with ``digits`` decimals ("-" for None)."""
+    return "-" if value is None else f"{float(value):.{digits}f}"
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if isinstance(value, Block) else value
+
+
+@dataclass
+class Block:
+    """A JSON block with a fixed key order: the dataclass fields in order (a field whose metadata is
+    :data:`OPTIONAL` is left out while None), then keys this version does not know (``extra``)."""
+
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
+
+    #: Field name -> Block type of a nested block (None stays None).
+    NESTED: ClassVar[dict[str, type[Block]]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.name] = _plain(value)
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in names:
+                continue
+            nested = cls.NESTED.get(key)
+            kwargs[key] = nested.from_dict(value) if nested is not None and value else value
+        return cls(**kwargs, extra={k: v for k, v in data.items() if k not in names})
+
+
+class Presenter:
+    """Something the report shows: summary rows, a Markdown section and plots, placed by ``rank``."""
+
+    #: Position in the summary table and the Markdown (the paper's table order).
+    rank: ClassVar[int] = 0
+
+    def summary_rows(self) -> list[Row]:
+        return []
+
+    def markdown(self, plots: Mapping[str, str]) -> list[str]:
+        """Markdown lines of this section (``plots``: kind -> relative path of a plot made)."""
+        return []
+
+    def plots(self, save: SaveFigure) -> None:
+        """Draw this result's figures and hand each to ``save(fig, kind)``."""
+
+
+class SuiteResult(Block, Presenter):
+    """The typed result of one suite (see the module docstring)."""
+
+    #: The suite's key under ``result["suites"]``.
+    suite: ClassVar[str] = ""
+
+    def presenters(self) -> list[Presenter]:
+        """What this result shows (itself; a suite may add a part shown elsewhere in the order)."""
+        return [self]
+
+
+# ------------------------------------------------------------------------------------------------
+# clean
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CleanResult(SuiteResult):
+    """Top-1 / top-5 error on the clean test split (fractions)."""
+
+    suite: ClassVar[str] = "clean"
+    rank: ClassVar[int] = 10
+
+    n: int = 0
+    top1_error: float | None = None
+    top5_error: float | None = None
+    source: str | None = None
+
+    def summary_rows(self) -> list[Row]:
+        return [
+            ("Clean top-1 error (%)", pct(self.top1_error), f"n={self.n}"),
+            ("Clean top-5 error (%)", pct(self.top5_error), ""),
+        ]
+
+
+# ------------------------------------------------------------------------------------------------
+# corruptions
+# ------------------------------------------------------------------------------------------------
+
+
+def _error_grid(errors: Mapping[str, Mapping[str, float]], names: Iterable[str]) -> str:
+    rows = []
+    for c in names:
+        per = errors[c]
+        vals = [per.get(str(s)) for s in range(1, 6)]
+        mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
+        rows.append([c, *[pct(v) for v in vals], pct(mean)])
+    return md_table(["corruption", "s1", "s2", "s3", "s4", "s5", "mean"], rows)
+
+
+@dataclass
+class CorruptionSet(Block):
+    """-C or -C-bar: error per (corruption, severity) cell; ``errors[c][str(s)]`` fractions.
+
+    ``extra`` holds where the cells came from (``source``, ``severities``, ``seed``,
+    ``imagenet_c_protocol``, ``crop_pct_used``: which of them depends on the layout read)."""
+
+    generated_on_the_fly: bool = False
+    regenerated: bool = False
+    corruptions: list[str] = field(default_factory=list)
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)
+    top5_errors: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_per_cell: dict[str, int] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    #: Per-cell calibration tables and their means (``suites._cell_calibration``).
+    calibration: dict[str, Any] | None = None
+    #: -C-bar only: plain mean over every cell (None while a corruption is missing).
+    mean_error: float | None = None
+    #: Whether this is a -C-bar set (its JSON block has ``mean_error``; a -C block has not).
+    is_bar: bool = field(default=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        # "source" and the other provenance keys come right after the two flags (the JSON order)
+        head = {"generated_on_the_fly": self.generated_on_the_fly, "regenerated": self.regenerated}
+        body = {
+            "corruptions": self.corruptions,
+            "errors": self.errors,
+            "top5_errors": self.top5_errors,
+            "n_per_cell": self.n_per_cell,
+            "missing": self.missing,
+            "calibration": self.calibration,
+        }
+        if self.is_bar:
+            body["mean_error"] = self.mean_error
+        return {**head, **self.extra, **body}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CorruptionSet:
+        out = super().from_dict(data)
+        out.is_bar = "mean_error" in data
+        return out
+
+    @property
+    def source(self) -> Any:
+        return self.extra.get("source")
+
+    def markdown(self, title: str) -> list[str]:
+        flag = " (regenerated on the fly: not the released arrays)" if self.regenerated else ""
+        out = [f"### {title}: top-1 error (%) per severity{flag}", "", f"Source: {self.source}", ""]
+        out += [_error_grid(self.errors, self.corruptions), ""]
+        if self.missing:
+            out += [f"Missing: {', '.join(self.missing)}", ""]
+        return out
+
+
+@dataclass
+class CorruptionSummary(Block):
+    """mCE of the -C benchmark cells: unnormalized (plain mean over 15 x 5 cells), the extras' mean
+    error, and the baseline-normalized CE / mCE / relative mCE (``normalized``, percentages)."""
+
+    benchmark_corruptions: list[str] = field(default_factory=list)
+    missing_benchmark_corruptions: list[str] = field(default_factory=list)
+    per_corruption_mean_error: dict[str, float] = field(default_factory=dict)
+    mce_unnormalized: float | None = None
+    extras_mean_error: float | None = None
+    #: {baseline, baseline_source, ce, mce, relative_mce[, extras_ce]} or {baseline, error}.
+    normalized: dict[str, Any] | None = None
+
+    def summary_rows(self) -> list[Row]:
+        note = "plain mean over 15x5 cells (CIFAR)"
+        if self.missing_benchmark_corruptions:
+            note = f"missing: {', '.join(self.missing_benchmark_corruptions)}"
+        rows = [("mCE, unnormalized (%)", pct(self.mce_unnormalized), note)]
+        if self.extras_mean_error is not None:
+            rows.append(("Extra corruptions mean error (%)", pct(self.extras_mean_error), "not in mCE"))
+        norm = self.normalized
+        if norm and "mce" in norm:
+            rows.append(("mCE, normalized", num(norm["mce"]), f"baseline {norm['baseline']} = 100"))
+            if norm.get("relative_mce") is not None:
+                rows.append(("Relative mCE", num(norm["relative_mce"]), f"baseline {norm['baseline']} = 100"))
+        return rows
+
+    def markdown(self) -> list[str]:
+        norm = self.normalized
+        if not (norm and "ce" in norm):
+            return []
+        rows = [[c, num(v)] for c, v in norm["ce"].items()]
+        rows += [[f"{c} (extra)", num(v)] for c, v in norm.get("extras_ce", {}).items()]
+        return [
+            f"### Normalized CE (baseline {norm['baseline']} = 100)",
+            "",
+            md_table(["corruption", "CE"], rows),
+            "",
+        ]
+
+
+def _mean_over_severities(per: Mapping[str, Mapping[str, Any]], key: str, name: str) -> Any:
+    values = list(per.get(key, {}).get(name, {}).values())
+    return None if not values or None in values else sum(values) / len(values)
+
+
+@dataclass
+class CalibrationUnderCorruption(Presenter):
+    """RMS / ECE per -C corruption and over the 15 x 5 benchmark cells, beside the clean values;
+    shown after the clean calibration section."""
+
+    rank: ClassVar[int] = 55
+
+    c: CorruptionSet | None
+    calibration: dict[str, Any] | None  # CorruptionsResult.calibration: clean, corrupted_mean, mean_over
+
+    def summary_rows(self) -> list[Row]:
+        mean = (self.calibration or {}).get("corrupted_mean")
+        if not mean:
+            return []
+        return [
+            ("RMS calib. error under -C (%)", pct(mean["rms_calibration_error"]), "mean over 15x5 cells"),
+            ("ECE under -C (%)", pct(mean["ece"]), "mean over 15x5 cells"),
+        ]
+
+    def markdown(self, plots: Mapping[str, str]) -> list[str]:
+        cal = self.c.calibration if self.c is not None else None
+        if not cal:
+            return []
+        per = cal["per_cell"]
+        rows = [
+            [
+                name if name in cal["mean_over"] else f"{name} (extra)",
+                pct(_mean_over_severities(per, "rms_calibration_error", name)),
+                pct(_mean_over_severities(per, "ece", name)),
+            ]
+            for name in per.get("rms_calibration_error", {})
+        ]
+        rows.append(["**mean (15 x 5 cells)**", pct(cal["mean_rms_calibration_error"]), pct(cal["mean_ece"])])
+        clean = (self.calibration or {}).get("clean")
+        if clean:
+            rows.append(["clean test set", pct(clean["rms_calibration_error"]), pct(clean["ece"])])
+        return [
+            "### Calibration under corruption",
+            "",
+            f"Per -C cell, confidence = {cal['confidence']}; per corruption the mean over severities 1-5.",
+            "",
+            md_table(["corruption", "RMS (%)", "ECE (%)"], rows),
+            "",
+        ]
+
+
+@dataclass
+class CorruptionsResult(SuiteResult):
+    """-C (15 benchmark + 4 extras) and -C-bar cells, mCE, calibration under corruption."""
+
+    suite: ClassVar[str] = "corruptions"
+    rank: ClassVar[int] = 20
+    NESTED: ClassVar[dict[str, type[Block]]] = {
+        "c": CorruptionSet,
+        "c_bar": CorruptionSet,
+        "summary": CorruptionSummary,
+    }
+
+    c: CorruptionSet | None = None
+    c_bar: CorruptionSet | None = None
+    #: Clean top-1 error (fraction) used by relative mCE; absent when the clean set is absent.
+    clean_error: float | None = field(default=None, metadata=OPTIONAL)
+    summary: CorruptionSummary | None = field(default=None, metadata=OPTIONAL)
+    #: {clean, corrupted_mean, mean_over}: calibration errors of the clean set and over -C cells.
+    calibration: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
+
+    def presenters(self) -> list[Presenter]:
+        return [self, CalibrationUnderCorruption(self.c, self.calibration)]
+
+    def _parts(self) -> list[tuple[str, CorruptionSet]]:
+        return [(title, part) for title, part in (("-C", self.c), ("-C-bar", self.c_bar)) if part]
+
+    def summary_rows(self) -> list[Row]:
+        rows: list[Row] = []
+        if self.summary:
+            rows += self.summary.summary_rows()
+            if self.c and self.c.regenerated:
+                rows.append(("-C data", "regenerated", "generated on the fly, not the released arrays"))
+        if self.c_bar:
+            rows.append(("-C-bar mean error (%)", pct(self.c_bar.mean_error), ""))
+        return rows
+
+    def markdown(self, plots: Mapping[str, str]) -> list[str]:
+        out = ["## Corruptions", ""]
+        for title, part in self._parts():
+            out += part.markdown(title)
+        out += (self.summary or CorruptionSummary()).markdown()
+        if "corruption_errors" in plots:
+            out += [f"![corruption errors]({plots['corruption_errors']})", ""]
+        return out
+
+    def plots(self, save: SaveFigure) -> None:
+        import matplotlib.pyplot as plt
+
+        parts = self._parts()
+        if not parts:
+            return
+        fig, axes = plt.subplots(1, len(parts), figsize=(7 * len(parts), 4.5), squeeze=False)
+        cmap = plt.get_cmap("tab20")
+        for ax, (title, part) in zip(axes[0], parts):
+            for i, c in enumerate(part.corruptions):
+                sev = sorted(int(k) for k in part.errors[c])
+                errs = [100 * part.errors[c][str(k)] for k in sev]
+                ax.plot(sev, errs, marker="o", color=cmap(i % 20), label=c)
+            ax.set_xlabel("severity")
+            ax.set_ylabel("top-1 error (%)")
+            ax.set_xticks([1, 2, 3, 4, 5])
+            ax.set_title(title)
+            ax.legend(fontsize=6, ncol=2)
+        save(fig, "corruption_errors")
+
+
+# ------------------------------------------------------------------------------------------------
+# perturbations
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PerturbationsResult(SuiteResult):
+    """-P: flip probability and T5D per perturbation, mFR / mT5D at difficulty 1 (the headline) and
+    per difficulty level 2-3 (``difficulties``)."""
+
+    suite: ClassVar[str] = "perturbations"
+    rank: ClassVar[int] = 30
+
+    source: str | None = None
+    perturbations: list[str] = field(default_factory=list)
+    perturbations_default: bool = True
+    perturbation_list: str | None = None
+    #: name -> {n, frames, noise_rule, flip_probability, top5_distance[, by_stride]}
+    per_perturbation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    mfr: float | None = None
+    mt5d: float | None = None
+    normalized: dict[str, Any] | None = None
+    difficulty: int = 1
+    difficulty_aggregation: str | None = None
+    #: str(level) -> {per_perturbation, perturbations, complete, mfr, mt5d, normalized}
+    difficulties: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def summary_rows(self) -> list[Row]:
+        level = f"difficulty {self.difficulty}, "
+        rows = [
+            ("mFR (%)", pct(self.mfr), f"{level}over {len(self.perturbations)} perturbations"),
+            ("mT5D", num(self.mt5d, 3), ""),
+        ]
+        for d, block in (self.difficulties or {}).items():
+            note = "" if block["complete"] else f"only {', '.join(block['perturbations'])}"
+            rows.append((f"mFR, difficulty {d} (%)", pct(block["mfr"]), note or "not in the headline"))
+        if self.normalized:
+            rows.append(
+                ("mFR, normalized", num(self.normalized["mfr"]), f"baseline {self.normalized['baseline']}")
+            )
+        return rows
+
+    def markdown(self, plots: Mapping[str, str]) -> list[str]:
+        out = ["## Perturbations", "", f"Averaged list: {', '.join(self.perturbations)}", ""]
+        rows = [
+            [
+                p,
+                str(v["frames"]),
+                "frame 0" if v["noise_rule"] else "consecutive",
+                pct(v["flip_probability"]),
+                num(v["top5_distance"], 3),
+            ]
+            for p, v in self.per_perturbation.items()
+        ]
+        out += [md_table(["perturbation", "frames", "compared with", "FP (%)", "T5D"], rows), ""]
+        if self.difficulty_aggregation:
+            out += [f"Difficulty levels: {self.difficulty_aggregation}", ""]
+        for d, block in (self.difficulties or {}).items():
+            rows = [
+                [p, v["source"], pct(v["flip_probability"]), num(v["top5_distance"], 3)]
+                for p, v in block["per_perturbation"].items()
+            ]
+            complete = "complete" if block["complete"] else "partial"
+            rows.append(["**mean**", complete, pct(block["mfr"]), num(block["mt5d"], 3)])
+            out += [f"### Difficulty {d}", "", md_table(["perturbation", "from", "FP (%)", "T5D"], rows), ""]
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# adversarial
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AdversarialResult(SuiteResult):
+    """Error under L-inf PGD on the clean test set (fractions); budgets in [0, 1] pixel units."""
+
+    suite: ClassVar[str] = "adversarial"
+    rank: ClassVar[int] = 40
+
+    source: str | None = None
+    #: {name, eps, alpha, steps, random_start}
+    attack: dict[str, Any] = field(default_factory=dict)
+    n: int = 0
+    clean_error: float | None = None
+    adversarial_error: float | None = None
+    max_linf_perturbation: float = 0.0
+    inside_unit_box: bool = True
+
+    def summary_rows(self) -> list[Row]:
+        eps = self.attack["eps"] * 255
+        note = f"eps {eps:g}/255, {self.attack['steps']} steps"
+        return [("PGD error (%)", pct(self.adversarial_error), note)]
+
+    def markdown(self, plots: Mapping[str, str]) -> list[str]:
+        a = self.attack
+        return [
+            "## Adversarial (PGD)",
+            "",
+            f"L-inf PGD, eps {a['eps'] * 255:g}/255, step {a['alpha'] * 255:g}/255, {a['steps']} steps, "
+            f"random start {a['random_start']}, on {self.n} clean test images in [0, 1]: error "
+            f"{pct(self.adversarial_error)}% (clean {pct(self.clean_error)}%). Largest perturbation "
+            f"{self.max_linf_perturbation * 255:.3f}/255; inside [0, 1]: {self.inside_unit_box}.",
+            "",
+        ]
+
+
+# ------------------------------------------------------------------------------------------------
+# calibration
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CalibrationResult(SuiteResult):
+    """RMS calibration error (ours and the reference-compatible variant), ECE and reliability bins of
+    the clean pass (fractions)."""
+
+    suite: ClassVar[str] = "calibration"
+    rank: ClassVar[int] = 50
+
+    n: int = 0
+    rms_calibration_error: float | None = None
+    #: None below ``bin_size`` samples, where the reference code fails (``reference_compatible_note``).
+    rms_calibration_error_reference_compatible: float | None = None
+    ece: float | None = None
+    bin_size: int = RMS_BIN_SIZE
+    ece_bins: int = ECE_BINS
+    confidence: str | None = None
+    rms_ties: str | None = None
+    reference_compatible_note: str | None = field(default=None, metadata=OPTIONAL)
+    #: {bin_lower, bin_upper, confidence, accuracy, count}: lists of ``ece_bins`` numbers.
+    reliability: dict[str, list[float]] | None = None
+
+    def summary_rows(self) -> list[Row]:
+        rows = [
+            ("RMS calibration error (%)", pct(self.rms_calibration_error), "ours (all bins, ties averaged)")
+        ]
+        if self.rms_calibration_error_reference_compatible is not None:
+            ref = pct(self.rms_calibration_error_reference_compatible)
+            rows.append(("RMS calib. error, reference-compatible (%)", ref, "skips the last bin"))
+        rows.append(("ECE (%)", pct(self.ece), f"{ECE_BINS} bins"))
+        return rows
+
+    def markdown(self, plots: Mapping[str, str]) -> list[str]:
+        out = [
+            "## Calibration",
+            "",
+            f"RMS calibration error {pct(self.rms_calibration_error)}% (ours: equal-count bins of "
+            f"{RMS_BIN_SIZE}, all bins, tied confidences share their mean accuracy). Reference-compatible "
+            f"(the reference's sort order, skips the last bin): "
+            f"{pct(self.rms_calibration_error_reference_compatible)}%. ECE ({ECE_BINS} bins): {pct(self.ece)}%.",
+            "",
+        ]
+        if "reliability" in plots:
+            out += [f"![reliability diagram]({plots['reliability']})", ""]
+        return out
+
+    def plots(self, save: SaveFigure) -> None:
+        import matplotlib.pyplot as plt
+
+        r = self.reliability
+        if not r:
+            return
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        lower, upper = r["bin_lower"], r["bin_upper"]
+        widths = [u - lo for lo, u in zip(lower, upper)]
+        acc = [a if n > 0 else 0 for a, n in zip(r["accuracy"], r["count"])]
+        ax.bar(lower, acc, width=widths, align="edge", edgecolor="k", alpha=0.7, label="accuracy")
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+        ax.set_xlabel("confidence (max softmax)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"ECE {pct(self.ece)}%, RMS {pct(self.rms_calibration_error)}%")
+        ax.legend(loc="upper left")
+        save(fig, "reliability")
+
+
+# ------------------------------------------------------------------------------------------------
+# OOD detection
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OODResult(SuiteResult):
+    """Anomaly detection (score -max softmax, OOD positive): AUROC / AUPR / FPR95 per set and their
+    means over the sets present (fractions)."""
+
+    suite: ClassVar[str] = "ood"
+    rank: ClassVar[int] = 60
+
+    score: str | None = None
+    softmax: str | None = None
+    n_in_distribution: int = 0
+    n_ood_per_set: int = 0
+    selection: str | None = None
+    #: name -> {kind, [format, path,] n, auroc, aupr, fpr95, hist_edges, hist_in, hist_out, roc_fpr, roc_tpr}
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sets_present: list[str] | None = None
+    protocol_sets: list[str] = field(default_factory=list)
+    protocol_sets_missing: list[str] = field(default_factory=list)
+    skipped_sets: dict[str, str] = field(default_factory=dict)
+    mean_over: list[str] = field(default_factory=list)
+    mean_auroc: float | None = None
+    mean_aupr: float | None = None
+    mean_fpr95: float | None = None
+    #: ImageNet checkpoints only: the 200-class-masked ImageNet-O block (or {"skipped": why}).
+    imagenet_o: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
+
+    def summary_rows(self) -> list[Row]:
+        rows = [
+            ("OOD AUROC (%)", pct(self.mean_auroc), f"mean over {len(self.sets)} sets"),
+            ("OOD AUPR (%)", pct(self.mean_aupr), ""),
+            ("OOD FPR95 (%)", pct(self.mean_fpr95), ""),
+        ]
+        io = self.imagenet_o
+        if io and "aupr" in io:
+            rows.append(("ImageNet-O AUPR (%)", pct(io["aupr"]), "200-class masked"))
+        return rows
+
+    def markdown(self, plots: Mapping[str, str]) -> list[str]:
+        out = [
+            "## Anomaly detection",
+            "",
+            f"Score: {self.score}. {self.n_ood_per_set} OOD images per set.",
+            "",
+        ]
+        if self.sets_present is not None:
+            missing = self.protocol_sets_missing or []
+            out += [
+                f"Softmax: {self.softmax or 'float64'}. Means over the {len(self.sets_present)} sets "
+                f"present ({', '.join(self.sets_present)}); sets of the published CIFAR protocol not "
+                f"found: {', '.join(missing) if missing else 'none'} (`robust-eval data check` says where "
+                "each goes).",
+                "",
+            ]
+        rows = [
+            [n, v["kind"], str(v["n"]), pct(v["auroc"]), pct(v["aupr"]), pct(v["fpr95"])]
+            for n, v in self.sets.items()
+        ]
+        rows.append(["**mean**", "", "", pct(self.mean_auroc), pct(self.mean_aupr), pct(self.mean_fpr95)])
+        out += [md_table(["set", "kind", "n", "AUROC (%)", "AUPR (%)", "FPR95 (%)"], rows), ""]
+        if "ood" in plots:
+            out += [f"![OOD scores]({plots['ood']})", ""]
+        return out
+
+    def plots(self, save: SaveFigure) -> None:
+        import matplotlib.pyplot as plt
+
+        if not self.sets:
+            return
+        n = len(self.sets)
+        fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.2), squeeze=False)
+        for ax, (name, v) in zip(axes[0], self.sets.items()):
+            edges = v["hist_edges"]
+            ax.stairs(v["hist_in"], edges, label="in-dist", fill=True, alpha=0.5)
+            ax.stairs(v["hist_out"], edges, label=name, fill=True, alpha=0.5)
+            ax.set_title(f"{name}: AUROC {pct(v['auroc'], 1)}")
+            ax.set_xlabel("score (-max softmax)")
+            ax.legend(fontsize=7)
+        roc = axes[0][-1]
+        for name, v in self.sets.items():
+            roc.plot(v["roc_fpr"], v["roc_tpr"], label=name)
+        roc.plot([0, 1], [0, 1], "k:", lw=1)
+        roc.set_xlabel("FPR (in-dist)")
+        roc.set_ylabel("TPR (OOD)")
+        roc.set_title("ROC")
+        roc.legend(fontsize=7)
+        save(fig, "ood")
+
+
+# ------------------------------------------------------------------------------------------------
+# ImageNet-A / -R
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImagenetARResult(SuiteResult):
+    """ImageNet-A / -R top-1 error (200-class masked); ``sets[name]`` is {n, top1_error,
+    masked_to_classes} or {skipped: why}. Stored as the mapping itself."""
+
+    suite: ClassVar[str] = "imagenet_ar"
+    rank: ClassVar[int] = 70
+
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.sets)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ImagenetARResult:
+        return cls(sets=dict(data))
+
+    def summary_rows(self) -> list[Row]:
+        return [
+            (f"{name} top-1 error (%)", pct(v["top1_error"]), "200-class masked")
+            for name, v in self.sets.items()
+            if "top1_error" in v
+        ]
+
+
+#: Suite name -> its result type, in the order ``robust-eval all`` runs the suites.
+RESULT_TYPES: dict[str, type[SuiteResult]] = {
+    t.suite: t
+    for t in (
+        CleanResult,
+        CorruptionsResult,
+        PerturbationsResult,
+        AdversarialResult,
+        CalibrationResult,
+        OODResult,
+        ImagenetARResult,
+    )
+}
+
+
+def load_suites(suites: Mapping[str, Any]) -> dict[str, SuiteResult]:
+    """Typed results of a stored ``result["suites"]`` mapping (suites this version does not know, and
+    empty blocks, are left out)."""
+    return {
+        name: RESULT_TYPES[name].from_dict(block)
+        for name, block in suites.items()
+        if name in RESULT_TYPES and isinstance(block, Mapping) and block
+    }
+
+
+def presenters(suites: Mapping[str, SuiteResult]) -> Iterator[Presenter]:
+    """Every part to show, in the paper's table order (:attr:`Presenter.rank`)."""
+    parts = [p for result in suites.values() for p in result.presenters()]
+    yield from sorted(parts, key=lambda p: p.rank)
+
+
+def dump_json(value: Any) -> str:
+    """Result JSON text (2-space indent, key order kept, NaN allowed), newline-terminated."""
+    return json.dumps(value, indent=2, sort_keys=False, allow_nan=True) + "\n"
