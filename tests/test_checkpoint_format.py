@@ -20,7 +20,6 @@ from albumentations_ipmix.files import TMP_PREFIX, file_mode
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def _meta() -> dict:
     return {"model": MODEL, "num_classes": 10, "dataset": "cifar10", "data_config": DATA_CONFIG}
 
