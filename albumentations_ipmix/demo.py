@@ -41,6 +41,7 @@ def write_fractal_folder(out: Path, count: int, size: int, seed: int) -> Path:
     generate(
         out, count=count, size=size, seed=seed, kinds="ifs,mandelbrot,julia",
         resume=(out / MANIFEST_NAME).is_file(), force=False, workers=1, quiet=True, as_json=False,
+        shard=None, merge=False,
     )  # fmt: skip
     return out
 

@@ -15,8 +15,13 @@ start-up (Python, torch) and the merge included, as a user would see them. Image
 images written (images x corruptions x severities). The ``same files`` column checks that each run
 wrote the bytes of the one-process run. Goal: >= 1.8x with 2 processes on 2 free cores.
 
+Section ``robust-eval corruptions``: the evaluation of a CPU model (timm resnet18 at 32 px, random
+weights) over a CIFAR-10-C folder with 1 process (1 thread, then every core) and torchrun with 2 ranks
+of 1 thread (``benchmarks/scaling_eval.py``). Section ``ImageNet-C decode``: the folder reader with
+0, 1 and 2 decode worker processes against a bare PIL decode loop (its peer).
+
 The table is built from :data:`SECTIONS`: functions ``(args, workdir) -> list[Row]``; more sections
-(e.g. sharded evaluation) are added by appending to that list.
+are added by appending to that list.
 
 Usage::
 
@@ -35,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -44,6 +49,7 @@ import numpy as np
 from skimage import data
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scaling_eval, eval (benchmark helpers)
 
 
 class Row(NamedTuple):
@@ -184,8 +190,48 @@ def make_c_section(args: argparse.Namespace, work: Path) -> list[Row]:
     return rows
 
 
-#: The sections of the table, in order; each returns its rows (its first row is the 1-process peer).
-SECTIONS: list[Callable[[argparse.Namespace, Path], list[Row]]] = [make_c_section]
+def _rows(section: str, measured: Sequence[dict[str, Any]]) -> list[Row]:
+    """Rows of ``benchmarks/scaling_eval.py`` (dicts) as rows of this table."""
+    return [
+        Row(
+            section,
+            r["setting"],
+            _processes(r["setting"]),
+            r["images"],
+            r["seconds"],
+            r["ratio"],
+            r.get("note", ""),
+        )
+        for r in measured
+    ]
+
+
+def _processes(setting: str) -> int:
+    return 2 if "2 ranks" in setting else 1
+
+
+def eval_section(args: argparse.Namespace, work: Path) -> list[Row]:
+    """``robust-eval corruptions`` on a CPU model: 1 process (1 thread, every core) and torchrun x2;
+    seconds are the evaluation time (a rerun from the cell cache is subtracted: start-up excluded)."""
+    from scaling_eval import corruption_rows
+
+    rows = corruption_rows(args.smoke, args.model, args.eval_images, args.eval_corruptions)
+    return _rows("robust-eval corruptions", rows)
+
+
+def decode_section(args: argparse.Namespace, work: Path) -> list[Row]:
+    """The ImageNet-C folder reader with 0, 1 and 2 decode workers; the peer is a bare PIL decode loop."""
+    from scaling_eval import decode_rows
+
+    return _rows("ImageNet-C decode", decode_rows(args.smoke, args.decode_images))
+
+
+#: The sections of the table, in order; each returns its rows (its first row is the peer of its ratios).
+SECTIONS: list[Callable[[argparse.Namespace, Path], list[Row]]] = [
+    make_c_section,
+    eval_section,
+    decode_section,
+]
 
 
 def print_table(rows: Sequence[Row]) -> None:
@@ -208,6 +254,10 @@ def main() -> None:
         help="make-c corruptions (comma-separated; all 5 severities each)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs of each variant; the best one counts")
+    parser.add_argument("--model", default="resnet18", help="timm model of the evaluation section")
+    parser.add_argument("--eval-images", type=int, default=400, help="images per -C cell (evaluation)")
+    parser.add_argument("--eval-corruptions", type=int, default=3, help="-C corruptions x 5 (evaluation)")
+    parser.add_argument("--decode-images", type=int, default=512, help="JPEGs of the decode section")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f} at the start")
     rows: list[Row] = []

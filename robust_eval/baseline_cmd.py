@@ -89,9 +89,15 @@ def _check_output(output: Path, out: Path) -> None:
         fail("robust-eval", f"baseline: {exc}")
 
 
-def _run(evaluate: Callable[[str, Sequence[str], dict[str, Any]], None], kwargs: dict[str, Any]) -> None:
+def _run(
+    evaluate: Callable[[str, Sequence[str], dict[str, Any]], None],
+    kwargs: dict[str, Any],
+    precheck: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
     from robust_eval.constants import TEST_PERTURBATIONS, VALIDATION_PERTURBATIONS
 
+    if precheck is not None:
+        precheck(kwargs)  # option values first: one line naming the option
     output: Path = kwargs.pop("output")
     network = _baseline_network(kwargs.pop("weights"), kwargs.pop("base_checkpoint"))
     _check_output(output, kwargs["out"])
@@ -147,12 +153,14 @@ def register(
     app: typer.Typer,
     evaluate: Callable[[str, Sequence[str], dict[str, Any]], None],
     shared: Sequence[inspect.Parameter],
+    precheck: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Add ``baseline`` to ``app``; ``evaluate`` runs suites like the other commands, ``shared`` are
-    their option declarations (those named in :data:`SHARED_OPTIONS` are reused)."""
+    their option declarations (those named in :data:`SHARED_OPTIONS` are reused); ``precheck`` checks
+    the option values before anything else (the evaluation commands' checks)."""
 
     def baseline(**kwargs: Any) -> None:
-        _run(evaluate, kwargs)
+        _run(evaluate, kwargs, precheck)
 
     options = [p for p in shared if p.name in SHARED_OPTIONS]
     baseline.__signature__ = inspect.Signature([*_OWN, *options])  # type: ignore[attr-defined]

@@ -262,6 +262,7 @@ def _check_options(opts: dict[str, Any]) -> None:
             f"--robustbench-json: '{leaderboard_path}' already exists; remove it or choose another path"
         )
     _perturbation_list(opts.get("perturbations"))
+    _overrides(opts)
 
 
 def _auto_device(name: str) -> str:
@@ -306,12 +307,27 @@ def _perturbation_list(text: str | None) -> tuple[str, ...] | None:
     return perturbations
 
 
+def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
+    """The input-contract flags (``--mean --std --input-size --crop-pct``), checked."""
+    from robust_eval.data_config import parse_overrides
+
+    return parse_overrides(opts.get("mean"), opts.get("std"), opts.get("input_size"), opts.get("crop_pct"))
+
+
+def _precheck(opts: dict[str, Any]) -> None:
+    """:func:`_check_options` as a command's first step (one line, exit 2), for commands that look at
+    other files (``baseline``'s network) before they evaluate."""
+    try:
+        _check_options(opts)
+    except (UsageProblem, ValueError) as exc:
+        _fail(str(exc))
+
+
 def _make_context(opts: dict[str, Any], shard: Any) -> Any:
     """Load the checkpoint and build the suites' :class:`robust_eval.suites.Context` (on this rank's
     device: ``cuda`` is ``cuda:<LOCAL_RANK>`` under torchrun)."""
     from robust_eval import suites as S
     from robust_eval.cache import CellCache
-    from robust_eval.data_config import parse_overrides
     from robust_eval.models import load_checkpoint
 
     device = _torch_device(shard.device(_device_name(opts)))
@@ -320,9 +336,7 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
         from robust_eval.baselines import get_baseline
 
         baseline = get_baseline(opts["baseline"])
-    overrides = parse_overrides(
-        opts.get("mean"), opts.get("std"), opts.get("input_size"), opts.get("crop_pct")
-    )
+    overrides = _overrides(opts)
     model, info = load_checkpoint(
         opts["checkpoint"],
         model=opts.get("model"),
@@ -668,7 +682,7 @@ class Option:
 COMMON_OPTIONS: tuple[Option, ...] = (
     Option("data_dir", DataDir),
     Option("model", ModelName),
-    Option("num_classes", NumClasses),
+    Option("num_classes", NumClasses, at_least=1),
     Option("dataset", Dataset),
     Option("split", Split),
     Option("out", OutDir, DEFAULT_OUT),
@@ -896,6 +910,8 @@ def data_check(
     from robust_eval.data import check_layouts
 
     root = _resolve_data_dir(data_dir)
+    if data_dir is not None and not root.exists():
+        _fail(f"--data-dir '{root}' does not exist; pass the folder that holds your data sets")
     if root.exists() and not root.is_dir():
         _fail(f"--data-dir '{root}' is a file, expected a folder")
     entries = check_layouts(root)
@@ -936,7 +952,9 @@ def data_digits(
 
 
 generate_cli.register(app)  # make-c, make-p: -C / -P regeneration (robust_eval.generate)
-baseline_cmd.register(app, _evaluate, _parameters((*COMMON_OPTIONS, *CORRUPTION_OPTIONS)))  # baseline
+baseline_cmd.register(
+    app, _evaluate, _parameters((*COMMON_OPTIONS, *CORRUPTION_OPTIONS)), _precheck
+)  # baseline
 
 
 def main() -> None:

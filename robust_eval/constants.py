@@ -6,6 +6,8 @@ never by position.
 
 from __future__ import annotations
 
+from robust_mix.cifar import CIFAR_CLASSES
+
 #: The 15 -C benchmark corruptions, in the order of Hendrycks & Dietterich (2019). mCE averages these.
 BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise",
@@ -112,8 +114,9 @@ def is_noise_perturbation(name: str) -> bool:
     return split_difficulty(name)[0] in NOISE_PERTURBATIONS
 
 
-#: Classes of the fixed-size data sets (their classifiers' output count), by data set name.
-NUM_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
+#: Classes of the fixed-size data sets (their classifiers' output count), by data set name; the CIFAR
+#: counts are the archive format's (robust_mix.cifar, the layer below).
+NUM_CLASSES: dict[str, int] = {**CIFAR_CLASSES, "imagenet": 1000}
 
 #: RMS calibration error: samples per equal-count confidence bin (PixMix / Outlier Exposure).
 RMS_BIN_SIZE: int = 100

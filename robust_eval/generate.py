@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -696,8 +697,7 @@ def make_c(
     fmt = image_format.upper().lstrip(".")
     if fmt not in ("JPEG", "PNG"):
         raise ValueError(f"--format must be JPEG or PNG, got {image_format!r}")
-    if chunk < 1:
-        raise ValueError(f"--chunk must be >= 1, got {chunk}")
+    _check_counts(chunk, seed)
     check_merge(shard or Shard.single(), merge)
     frost = None if frost_images is None else os.fspath(Path(frost_images).resolve())
     if frost is not None and "frost" in names:
@@ -823,8 +823,9 @@ def make_p(
         raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     names = _validate_names(perturbations, ALL_PERTURBATIONS, "perturbation(s)")
     diffs = _validate_ints(difficulties, DIFFICULTIES, "difficulties")
-    if chunk < 1:
-        raise ValueError(f"--chunk must be >= 1, got {chunk}")
+    _check_counts(chunk, seed)
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"--fps must be a finite number > 0 (frames per second), got {fps}")
     check_merge(shard or Shard.single(), merge)
     source = load_source(src, labels, name, size, need_labels=False, preset=preset)
     if source.is_folder and not _video_writer_works():
@@ -864,6 +865,14 @@ def _video_writer_works() -> bool:
         ok = writer.isOpened()
         writer.release()
         return ok
+
+
+def _check_counts(chunk: int, seed: int) -> None:
+    """``--chunk`` >= 1 and ``--seed`` >= 0 (numpy seeds are non-negative), before any work."""
+    if chunk < 1:
+        raise ValueError(f"--chunk must be >= 1, got {chunk}")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
 
 
 def _write_video(path: Path, frames: np.ndarray, fps: float) -> None:

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robust_eval.constants import NUM_CLASSES
 from robust_mix.checkpoint import DATA_CONFIG_KEYS, DATASETS, FORMAT_VERSION
 
 __all__ = [
@@ -69,7 +70,7 @@ __all__ = [
 ]
 
 #: Classes of the fixed-size data sets (``imagefolder`` has as many as class folders).
-DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
+DATASET_CLASSES: dict[str, int] = NUM_CLASSES  # robust_eval.constants (one table)
 
 #: Constructor arguments a checkpoint may pass to the model builder (architecture shape only; each
 #: value a JSON scalar, or a flat list of integers such as blocks per stage or an (H, W) size).

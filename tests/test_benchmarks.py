@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+#: scripts whose --smoke run is part of another's (scaling.py runs the sections of scaling_eval.py)
+RUN_BY_OTHERS = {"scaling_eval.py"}
 
 
 def test_every_benchmark_is_collected():
@@ -18,7 +20,9 @@ def test_every_benchmark_is_collected():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "script", [p for p in BENCHMARKS if p.name not in RUN_BY_OTHERS], ids=lambda p: p.stem
+)
 def test_benchmark_smoke_run(script: Path, tmp_path: Path):
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(script.parents[1]), env.get("PYTHONPATH", "")])

@@ -1,0 +1,138 @@
+"""Every option of ``robust-eval`` and ``ipmix-fractals`` with bad values: one line, exit 2, nothing written.
+
+The options are read from the commands themselves (Typer's click tree), not listed by hand, so a new
+option is swept the day it is added. Each command is invoked in-process with its required arguments set
+to something that fails *after* option validation (a missing checkpoint, a missing source, an output
+path that is a file), so:
+
+- a value that can never be valid for a number (not a number, NaN, infinity, a negative) must be
+  refused naming the option;
+- zero and a huge value may be valid (a seed of 0): then the run goes on to the expected failure of the
+  required argument, still as one line with exit status 2;
+- in every case: exactly one line on stderr starting ``<command>: error:``, exit status 2, no traceback,
+  and nothing written into the working folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from albumentations_ipmix.cli import app as fractals_app
+from robust_eval.cli import app as eval_app
+from robust_mix.cli import run
+
+NEVER_VALID = ("abc", "nan", "inf", "-inf", "-1")
+MAYBE_VALID = ("0", "1000000000")
+BOGUS_TEXT = "bogus"
+
+# required positional arguments per command path, chosen to fail after the options are checked
+POSITIONALS: dict[tuple[str, ...], list[str]] = {
+    ("robust-eval", "report"): ["missing.json"],
+    ("robust-eval", "compare"): ["missing_a.json", "missing_b.json"],
+    ("robust-eval", "make-c"): ["missing_src", "out", "--preset", "cifar"],
+    ("robust-eval", "make-p"): ["missing_src", "out", "--preset", "cifar"],
+    ("robust-eval", "data", "check"): ["--data-dir", "missing_data"],
+    ("robust-eval", "data", "digits"): ["afile"],
+    ("ipmix-fractals", "generate"): ["afile"],
+    ("ipmix-fractals", "preview"): ["afile/sheet.png"],
+}
+CHECKPOINT = ["missing.pth"]  # every evaluation command
+
+
+def _commands() -> Iterator[tuple[tuple[str, ...], typer.Typer, Any]]:
+    for prog, app in (("robust-eval", eval_app), ("ipmix-fractals", fractals_app)):
+
+        def walk(node: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+            if hasattr(node, "commands"):
+                for name, sub in node.commands.items():
+                    yield from walk(sub, (*path, name))
+            else:
+                yield path, node
+
+        for path, command in walk(typer.main.get_command(app), (prog,)):
+            yield path, app, command
+
+
+COMMANDS = list(_commands())
+
+
+def _annotation(param: Any) -> Any:
+    annotation = param.type_descriptor.annotation
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    return args[0] if len(args) == 1 and getattr(annotation, "__origin__", None) is not list else annotation
+
+
+def _cases(command: Any) -> list[tuple[str, str, bool]]:
+    """(option, value, must_name_the_option) for every non-flag option of ``command``."""
+    cases = []
+    for param in command.params:
+        if param.param_type_name != "option" or getattr(param, "is_flag", False):
+            continue
+        opt = max(param.opts, key=len)
+        kind = _annotation(param)
+        if kind in (int, float):
+            cases += [(opt, v, True) for v in NEVER_VALID] + [(opt, v, False) for v in MAYBE_VALID]
+        elif kind is Path:
+            cases.append((opt, "missing_dir/missing_file", False))
+        else:
+            cases.append((opt, BOGUS_TEXT, False))
+    return cases
+
+
+def _invoke(app: typer.Typer, prog: str, args: list[str], capsys: Any, monkeypatch: Any) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", [prog, *args])
+    with pytest.raises(SystemExit) as stop:
+        run(app, prog)
+    code = stop.value.code
+    return (code if isinstance(code, int) else 1), capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("path", "app", "command"), COMMANDS, ids=[" ".join(c[0]) for c in COMMANDS])
+def test_every_option_with_bad_values(path, app, command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "80")
+    (tmp_path / "afile").write_text("a file where a folder is expected\n")
+    before = sorted(os.listdir(tmp_path))
+    prog, words = path[0], list(path[1:])
+    required = POSITIONALS.get(path, CHECKPOINT)
+    cases = _cases(command)  # may be empty (flags only): then the required arguments alone are checked
+    failures = []
+    for opt, value, must_name in [("", "", False), *cases]:
+        args = [*words, *required, *([f"{opt}={value}"] if opt else [])]
+        code, err = _invoke(app, prog, args, capsys, monkeypatch)
+        lines = [line for line in err.splitlines() if line.strip()]
+        problem = None
+        if code != 2 or len(lines) != 1 or not lines[0].startswith(f"{prog}: error: "):
+            problem = f"exit {code}, stderr {err!r}"
+        elif "Traceback" in err or "╭" in err:
+            problem = "traceback/box"
+        elif must_name and opt not in lines[0]:
+            problem = f"message does not name {opt}: {lines[0]!r}"
+        elif sorted(os.listdir(tmp_path)) != before:
+            problem = f"wrote {sorted(set(os.listdir(tmp_path)) - set(before))}"
+        if problem:
+            failures.append(f"{' '.join(args)}: {problem}")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_sweep_covers_every_command_and_every_kind_of_option():
+    kinds = {_annotation(p) for _, _, c in COMMANDS for p in c.params if p.param_type_name == "option"}
+    assert {int, float, Path, str} <= kinds
+    names = {" ".join(path) for path, _, _ in COMMANDS}
+    assert {
+        "robust-eval all",
+        "robust-eval make-c",
+        "robust-eval baseline",
+        "ipmix-fractals generate",
+    } <= names
+    assert sum(len(_cases(c)) for _, _, c in COMMANDS) > 300
+    assert all(not math.isfinite(float(v)) for v in ("nan", "inf", "-inf"))
