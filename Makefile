@@ -25,6 +25,7 @@ demo: install
 
 test: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 lint: install

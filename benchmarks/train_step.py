@@ -86,7 +86,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--smoke", action="store_true", help="a tiny model and batch, one round: checks the script runs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny model and batch, one round: checks the script runs"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.model, args.batch_size, args.classes, args.steps, args.rounds = "test_resnet", 4, 10, 2, 1

@@ -181,7 +181,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="test_resnet", help="timm model (the same for every run)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine schedule)")
-    parser.add_argument("--eval-subset", type=int, default=None, help="evaluate a seeded, class-stratified sample of N test images (robust-eval --subset)")
+    parser.add_argument(
+        "--eval-subset",
+        type=int,
+        default=None,
+        help="evaluate a seeded, class-stratified sample of N test images (robust-eval --subset)",
+    )
     parser.add_argument("--corruptions", default=None, help="-C corruptions to make (default: all 19)")
     parser.add_argument("--perturbations", default=None, help="-P perturbations (default: robust-eval's)")
     parser.add_argument("--print-commands", action="store_true", help="print the shell commands and exit")
