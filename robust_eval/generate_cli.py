@@ -68,14 +68,25 @@ _SHARD_HELP = (
 _MERGE_HELP = "assemble the set from the finished --shard / SLURM array parts, then remove them"
 
 
+#: Options both commands take, declared once.
+Source = Annotated[
+    Path, typer.Argument(help="CIFAR python folder, ImageFolder root, or .npy of uint8 images")
+]
+Seed = Annotated[int, typer.Option(help="random seed")]
+Size = Annotated[int | None, typer.Option(help="resize/crop images to SIZE x SIZE px")]
+Chunk = Annotated[int, typer.Option(help="images per batch (part of the random stream)")]
+Force = Annotated[bool, typer.Option(help="replace finished files made with other settings")]
+ShowProgress = Annotated[bool, typer.Option(help="show progress bars")]
+ShardOpt = Annotated[str | None, typer.Option("--shard", help=_SHARD_HELP)]
+Merge = Annotated[bool, typer.Option("--merge", help=_MERGE_HELP)]
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``make-c`` and ``make-p`` commands to a Typer app."""
 
     @app.command("make-c")
     def make_c_cmd(
-        src: Annotated[
-            Path, typer.Argument(help="CIFAR python folder, ImageFolder root, or .npy of uint8 images")
-        ],
+        src: Source,
         out: Annotated[Path, typer.Argument(help="output root; arrays go to OUT/<NAME>-C/")],
         preset: Annotated[str, typer.Option(help="parameter table: cifar (32 px) or imagenet (224 px)")],
         corruptions: Annotated[
@@ -86,17 +97,17 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option(help="severities, e.g. 1,2,3; default 1..5")
         ] = None,
         labels: Annotated[Path | None, typer.Option(help="labels .npy (N,) for an .npy SRC")] = None,
-        seed: Annotated[int, typer.Option(help="random seed")] = 0,
+        seed: Seed = 0,
         name: Annotated[
             str | None, typer.Option(help="data set name for OUT/<NAME>-C (default from SRC)")
         ] = None,
-        size: Annotated[int | None, typer.Option(help="resize/crop images to SIZE x SIZE px")] = None,
+        size: Size = None,
         image_format: Annotated[
             str, typer.Option("--format", help="JPEG or PNG (ImageFolder sources)")
         ] = "JPEG",
-        chunk: Annotated[int, typer.Option(help="images per batch (part of the random stream)")] = 256,
-        force: Annotated[bool, typer.Option(help="replace finished files made with other settings")] = False,
-        progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+        chunk: Chunk = 256,
+        force: Force = False,
+        progress: ShowProgress = True,
         frost_images: Annotated[
             Path | None,
             typer.Option(
@@ -104,8 +115,8 @@ def register(app: typer.Typer) -> None:
                 "hendrycks/robustness); default: procedural frost textures"
             ),
         ] = None,
-        shard: Annotated[str | None, typer.Option("--shard", help=_SHARD_HELP)] = None,
-        merge: Annotated[bool, typer.Option("--merge", help=_MERGE_HELP)] = False,
+        shard: ShardOpt = None,
+        merge: Merge = False,
     ) -> None:
         """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
         m = _run(
@@ -134,9 +145,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("make-p")
     def make_p_cmd(
-        src: Annotated[
-            Path, typer.Argument(help="CIFAR python folder, ImageFolder root, or .npy of uint8 images")
-        ],
+        src: Source,
         out: Annotated[Path, typer.Argument(help="output root; arrays go to OUT/<NAME>-P/")],
         preset: Annotated[str, typer.Option(help="settings: cifar (32 px) or imagenet (224 px)")],
         perturbations: Annotated[
@@ -145,17 +154,17 @@ def register(app: typer.Typer) -> None:
         difficulties: Annotated[
             list[str] | None, typer.Option(help="noise difficulties, default 1,2,3")
         ] = None,
-        seed: Annotated[int, typer.Option(help="random seed")] = 0,
+        seed: Seed = 0,
         name: Annotated[
             str | None, typer.Option(help="data set name for OUT/<NAME>-P (default from SRC)")
         ] = None,
-        size: Annotated[int | None, typer.Option(help="resize/crop images to SIZE x SIZE px")] = None,
+        size: Size = None,
         fps: Annotated[float, typer.Option(help="frame rate of MP4 files (ImageFolder sources)")] = 10.0,
-        chunk: Annotated[int, typer.Option(help="images per batch (part of the random stream)")] = 64,
-        force: Annotated[bool, typer.Option(help="replace finished files made with other settings")] = False,
-        progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
-        shard: Annotated[str | None, typer.Option("--shard", help=_SHARD_HELP)] = None,
-        merge: Annotated[bool, typer.Option("--merge", help=_MERGE_HELP)] = False,
+        chunk: Chunk = 64,
+        force: Force = False,
+        progress: ShowProgress = True,
+        shard: ShardOpt = None,
+        merge: Merge = False,
     ) -> None:
         """Regenerate a -P benchmark (10 test + 4 validation perturbation sequences) from a clean data set."""
         m = _run(

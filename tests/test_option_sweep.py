@@ -15,7 +15,6 @@ path that is a file), so:
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Iterator
@@ -135,4 +134,3 @@ def test_the_sweep_covers_every_command_and_every_kind_of_option():
         "ipmix-fractals generate",
     } <= names
     assert sum(len(_cases(c)) for _, _, c in COMMANDS) > 300
-    assert all(not math.isfinite(float(v)) for v in ("nan", "inf", "-inf"))
