@@ -107,7 +107,28 @@ def _describe_source(spec: Any, source: MixingSource | None) -> Any:
 # Shared base: mixing-source handling, dtype contract, per-process reseeding
 # ----------------------------------------------------------------------------------------------
 class _MixingTransform(ImageOnlyTransform):
-    """Common machinery of IPMix and PixMix (not a public transform)."""
+    """Common machinery of IPMix and PixMix (not a public transform).
+
+    Holds the mixing source, draws and fits one mixing picture per call, declares the optional
+    per-call data key ``metadata_key`` and gives every worker process its own random stream.
+
+    Examples:
+        >>> from albumentations_ipmix import IPMix, PixMix
+        >>> [t.metadata_key for t in (IPMix(), PixMix())]
+        ['ipmix_metadata', 'pixmix_metadata']
+        >>> sorted(PixMix(metadata_key="mixing_pictures").available_keys)
+        ['image', 'images', 'mixing_pictures', 'volume', 'volumes']
+    """
+
+    @property
+    def available_keys(self) -> set[str]:
+        """The data keys this transform accepts: its targets plus ``metadata_key``.
+
+        ``A.Compose`` collects its children's available keys, and ``strict=True`` rejects any other
+        key. The per-call pictures are optional, so they are declared here rather than through
+        ``targets_as_params``, which would make Albumentations require them on every call.
+        """
+        return super().available_keys | {self.metadata_key}
 
     def _init_source(self, fractals: Any, metadata_key: str) -> None:
         self.metadata_key = metadata_key
@@ -204,55 +225,98 @@ class IPMix(_MixingTransform):
     shaped, mixed with the same box of a partner by one of the mixing ops; the partner is a
     fractal with probability ``fractal_prob``, else the original image with one random op). The
     chains are averaged with Dirichlet(alpha) weights and blended with the original with
-    ``m ~ Beta(alpha, alpha)``. Put ``A.Normalize`` after this transform.
+    ``m ~ Beta(alpha, alpha)``.
 
     Args:
-        fractals: mixing pictures: a folder (str/Path; recursive; ImageFolder layouts work), an
-            array ``(N, H, W[, C])`` or list of arrays, a source config dict, a ``MixingSource``,
+        fractals (str | Path | np.ndarray | Sequence[np.ndarray] | MixingSource | dict[str, Any] | None):
+            The mixing pictures: a folder (searched recursively; ImageFolder layouts work), an
+            array ``(N, H, W[, C])`` or a list of arrays, a source config dict, a ``MixingSource``,
             or None for procedural fractals. Pictures passed per call under ``metadata_key``
-            take precedence.
-        width: number of chains k, >= 1. Default 3.
-        depth: maximum chain depth t, >= 0 (each chain's depth is uniform on 0..t). Default 3.
-        alpha: Dirichlet/Beta concentration, > 0. Default 1.
-        beta: mixing-op sharpness of ``get_ab``, > 0. Default 3 (CIFAR); the paper uses 4 on ImageNet.
-        severity: image-op severity in [0.1, 10] (``level ~ U(0.1, severity)``). Default 3
-            (CIFAR); the paper uses 1 on ImageNet.
-        all_ops: use the 15-op list (adds autocontrast, color, contrast, brightness, sharpness).
-        mixing_ops: subset of ("add", "multiply", "random_pixels", "random_elements").
-        patch_shapes: subset of ("square", "scar").
-        patch_sizes: patch sides in pixels (>= 2); default: powers of two from 4 to
-            min(64, side/2) plus the full side (32 px -> 4, 8, 16, 32; 224 px -> 4, ..., 64, 224).
-        fractal_prob: probability in [0, 1] that a patch partner is the fractal rather than the
-            original image with one random op. Default 0.5 (the paper's Algorithm 1).
-        overflow: "wrap" (values outside [0, 1] wrap modulo 256, as the reference code) or "clip".
-        metadata_key: data key for per-call mixing pictures (a list of arrays).
-        p: probability of applying the transform. Default 1 (the paper applies IPMix to every
-            training image; the Beta blend already includes near-identity outputs).
+            take precedence. Default: None.
+        width (int): Number of chains k, in [1, 64]. Default: 3.
+        depth (int): Maximum chain depth t, in [0, 64]; each chain's depth is uniform on
+            {0, ..., t}. Default: 3.
+        alpha (float): Dirichlet and Beta concentration, > 0. Default: 1.0.
+        beta (float): Sharpness of the add/multiply weights (``get_ab``), > 0. The paper uses 3
+            on CIFAR and 4 on ImageNet. Default: 3.0.
+        severity (float): Image-op severity in [0.1, 10]; each op's level is drawn from
+            U(0.1, severity). The paper uses 3 on CIFAR and 1 on ImageNet. Default: 3.0.
+        all_ops (bool): Use the 15-op list, which adds autocontrast, color, contrast, brightness
+            and sharpness to the 10 base ops. Default: False.
+        mixing_ops (Sequence[Literal["add", "multiply", "random_pixels", "random_elements"]]):
+            The mixing ops to draw from (non-empty). Default: all four.
+        patch_shapes (Sequence[Literal["square", "scar"]]): The box shapes to draw from
+            (non-empty); a scar has sides drawn independently from {2, ..., s}.
+            Default: ("square", "scar").
+        patch_sizes (Sequence[int] | None): Patch sides in pixels, each >= 2. None: powers of
+            two from 4 to min(64, side / 2) plus the full side (32 px gives 4, 8, 16, 32;
+            224 px gives 4, 8, 16, 32, 64, 224). Default: None.
+        fractal_prob (float): Probability in [0, 1] that a patch partner is the mixing picture
+            rather than the original image with one random op (the paper's Algorithm 1 uses
+            0.5; the authors' CIFAR script always uses the picture, 1.0). Default: 0.5.
+        overflow (Literal["wrap", "clip"]): How mixed values outside [0, 1] become pixels:
+            "wrap" (modulo 256, as the reference code) or "clip". Default: "wrap".
+        metadata_key (str): Data key under which a call may pass its own mixing pictures (a
+            list of arrays). Default: "ipmix_metadata".
+        p (float): Probability of applying the transform. The paper applies IPMix to every
+            training image (the Beta blend already yields near-identity outputs). Default: 1.0.
 
     Targets:
-        image, images
+        image, volume
 
     Image types:
         uint8, float32
 
     Number of channels:
-        Any (mixing pictures are converted: gray for 1 channel, RGB repeated cyclically for others)
+        Any
+
+    Note:
+        - The output has the input's dtype, shape and range (uint8 [0, 255] or float32 [0, 1]);
+          put ``A.Normalize`` after this transform.
+        - Mixing pictures are RGB; a 1-channel image mixes with their luma and other channel
+          counts with their RGB channels repeated cyclically (R, G, B, R, ...).
+        - The ``metadata_key`` data key is optional and declared in ``available_keys``, so
+          ``A.Compose(..., strict=True)`` accepts it. One picture is drawn from the list per call.
+        - ``images`` batches and ``volume`` slices all get the same sampled parameters, as with
+          every Albumentations transform; call the pipeline per image for independent draws.
+        - A DataLoader worker reseeds the transform on its first call in a new process, so
+          workers do not repeat each other's augmentations.
+        - Serialization (``A.to_dict``, ``A.save``) needs a JSON-native ``fractals``: a folder
+          path, a source config dict or None. In-memory pictures pickle but do not serialize.
 
     Examples:
         >>> import numpy as np
         >>> import albumentations as A
         >>> from albumentations_ipmix import IPMix
-        >>> pictures = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
-        >>> pipeline = A.Compose([A.HorizontalFlip(), IPMix(fractals=pictures)], seed=137)
-        >>> image = np.zeros((32, 32, 3), dtype=np.uint8)
-        >>> pipeline(image=image)["image"].shape
+        >>> rng = np.random.default_rng(0)
+        >>> pictures = rng.integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
+        >>> image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        >>>
+        >>> # Mixing pictures given once; the output keeps the input's shape and dtype
+        >>> pipeline = A.Compose([A.HorizontalFlip(), IPMix(fractals=pictures)], seed=137, strict=True)
+        >>> out = pipeline(image=image)["image"]
+        >>> out.shape, out.dtype
+        ((32, 32, 3), dtype('uint8'))
+        >>>
+        >>> # Or per call, under the metadata key (takes precedence over ``fractals``)
+        >>> out = pipeline(image=image, ipmix_metadata=[pictures[0], pictures[1]])["image"]
+        >>> out.shape
         (32, 32, 3)
+        >>>
+        >>> # The ImageNet settings of the paper, on a float32 image
+        >>> imagenet = A.Compose([IPMix(fractals=pictures, beta=4.0, severity=1.0)], seed=1)
+        >>> imagenet(image=image.astype(np.float32) / 255)["image"].dtype
+        dtype('float32')
+        >>>
+        >>> # Serialization round trip (importing albumentations_ipmix registers the class)
+        >>> restored = A.from_dict(A.to_dict(A.Compose([IPMix(width=2, overflow="clip")])))
+        >>> restored.transforms[0].width, restored.transforms[0].overflow
+        (2, 'clip')
 
     References:
-        - Huang et al., "IPMix: Label-Preserving Data Augmentation Method for Training Robust
-          Classifiers", NeurIPS 2023, https://arxiv.org/abs/2310.04780
-        - Hendrycks et al., "PixMix: Dreamlike Pictures Comprehensively Improve Safety Measures",
-          CVPR 2022 (the mixing ops).
+        - IPMix paper (Huang et al., NeurIPS 2023): https://arxiv.org/abs/2310.04780
+        - PixMix paper, source of the mixing ops (Hendrycks et al., CVPR 2022): https://arxiv.org/abs/2112.05135
+
     """
 
     class InitSchema(BaseTransformInitSchema):
@@ -379,22 +443,29 @@ class IPMix(_MixingTransform):
 class PixMix(_MixingTransform):
     """PixMix: mix the image with fractals and with augmented copies of itself (Hendrycks et al., 2022).
 
-    With probability 0.5 the image first gets one random image op. Then, ``U{0..k}`` times, it is
-    mixed (add or multiply, chosen at random, weights from ``get_ab(beta)``) with a mixing
-    picture or - with probability 0.5 - the original image with one random op, and clipped to
-    [0, 1]. Put ``A.Normalize`` after this transform.
+    With probability 0.5 the image first gets one random image op. Then, ``n ~ U{0..k}`` times,
+    it is mixed (add or multiply, chosen at random, with weights from ``get_ab(beta)``) with a
+    mixing picture or, with probability 0.5, with the original image under one random op, and
+    clipped to [0, 1].
 
     Args:
-        fractals: mixing pictures, as for :class:`IPMix` (None: procedural fractals).
-        k: maximum number of mixing rounds, >= 0. Default 4.
-        beta: mixing-op sharpness, > 0. Default 3 (CIFAR); the paper uses 4 on ImageNet.
-        severity: image-op severity in [0.1, 10]. Default 3 (CIFAR); 1 on ImageNet.
-        all_ops: use the 13-op list (adds color, contrast, brightness, sharpness).
-        metadata_key: data key for per-call mixing pictures.
-        p: probability of applying the transform. Default 1.
+        fractals (str | Path | np.ndarray | Sequence[np.ndarray] | MixingSource | dict[str, Any] | None):
+            The mixing pictures, in any form :class:`IPMix` accepts; None for procedural
+            fractals. Pictures passed per call under ``metadata_key`` take precedence.
+            Default: None.
+        k (int): Maximum number of mixing rounds, in [0, 64]. Default: 4.
+        beta (float): Sharpness of the add/multiply weights (``get_ab``), > 0. The paper uses 3
+            on CIFAR and 4 on ImageNet. Default: 3.0.
+        severity (float): Image-op severity in [0.1, 10]; each op's level is drawn from
+            U(0.1, severity). The paper uses 3 on CIFAR and 1 on ImageNet. Default: 3.0.
+        all_ops (bool): Use the 13-op list, which adds color, contrast, brightness and sharpness
+            to the 9 base ops. Default: False.
+        metadata_key (str): Data key under which a call may pass its own mixing pictures (a
+            list of arrays). Default: "pixmix_metadata".
+        p (float): Probability of applying the transform. Default: 1.0.
 
     Targets:
-        image, images
+        image, volume
 
     Image types:
         uint8, float32
@@ -402,18 +473,38 @@ class PixMix(_MixingTransform):
     Number of channels:
         Any
 
+    Note:
+        - Dtype and range, channel counts, the optional ``metadata_key`` (accepted by
+          ``A.Compose(..., strict=True)``), batches, worker reseeding and serialization work
+          as for :class:`IPMix`; see its Note. Put ``A.Normalize`` after this transform.
+        - Unlike IPMix, every mixing round clips to [0, 1], so there is no ``overflow`` option.
+
     Examples:
         >>> import numpy as np
         >>> import albumentations as A
         >>> from albumentations_ipmix import PixMix
-        >>> pictures = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
-        >>> out = A.Compose([PixMix(fractals=pictures)], seed=0)(image=np.zeros((32, 32, 3), np.uint8))
-        >>> out["image"].dtype
-        dtype('uint8')
+        >>> rng = np.random.default_rng(0)
+        >>> pictures = rng.integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
+        >>> image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        >>>
+        >>> pipeline = A.Compose([PixMix(fractals=pictures)], seed=0, strict=True)
+        >>> out = pipeline(image=image)["image"]
+        >>> out.shape, out.dtype
+        ((32, 32, 3), dtype('uint8'))
+        >>>
+        >>> # Per-call mixing pictures under the metadata key
+        >>> out = pipeline(image=image, pixmix_metadata=[pictures[2]])["image"]
+        >>> out.shape
+        (32, 32, 3)
+        >>>
+        >>> # A 1-channel float32 image mixes with the pictures' luma
+        >>> gray = pipeline(image=rng.random((32, 32), dtype=np.float32))["image"]
+        >>> gray.shape, gray.dtype
+        ((32, 32), dtype('float32'))
 
     References:
-        - Hendrycks et al., "PixMix: Dreamlike Pictures Comprehensively Improve Safety Measures",
-          CVPR 2022, https://arxiv.org/abs/2112.05135
+        PixMix paper (Hendrycks et al., CVPR 2022): https://arxiv.org/abs/2112.05135
+
     """
 
     class InitSchema(BaseTransformInitSchema):

@@ -243,6 +243,44 @@ def test_per_call_pictures_take_precedence(photo):
     assert out.shape == photo.shape
 
 
+@pytest.mark.parametrize(("cls", "key"), [(IPMix, "ipmix_metadata"), (PixMix, "pixmix_metadata")])
+def test_strict_compose_accepts_the_metadata_key_with_and_without_it(cls, key, photo):
+    white = np.full((60, 60, 3), 255, np.uint8)
+    transform = cls(fractals=PICTURES)
+    assert key in transform.available_keys and transform.targets_as_params == []  # declared, optional
+    for pipeline in (
+        A.Compose([A.HorizontalFlip(), transform], strict=True, seed=0),
+        A.Compose([A.OneOf([cls(fractals=PICTURES)], p=1)], strict=True, seed=0),
+    ):
+        assert pipeline(image=photo)["image"].shape == photo.shape
+        out = pipeline(image=photo, **{key: [white]})
+        assert out["image"].shape == photo.shape
+        assert out[key][0] is white  # passed through untouched
+        with pytest.raises(ValueError, match="not in available keys"):  # strict mode still guards
+            pipeline(image=photo, **{key + "_typo": [white]})
+
+
+@pytest.mark.parametrize("cls", [IPMix, PixMix])
+def test_a_custom_metadata_key_survives_serialization_under_strict_compose(cls, photo):
+    white = np.full((60, 60, 3), 255, np.uint8)
+    pipeline = A.Compose([cls(metadata_key="mixing_pictures", p=1.0)], strict=True)
+    restored = A.from_dict(A.to_dict(pipeline))
+    restored.strict = True  # Albumentations 2.0.8's to_dict does not record ``strict``
+    assert "mixing_pictures" in restored.available_keys
+    for seed in (0, 1, 2):
+        pipeline.set_random_seed(seed)
+        restored.set_random_seed(seed)
+        expected = pipeline(image=photo, mixing_pictures=[white])["image"]
+        np.testing.assert_array_equal(restored(image=photo, mixing_pictures=[white])["image"], expected)
+
+
+@pytest.mark.parametrize("make", TRANSFORMS)
+def test_volume_slices_keep_shape_and_dtype(make):
+    volume = np.random.default_rng(4).integers(0, 256, (3, 40, 48, 3), dtype=np.uint8)
+    out = _run(make(), seed=2, volume=volume)["volume"]
+    assert out.shape == volume.shape and out.dtype == volume.dtype
+
+
 def test_without_any_source_the_error_says_what_to_pass(photo, monkeypatch):
     from albumentations_ipmix import sources
 
