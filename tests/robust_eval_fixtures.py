@@ -52,8 +52,24 @@ def digits_32() -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rgb), d.target.astype(np.int64)
 
 
+#: The weights of :func:`trained_state_dict`, stored (float16) so that every machine evaluates the
+#: same network: training the same 120 steps on another CPU (AVX2 against AVX-512 kernels) ends with
+#: weights up to 2 apart, enough to flip predictions on corrupted images. Regenerate (only with a
+#: deliberate change, then the golden files of test_results.py too):
+#: ``python tests/robust_eval_fixtures.py --write-weights``.
+WEIGHTS = Path(__file__).parent / "data" / "digits_test_resnet.safetensors"
+
+
 @functools.lru_cache(maxsize=1)
-def trained_state_dict(steps: int = 120) -> dict[str, torch.Tensor]:
+def trained_state_dict() -> dict[str, torch.Tensor]:
+    """timm ``test_resnet`` (10 classes) trained on the digits (:func:`train_digits`), as stored."""
+    from safetensors.torch import load_file
+
+    stored = load_file(WEIGHTS)
+    return {k: v.float() if v.is_floating_point() else v for k, v in stored.items()}
+
+
+def train_digits(steps: int = 120) -> dict[str, torch.Tensor]:
     """timm ``test_resnet`` (10 classes) trained on the digits through the [0, 1] input contract."""
     import timm
 
@@ -76,6 +92,14 @@ def trained_state_dict(steps: int = 120) -> dict[str, torch.Tensor]:
         opt.step()
     wrapped.eval()
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def write_weights() -> None:
+    """Train (:func:`train_digits`) and store the weights as float16 in :data:`WEIGHTS`."""
+    from safetensors.torch import save_file
+
+    sd = train_digits()
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in sd.items()}, WEIGHTS)
 
 
 def heldout_digits(n: int = 60) -> tuple[np.ndarray, np.ndarray]:
@@ -224,3 +248,10 @@ def make_context(checkpoint: Path, data_dir: Path, cache_dir: Path, fresh: bool 
         cache=CellCache(cache_dir, meta["sha256"], fresh=fresh),
         **options,
     )
+
+
+if __name__ == "__main__":
+    cli = argparse.ArgumentParser(description="regenerate the stored test weights")
+    cli.add_argument("--write-weights", action="store_true", help=f"train and write {WEIGHTS.name}")
+    if cli.parse_args().write_weights:
+        write_weights()
