@@ -15,7 +15,7 @@ from robust_eval_fixtures import DATA_CONFIG, MODEL, SUBPROCESS_ENV, trained_sta
 
 import robust_eval.checkpoint as user_facing
 import robust_mix.checkpoint as fmt
-from albumentations_ipmix.files import TMP_PREFIX, file_mode
+from robust_mix.files import TMP_PREFIX, file_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 
