@@ -136,9 +136,13 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
 
 
 def evaluate(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None:
-    from robust_eval.sharding import evaluation_group, quiet_unless_main
-
+    """Run ``suites`` as command ``command`` with the option values ``opts``: the options are
+    checked before torch is imported, then the checkpoint is loaded and the suites run (one line and
+    exit status 2 for bad input)."""
     try:
+        _check_options(opts)  # before torch: a usage error is told at once
+        from robust_eval.sharding import evaluation_group, quiet_unless_main
+
         with evaluation_group(_device_name(opts)) as shard, quiet_unless_main(shard, err_console):
             _evaluate_inner(command, suites, opts, shard)
     except typer.Exit:

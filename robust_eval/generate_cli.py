@@ -12,8 +12,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 
-from robust_eval.data import DataLayoutError
-from robust_eval.generate import make_c, make_p
+from robust_mix.cifar import DataLayoutError
 from robust_mix.cli import fail
 from robust_mix.distributed import Shard, ShardError, detect, process_group
 from robust_mix.files import FileProblem
@@ -115,6 +114,8 @@ def register(app: typer.Typer) -> None:
         merge: Merge = False,
     ) -> None:
         """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
+        from robust_eval.generate import make_c  # torch and Albumentations: after the options parsed
+
         m = _run(
             lambda part: make_c(
                 src,
@@ -163,6 +164,8 @@ def register(app: typer.Typer) -> None:
         merge: Merge = False,
     ) -> None:
         """Regenerate a -P benchmark (10 test + 4 validation perturbation sequences) from a clean data set."""
+        from robust_eval.generate import make_p  # torch and Albumentations: after the options parsed
+
         m = _run(
             lambda part: make_p(
                 src,
