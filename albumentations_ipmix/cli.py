@@ -38,7 +38,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from robust_mix.cli import fail, progress, run
 from robust_mix.distributed import Shard, ShardError, barrier, detect, process_group
+from robust_mix.errors import UsageError
+from robust_mix.files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
 from robust_mix.shard_parts import (
     SHARDS_DIR,
     PartsMissing,
@@ -52,7 +55,6 @@ from robust_mix.shard_parts import (
     rerun_hint,
 )
 
-from .files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
 from .fractals import DEFAULT_KINDS, RENDERER_VERSION, kind_of, parse_kinds, render_fractal
 
 __all__ = ["MANIFEST_NAME", "app", "main", "picture_path"]
@@ -85,14 +87,7 @@ _KINDS_HELP = (
 )
 
 
-class BadInput(Exception):
-    """Invalid command-line input: reported as one line, exit status 2."""
-
-
-def _fail(message: str, code: int = 2) -> None:
-    from robust_mix.cli import fail
-
-    fail("ipmix-fractals", message, code)
+PROG = "ipmix-fractals"
 
 
 def picture_path(out: Path, kind: str, index: int) -> Path:
@@ -102,15 +97,15 @@ def picture_path(out: Path, kind: str, index: int) -> Path:
 
 def _check_common(count: int, size: int, seed: int, kinds: str) -> tuple[str, ...]:
     if count < 1:
-        raise BadInput(f"--count must be a positive number of pictures, got {count}")
+        raise UsageError(f"--count must be a positive number of pictures, got {count}")
     if not MIN_SIZE <= size <= MAX_SIZE:
-        raise BadInput(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
+        raise UsageError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
     if seed < 0:
-        raise BadInput(f"--seed must be a non-negative integer, got {seed}")
+        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
     try:
         return parse_kinds(kinds)
     except ValueError as exc:
-        raise BadInput(f"--kinds: {exc}") from exc
+        raise UsageError(f"--kinds: {exc}") from exc
 
 
 def _manifest(count: int, size: int, seed: int, kinds: tuple[str, ...]) -> dict[str, Any]:
@@ -145,12 +140,12 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 def _prepare_out(out: Path, manifest: dict[str, Any], resume: bool, force: bool) -> str:
     """Decide how to write into ``out``: returns ``"new"``, ``"resume"`` or ``"force"`` (or raises)."""
     if out.exists() and not out.is_dir():
-        raise BadInput(f"OUT '{out}' exists and is not a folder; pass a folder path")
+        raise UsageError(f"OUT '{out}' exists and is not a folder; pass a folder path")
     ours = (OutputLock.NAME, SHARDS_DIR)
     entries = [e for e in out.iterdir() if e.name not in ours] if out.exists() else []
     if not entries:
         if resume:
-            raise BadInput(
+            raise UsageError(
                 f"--resume: '{out}' holds no run to resume (it is empty or missing); drop --resume"
             )
         return "new"
@@ -159,7 +154,7 @@ def _prepare_out(out: Path, manifest: dict[str, Any], resume: bool, force: bool)
     if existing is None:
         if force:
             return "force"
-        raise BadInput(
+        raise UsageError(
             f"'{out}' is not empty and was not created by ipmix-fractals (no valid {MANIFEST_NAME}); "
             "choose an empty or new folder, or pass --force to write into it anyway"
         )
@@ -168,7 +163,7 @@ def _prepare_out(out: Path, manifest: dict[str, Any], resume: bool, force: bool)
         if force:
             return "force"
         shown = ", ".join(f"{k}={existing.get(k)!r} (now {manifest[k]!r})" for k in differing)
-        raise BadInput(
+        raise UsageError(
             f"'{out}' holds a set made with different parameters: {shown}; use the same parameters to "
             "resume, another folder, or --force to re-render every picture"
         )
@@ -257,15 +252,14 @@ _COMMAND_PID: int | None = None  # set in worker processes only
 
 
 def _progress(console: Console, disable: bool) -> Progress:
-    return Progress(
+    columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
-        disable=disable,
     )
+    return progress(console, *columns, enabled=not disable)
 
 
 def _render(folder: Path, manifest: dict[str, Any], todo: list[int], workers: int, tick: Any) -> None:
@@ -413,15 +407,15 @@ def generate(
     try:
         kind_list = _check_common(count, size, seed, kinds)
         if workers < 0:
-            raise BadInput(f"--workers must be >= 0 (0: one per CPU core), got {workers}")
+            raise UsageError(f"--workers must be >= 0 (0: one per CPU core), got {workers}")
         workers = workers or os.cpu_count() or 1
         manifest = _manifest(count, size, seed, kind_list)
         part = detect(shard)
         check_merge(part, merge)
         split = part.partial or part.grouped
         mode = _prepare_out(out, manifest, resume and not split and not merge, force)
-    except (BadInput, ShardError) as exc:
-        _fail(str(exc))
+    except (UsageError, ShardError) as exc:
+        fail(PROG, str(exc))
     console = Console(stderr=True)
     quiet = quiet or as_json
     try:
@@ -441,9 +435,9 @@ def generate(
                         todo, kept, seconds = _generate_into(out, manifest, mode, workers, console, quiet)
                 _summary_line(out, count, todo, kept, seconds, as_json, quiet, None)
     except PartsMissing as exc:
-        _fail(rerun_hint(exc, "ipmix-fractals", sys.argv[1:]))
+        fail(PROG, rerun_hint(exc, "ipmix-fractals", sys.argv[1:]))
     except FileProblem as exc:
-        _fail(str(exc), code=1)
+        fail(PROG, str(exc), code=1)
 
 
 def _summary_line(
@@ -505,19 +499,19 @@ def preview(
     try:
         kind_list = _check_common(count, size, seed, kinds)
         if columns < 0:
-            raise BadInput(f"--columns must be >= 0, got {columns}")
+            raise UsageError(f"--columns must be >= 0, got {columns}")
         if out.suffix.lower() != ".png":
-            raise BadInput(f"OUT '{out}' must end in .png")
+            raise UsageError(f"OUT '{out}' must end in .png")
         if out.exists() and not force:
-            raise BadInput(f"'{out}' exists; pass --force to replace it")
+            raise UsageError(f"'{out}' exists; pass --force to replace it")
         if out.exists() and not out.is_file():
-            raise BadInput(f"OUT '{out}' exists and is not a file")
+            raise UsageError(f"OUT '{out}' exists and is not a file")
         if not out.parent.is_dir():
-            raise BadInput(f"folder '{out.parent}' of OUT does not exist; create it first")
+            raise UsageError(f"folder '{out.parent}' of OUT does not exist; create it first")
         if count > 4096:
-            raise BadInput(f"--count {count} is too many for one sheet (at most 4096)")
-    except BadInput as exc:
-        _fail(str(exc))
+            raise UsageError(f"--count {count} is too many for one sheet (at most 4096)")
+    except UsageError as exc:
+        fail(PROG, str(exc))
     cols = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / cols)
     gap = 2
@@ -535,15 +529,13 @@ def preview(
     try:
         atomic_write(out, _encode_png(sheet, compression=9))
     except FileProblem as exc:
-        _fail(str(exc), code=1)
+        fail(PROG, str(exc), code=1)
     console.print(f"wrote a {rows}x{cols} contact sheet ({sheet.shape[1]}x{sheet.shape[0]} px) -> {out}")
 
 
 def main() -> None:
     """Console entry point: one-line errors and exit status 2 for bad input (see robust_mix.cli)."""
-    from robust_mix.cli import run
-
-    run(app, "ipmix-fractals")
+    run(app, PROG)
 
 
 if __name__ == "__main__":

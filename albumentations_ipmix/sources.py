@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from .files import FileProblem, decode_image, list_images
+from robust_mix.errors import RobustMixError
+from robust_mix.files import FileProblem, decode_image, list_images
 
 __all__ = [
     "FIT_SCALE",
@@ -49,7 +50,7 @@ FIT_SCALE = 1.125
 DEFAULT_CACHE_SIZE = 512
 
 
-class MixingSourceError(ValueError):
+class MixingSourceError(ValueError, RobustMixError):
     """A mixing source is missing, empty, unreadable or malformed."""
 
 
@@ -189,10 +190,10 @@ def _as_rgb_uint8(picture: np.ndarray, what: str) -> np.ndarray:
 class FolderSource(MixingSource):
     """Every picture under a folder, searched recursively, in sorted path order.
 
-    Image files (:data:`albumentations_ipmix.files.IMAGE_EXTENSIONS`) are listed by
-    :func:`albumentations_ipmix.files.list_images` (links followed, loops and repeated folders visited
+    Image files (:data:`robust_mix.files.IMAGE_EXTENSIONS`) are listed by
+    :func:`robust_mix.files.list_images` (links followed, loops and repeated folders visited
     once); files whose header Pillow cannot read are skipped with one warning (count and first path).
-    Pictures are decoded by :func:`albumentations_ipmix.files.decode_image` (EXIF orientation, 16-bit
+    Pictures are decoded by :func:`robust_mix.files.decode_image` (EXIF orientation, 16-bit
     scaled to 8 bits). A picture that turns out truncated when it is first used is replaced by the next
     readable one (one warning per file), so a damaged file cannot abort a training run. An ImageFolder
     layout (``root/<class>/<file>``) works unchanged - class folders are simply more pictures.

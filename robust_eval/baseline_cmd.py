@@ -19,13 +19,14 @@ corruption and every -P perturbation present, and writes the result's numbers wi
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from robust_mix.cli import fail
+from robust_eval.evaluate import evaluate, precheck
+from robust_eval.options import COMMON_OPTIONS, CORRUPTION_OPTIONS
+from robust_mix.cli import Option, command, fail
 
 __all__ = ["ALEXNET_WEIGHTS", "SHARED_OPTIONS", "SUITES", "default_weights", "register"]
 
@@ -89,15 +90,10 @@ def _check_output(output: Path, out: Path) -> None:
         fail("robust-eval", f"baseline: {exc}")
 
 
-def _run(
-    evaluate: Callable[[str, Sequence[str], dict[str, Any]], None],
-    kwargs: dict[str, Any],
-    precheck: Callable[[dict[str, Any]], None] | None = None,
-) -> None:
+def _run(**kwargs: Any) -> None:
     from robust_eval.constants import TEST_PERTURBATIONS, VALIDATION_PERTURBATIONS
 
-    if precheck is not None:
-        precheck(kwargs)  # option values first: one line naming the option
+    precheck(kwargs)  # option values first: one line naming the option
     output: Path = kwargs.pop("output")
     network = _baseline_network(kwargs.pop("weights"), kwargs.pop("base_checkpoint"))
     _check_output(output, kwargs["out"])
@@ -112,20 +108,18 @@ def _run(
     evaluate("baseline", SUITES, opts)
 
 
-_OWN = [
-    inspect.Parameter(
-        "output",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        annotation=Annotated[
-            Path,
-            typer.Argument(help="The baseline JSON file to write (never overwritten); read by --baseline."),
-        ],
-    ),
-    inspect.Parameter(
+_OUTPUT = inspect.Parameter(
+    "output",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    annotation=Annotated[
+        Path,
+        typer.Argument(help="The baseline JSON file to write (never overwritten); read by --baseline."),
+    ],
+)
+_OWN: tuple[Option, ...] = (
+    Option(
         "weights",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        Annotated[
             Path | None,
             typer.Option(
                 "--weights",
@@ -134,11 +128,9 @@ _OWN = [
             ),
         ],
     ),
-    inspect.Parameter(
+    Option(
         "base_checkpoint",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
+        Annotated[
             Path | None,
             typer.Option(
                 "--checkpoint",
@@ -146,28 +138,17 @@ _OWN = [
             ),
         ],
     ),
-]
+)
 
 
-def register(
-    app: typer.Typer,
-    evaluate: Callable[[str, Sequence[str], dict[str, Any]], None],
-    shared: Sequence[inspect.Parameter],
-    precheck: Callable[[dict[str, Any]], None] | None = None,
-) -> None:
-    """Add ``baseline`` to ``app``; ``evaluate`` runs suites like the other commands, ``shared`` are
-    their option declarations (those named in :data:`SHARED_OPTIONS` are reused); ``precheck`` checks
-    the option values before anything else (the evaluation commands' checks)."""
-
-    def baseline(**kwargs: Any) -> None:
-        _run(evaluate, kwargs, precheck)
-
-    options = [p for p in shared if p.name in SHARED_OPTIONS]
-    baseline.__signature__ = inspect.Signature([*_OWN, *options])  # type: ignore[attr-defined]
-    baseline.__doc__ = (
+def register(app: typer.Typer) -> None:
+    """Add ``baseline`` to ``app``: its own options and those of the evaluation commands named in
+    :data:`SHARED_OPTIONS`, run through the same pipeline (:func:`robust_eval.evaluate.evaluate`)."""
+    shared = [o for o in (*COMMON_OPTIONS, *CORRUPTION_OPTIONS) if o.name in SHARED_OPTIONS]
+    doc = (
         "Compute a baseline file (for --baseline) from torchvision's AlexNet weights or another baseline "
         "checkpoint, on the data present: -C incl. the 4 extras, -C-bar, -P at every difficulty, clean. "
         "The 15-corruption ImageNet mCE keeps the published AlexNet constants; the extras, -C-bar and "
         "ImageNet-P mFR / mT5D need a computed baseline."
     )
-    app.command("baseline")(baseline)
+    command(app, "baseline", _run, [*_OWN, *shared], doc, leading=[_OUTPUT])

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from albumentations_ipmix.files import atomic_write
 from robust_eval.constants import (
     ALL_CORRUPTIONS,
     CIFAR_CBAR_CORRUPTIONS,
@@ -49,6 +48,8 @@ from robust_eval.constants import (
     VALIDATION_PERTURBATIONS,
 )
 from robust_mix.checkpoint import DATASETS
+from robust_mix.errors import RobustMixError
+from robust_mix.files import atomic_write
 
 __all__ = [
     "ALEXNET_CLEAN_ERROR",
@@ -126,7 +127,7 @@ _JSON_KEYS = frozenset(
 )
 
 
-class BaselineError(ValueError):
+class BaselineError(ValueError, RobustMixError):
     """A baseline name, file or content is invalid (unknown name, malformed JSON, bad values)."""
 
 

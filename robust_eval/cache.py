@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from albumentations_ipmix.files import atomic_write
 from robust_mix.distributed import Shard, broadcast_object
+from robust_mix.files import atomic_write
 
 __all__ = ["CellCache", "atomic_write_bytes", "atomic_write_text", "fingerprint"]
 
@@ -57,7 +57,7 @@ def fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` onto ``path`` atomically (parent folders created); see
-    :func:`albumentations_ipmix.files.atomic_write` (full or read-only disks raise ``FileProblem``)."""
+    :func:`robust_mix.files.atomic_write` (full or read-only disks raise ``FileProblem``)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, data)
 

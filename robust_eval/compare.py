@@ -27,6 +27,7 @@ from typing import Any
 from robust_eval.cache import atomic_write_text
 from robust_eval.constants import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 from robust_eval.results import CorruptionSet, CorruptionsResult, CorruptionSummary, SuiteResult, load_suites
+from robust_mix.errors import RobustMixError
 
 __all__ = [
     "METRICS",
@@ -43,7 +44,7 @@ __all__ = [
 COMPARE_SCHEMA_VERSION = 1
 
 
-class ComparisonError(ValueError):
+class ComparisonError(ValueError, RobustMixError):
     """The inputs cannot be compared (too few, unreadable, or output files in the way)."""
 
 

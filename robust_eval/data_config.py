@@ -21,13 +21,14 @@ from typing import Any
 from torch import nn
 
 from robust_eval.checkpoint import DATA_CONFIG_KEYS
+from robust_mix.errors import RobustMixError
 
 __all__ = ["SOURCES", "architecture_default", "describe", "normalized_config", "parse_overrides"]
 
 SOURCES: tuple[str, ...] = ("checkpoint", "flag", "architecture default", "reference format")
 
 
-class DataConfigError(ValueError):
+class DataConfigError(ValueError, RobustMixError):
     """A bad ``--mean`` / ``--std`` / ``--input-size`` / ``--crop-pct`` value."""
 
 

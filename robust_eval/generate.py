@@ -53,14 +53,6 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from albumentations_ipmix.files import (
-    FileProblem,
-    atomic_write,
-    atomic_writer,
-    preallocate,
-    resize_center_crop,
-    stem_collisions,
-)
 from robust_eval import __version__
 from robust_eval.constants import ALL_CORRUPTIONS, NOISE_PERTURBATIONS, SEVERITIES
 from robust_eval.corruptions import PARAMS, PRESETS, apply_corruption
@@ -80,7 +72,16 @@ from robust_eval.perturbations import (
     NOISE_LEVELS,
     make_sequence,
 )
+from robust_mix.cli import progress
 from robust_mix.distributed import Shard, barrier
+from robust_mix.files import (
+    FileProblem,
+    atomic_write,
+    atomic_writer,
+    preallocate,
+    resize_center_crop,
+    stem_collisions,
+)
 from robust_mix.shard_parts import (
     check_merge,
     find_complete,
@@ -299,14 +300,8 @@ def _status(target: Path, key: str, settings: dict[str, Any], files: dict[str, A
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return progress(Console(stderr=True), *columns, enabled=enabled)
 
 
 def _label_array(labels: np.ndarray, repeats: int) -> np.ndarray:

@@ -12,11 +12,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 
-from albumentations_ipmix.files import FileProblem
-from robust_eval.data import DataLayoutError
-from robust_eval.generate import make_c, make_p
+from robust_mix.cifar import DataLayoutError
 from robust_mix.cli import fail
 from robust_mix.distributed import Shard, ShardError, detect, process_group
+from robust_mix.files import FileProblem
 from robust_mix.shard_parts import PartsMissing, check_merge, rerun_hint
 
 __all__ = ["main", "register"]
@@ -25,10 +24,6 @@ __all__ = ["main", "register"]
 #: Input problems (exit 2) and problems of the machine: disk full, read-only folder (exit 1).
 _USAGE_ERRORS = (ValueError, DataLayoutError, FileExistsError, FileNotFoundError)
 _RUN_ERRORS = (FileProblem, RuntimeError, OSError)
-
-
-def _fail(exc: BaseException, code: int) -> None:
-    fail("robust-eval", exc, code)
 
 
 def _run(job: Callable[[Shard], dict[str, Any]], shard_text: str | None, merge: bool) -> dict[str, Any]:
@@ -40,11 +35,11 @@ def _run(job: Callable[[Shard], dict[str, Any]], shard_text: str | None, merge: 
         with process_group(shard, "cpu"):
             return job(shard)
     except PartsMissing as exc:
-        _fail(rerun_hint(exc, "robust-eval", sys.argv[1:]), 2)
+        fail("robust-eval", rerun_hint(exc, "robust-eval", sys.argv[1:]), 2)
     except (*_USAGE_ERRORS, ShardError) as exc:
-        _fail(exc, 2)
+        fail("robust-eval", exc, 2)
     except _RUN_ERRORS as exc:
-        _fail(exc, 1)
+        fail("robust-eval", exc, 1)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -119,6 +114,8 @@ def register(app: typer.Typer) -> None:
         merge: Merge = False,
     ) -> None:
         """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
+        from robust_eval.generate import make_c  # torch and Albumentations: after the options parsed
+
         m = _run(
             lambda part: make_c(
                 src,
@@ -167,6 +164,8 @@ def register(app: typer.Typer) -> None:
         merge: Merge = False,
     ) -> None:
         """Regenerate a -P benchmark (10 test + 4 validation perturbation sequences) from a clean data set."""
+        from robust_eval.generate import make_p  # torch and Albumentations: after the options parsed
+
         m = _run(
             lambda part: make_p(
                 src,

@@ -51,6 +51,7 @@ from torch import nn
 
 from robust_eval.constants import NUM_CLASSES
 from robust_mix.checkpoint import DATA_CONFIG_KEYS, DATASETS, FORMAT_VERSION
+from robust_mix.errors import RobustMixError
 
 __all__ = [
     "ALEXNET_KEYS",
@@ -103,7 +104,7 @@ ARCHITECTURE_KWARGS: frozenset[str] = frozenset(
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ValueError, RobustMixError):
     """A checkpoint cannot be loaded safely or does not match the requested model / data set."""
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from robust_mix.errors import RobustMixError
+
 __all__ = ["REFERENCE_KINDS", "ReferenceArch", "infer_reference_arch", "is_reference_checkpoint"]
 
 #: The ``model`` values the reference scripts write, with the architecture they stand for.
@@ -47,7 +49,7 @@ class ReferenceArch:
     description: str = ""
 
 
-class ReferenceFormatError(ValueError):
+class ReferenceFormatError(ValueError, RobustMixError):
     """A reference checkpoint whose shapes fit none of the supported architectures."""
 
 

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from albumentations_ipmix.files import atomic_writer
 from robust_eval.cache import atomic_write_text
 from robust_eval.markdown import escape_tree, md_table, md_text
 from robust_eval.results import Presenter, dump_json, load_suites, presenters
+from robust_mix.errors import RobustMixError
+from robust_mix.files import atomic_writer
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -38,7 +39,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 
-class ResultError(ValueError):
+class ResultError(ValueError, RobustMixError):
     """A result file is missing, not JSON, or not a robust-eval result of a readable schema."""
 
 

@@ -47,6 +47,7 @@ from robust_eval.constants import (
     is_noise_perturbation,
     split_difficulty,
 )
+from robust_eval.metrics import topk_correct
 from robust_eval.results import (
     AdversarialResult,
     CalibrationResult,
@@ -61,6 +62,7 @@ from robust_eval.results import (
 )
 from robust_eval.sharding import BatchPlan, decode_in_workers, gathered
 from robust_mix.distributed import Shard
+from robust_mix.errors import RobustMixError
 
 __all__ = [
     "SUITES",
@@ -88,7 +90,7 @@ SOFTMAX = "float32"
 HIST_BINS = 50
 
 
-class SuiteSkipped(Exception):
+class SuiteSkipped(RobustMixError):
     """The suite's data is not there; the message says why and what to put where."""
 
 
@@ -240,6 +242,31 @@ def _logits(ctx: Context, images: np.ndarray) -> np.ndarray:
         return ctx.model(_to_tensor(images, ctx.device)).float().cpu().numpy()
 
 
+class TopK:
+    """The one top-k counter of the suites: hits of every ``k`` in ``ks`` summed over batches with
+    :func:`robust_eval.metrics.topk_correct` (ties split evenly; the per-sample form of
+    ``metrics.topk_error``), in batch order.
+
+    >>> counter = TopK((1, 2))
+    >>> counter.add(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([0, 0]))
+    >>> counter.hits, counter.errors(2)
+    ([1.0, 2.0], [0.5, 0.0])
+    """
+
+    def __init__(self, ks: Sequence[int] = (1,)) -> None:
+        self.ks = tuple(int(k) for k in ks)
+        self.hits = [0.0] * len(self.ks)
+
+    def add(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        """Count the hits of one batch: ``logits`` ``(B, K)``, integer ``labels`` ``(B,)``."""
+        for i, k in enumerate(self.ks):
+            self.hits[i] += float(topk_correct(logits, labels, k=k).sum())
+
+    def errors(self, n: int) -> list[float]:
+        """The error fraction of every ``k`` over ``n`` examples, in [0, 1]."""
+        return [(n - hit) / n for hit in self.hits]
+
+
 #: The calibration errors reported per set, and per -C cell.
 CALIBRATION_KEYS = ("rms_calibration_error", "rms_calibration_error_reference_compatible", "ece")
 
@@ -263,26 +290,20 @@ def _error_counts(ctx: Context, source: rdata.ImageSource, description: str) -> 
     """Top-1 / top-5 errors of a labelled source, streamed over batches with ``metrics.topk_correct``
     (the per-sample form of ``metrics.topk_error``), and its calibration errors (float32 max softmax,
     as the reference)."""
-    from robust_eval.metrics import anomaly_scores, topk_correct
+    from robust_eval.metrics import anomaly_scores
 
     assert source.labels is not None
-    k5 = min(5, int(ctx.metadata["num_classes"]))
-    hit1 = hit5 = 0.0
+    counter = TopK((1, min(5, int(ctx.metadata["num_classes"]))))
     n = len(source)
     confidence, correct = np.empty(n), np.empty(n, bool)
     for start, logits in forward(ctx, source, description):
         lab = source.labels[start : start + len(logits)]
         arr = logits.numpy()
-        hit1 += float(topk_correct(arr, lab, k=1).sum())
-        hit5 += float(topk_correct(arr, lab, k=k5).sum())
+        counter.add(arr, lab)
         confidence[start : start + len(arr)] = -anomaly_scores(arr)
         correct[start : start + len(arr)] = arr.argmax(1) == lab
-    return {
-        "n": n,
-        "top1_error": (n - hit1) / n,
-        "top5_error": (n - hit5) / n,
-        **calibration_values(confidence, correct),
-    }
+    top1, top5 = counter.errors(n)
+    return {"n": n, "top1_error": top1, "top5_error": top5, **calibration_values(confidence, correct)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -348,25 +369,23 @@ def _clean_cell(ctx: Context) -> dict[str, Any]:
     """The clean pass (cached): errors plus per-example anomaly scores and correctness."""
     if ctx._clean is not None:
         return ctx._clean
-    from robust_eval.metrics import anomaly_scores, topk_correct
+    from robust_eval.metrics import anomaly_scores
 
     source, where = clean_source(ctx)
 
     def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         assert source.labels is not None
-        k5 = min(5, int(ctx.metadata["num_classes"]))
+        counter = TopK((1, min(5, int(ctx.metadata["num_classes"]))))
         scores, correct = np.empty(len(source)), np.empty(len(source), bool)
-        hit1 = hit5 = 0.0
         for start, logits in forward(ctx, source, "clean"):
             arr = logits.numpy()
             lab = source.labels[start : start + len(arr)]
             scores[start : start + len(arr)] = anomaly_scores(arr)
-            top1 = topk_correct(arr, lab, k=1)
             correct[start : start + len(arr)] = arr.argmax(1) == lab  # the prediction calibration judges
-            hit1 += float(top1.sum())
-            hit5 += float(topk_correct(arr, lab, k=k5).sum())
+            counter.add(arr, lab)
         n = len(source)
-        values = {"n": n, "top1_error": (n - hit1) / n, "top5_error": (n - hit5) / n, "source": where}
+        top1, top5 = counter.errors(n)
+        values = {"n": n, "top1_error": top1, "top5_error": top5, "source": where}
         return values, {"scores": scores, "correct": correct}
 
     if isinstance(source, rdata.FileSource):
@@ -887,8 +906,6 @@ def pgd_attack(model: torch.nn.Module, settings: PGDSettings) -> Any:
 def _pgd_batch(ctx: Context, attack: Any, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, Any]:
     """PGD on one batch from a random start seeded by ``seed``: top-1 errors (clean, adversarial),
     the largest L-inf perturbation and whether the adversarial images stay in [0, 1]."""
-    from robust_eval.metrics import topk_correct
-
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -898,10 +915,13 @@ def _pgd_batch(ctx: Context, attack: Any, x: torch.Tensor, y: torch.Tensor, seed
         logits_clean = ctx.model(x).float().cpu().numpy()
         logits_adv = ctx.model(adv).float().cpu().numpy()
     lab = y.cpu().numpy()
+    clean, adversarial = TopK(), TopK()
+    clean.add(logits_clean, lab)
+    adversarial.add(logits_adv, lab)
     return {
         "n": len(lab),
-        "clean_errors": len(lab) - float(topk_correct(logits_clean, lab, k=1).sum()),
-        "adversarial_errors": len(lab) - float(topk_correct(logits_adv, lab, k=1).sum()),
+        "clean_errors": len(lab) - clean.hits[0],
+        "adversarial_errors": len(lab) - adversarial.hits[0],
         "max_linf": float((adv - x).abs().max()),
         "inside_box": bool(adv.min() >= 0) and bool(adv.max() <= 1),
     }
@@ -1157,8 +1177,6 @@ def _imagenet_o(ctx: Context) -> dict[str, Any] | None:
 
 def _imagenet_ar_result(ctx: Context) -> ImagenetARResult:
     """ImageNet-A / ImageNet-R top-1 error with logits masked to each set's 200 classes."""
-    from robust_eval.metrics import topk_correct
-
     if ctx.dataset != "imagenet":
         raise SuiteSkipped(f"ImageNet-A/-R need an ImageNet checkpoint (this one is {ctx.dataset})")
     out: dict[str, Any] = {}
@@ -1179,13 +1197,12 @@ def _imagenet_ar_result(ctx: Context) -> ImagenetARResult:
             src: rdata.FileSource = src, mask: np.ndarray = mask, remap: np.ndarray = remap, name: str = name
         ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             assert src.labels is not None
-            hits = 0.0
+            counter = TopK()
             for start, logits in forward(ctx, src, name):
-                lab = remap[src.labels[start : start + len(logits)]]
-                hits += float(topk_correct(logits.numpy()[:, mask], lab, k=1).sum())
+                counter.add(logits.numpy()[:, mask], remap[src.labels[start : start + len(logits)]])
             return {
                 "n": len(src),
-                "top1_error": (len(src) - hits) / len(src),
+                "top1_error": counter.errors(len(src))[0],
                 "masked_to_classes": int(mask.sum()),
             }, {}
 

@@ -24,7 +24,7 @@ A checkpoint is a plain dict saved with ``torch.save`` that loads with
         # the reader accepts only architecture arguments with JSON-scalar values)
     }
 
-Files are written atomically through :func:`albumentations_ipmix.files.atomic_writer` (a temporary
+Files are written atomically through :func:`robust_mix.files.atomic_writer` (a temporary
 file in the same folder, then a rename: never a half-written checkpoint).
 """
 
@@ -104,11 +104,11 @@ def atomic_save(obj: Any, path: str | os.PathLike[str], *, overwrite: bool = Tru
     """``torch.save`` ``obj`` to ``path`` atomically (parent folders are created).
 
     ``overwrite=False`` refuses to replace an existing file (:class:`FileExistsError`); a full or
-    read-only disk raises :class:`albumentations_ipmix.files.FileProblem` naming the file.
+    read-only disk raises :class:`robust_mix.files.FileProblem` naming the file.
     """
     import torch
 
-    from albumentations_ipmix.files import atomic_writer
+    from robust_mix.files import atomic_writer
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from robust_mix.errors import RobustMixError
+
 __all__ = [
     "CIFAR_ARCHIVE",
     "CIFAR_CLASSES",
@@ -51,7 +53,7 @@ CIFAR_ARCHIVE: dict[str, str] = {
 }
 
 
-class DataLayoutError(ValueError):
+class DataLayoutError(ValueError, RobustMixError):
     """A data folder or file is missing or does not follow the expected layout."""
 
 
@@ -182,7 +184,7 @@ def write_cifar(
     file (``batches.meta`` / ``meta``) holds ``class_names`` (default ``class_<i>``). Every file is
     written atomically (temporary file + rename) and the same call writes byte-identical files.
     """
-    from albumentations_ipmix.files import atomic_write
+    from robust_mix.files import atomic_write
 
     folder = Path(folder)
     if dataset not in CIFAR_FOLDERS:

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from robust_mix.errors import RobustMixError
+
 __all__ = [
     "Shard",
     "ShardError",
@@ -40,7 +42,7 @@ __all__ = [
 Launcher = Literal["single", "shard", "torchrun", "slurm-array"]
 
 
-class ShardError(ValueError):
+class ShardError(ValueError, RobustMixError):
     """A shard specification that cannot be honoured (the message says what to change)."""
 
 

@@ -24,8 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from albumentations_ipmix.files import TMP_PREFIX, atomic_write
 from robust_mix.distributed import Shard, ShardError
+from robust_mix.errors import RobustMixError
+from robust_mix.files import TMP_PREFIX, atomic_write
 
 __all__ = [
     "PART_MANIFEST",
@@ -48,7 +49,7 @@ SHARDS_DIR = ".shards"
 PART_MANIFEST = "part.json"
 
 
-class PartsMissing(ValueError):
+class PartsMissing(ValueError, RobustMixError):
     """A merge found no complete set of shard parts; ``missing`` are the shard numbers still to run.
 
     Attributes:

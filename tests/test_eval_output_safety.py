@@ -2,7 +2,7 @@
 files written 0644 (subject to umask), an overall progress bar and --no-progress, --device auto.
 
 Each test here fails on the code before this change (commit 40f5b4a) and passes after, except the
-0644 one: the shared atomic writer (``albumentations_ipmix.files``) already fixed the 0600 results of
+0644 one: the shared atomic writer (``robust_mix.files``) already fixed the 0600 results of
 the issue, and that test keeps it so for every file an evaluation writes."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from robust_eval_fixtures import make_data_root, write_project_checkpoint
 from typer.testing import CliRunner
 
-from albumentations_ipmix.files import OutputLock
 from robust_eval.cli import app
+from robust_mix.files import OutputLock
 
 runner = CliRunner()
 GOLDEN = Path(__file__).parent / "data" / "golden" / "all.json"
@@ -114,7 +114,7 @@ def test_results_reports_and_plots_are_written_0644(env, tmp_path):
 def test_no_progress_is_accepted_and_the_overall_bar_counts_suites():
     from rich.console import Console
 
-    from robust_eval.cli import _progress
+    from robust_eval.evaluate import _progress
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=100)
@@ -142,7 +142,7 @@ def test_no_progress_flag_runs(env, tmp_path):
 def test_device_auto_is_the_default_and_picks_cuda_when_available(monkeypatch):
     import torch
 
-    from robust_eval.cli import OPTIONS_BY_NAME, _torch_device
+    from robust_eval.evaluate import OPTIONS_BY_NAME, _torch_device
 
     assert OPTIONS_BY_NAME["device"].default == "auto"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

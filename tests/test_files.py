@@ -1,4 +1,4 @@
-"""The shared file layer: atomic writes, output locks, image listing, decoding (albumentations_ipmix.files)."""
+"""The shared file layer: atomic writes, output locks, image listing, decoding (robust_mix.files)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from albumentations_ipmix import IPMix, PixMix
-from albumentations_ipmix.files import (
+from albumentations_ipmix.sources import FolderSource
+from robust_mix.files import (
     TMP_PREFIX,
     FileProblem,
     OutputLock,
@@ -27,7 +28,6 @@ from albumentations_ipmix.files import (
     resize_center_crop,
     stem_collisions,
 )
-from albumentations_ipmix.sources import FolderSource
 
 
 def _png(path: Path, value: int = 128, size: int = 8) -> Path:

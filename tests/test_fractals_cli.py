@@ -256,7 +256,7 @@ def test_written_files_follow_the_umask_not_mkstemp_0600(tmp_path: Path) -> None
 
 
 def test_second_run_into_a_locked_folder_refuses_cleanly(tmp_path: Path) -> None:
-    from albumentations_ipmix.files import OutputLock
+    from robust_mix.files import OutputLock
 
     out = tmp_path / "set"
     with OutputLock(out, "ipmix-fractals generate"):  # another live run (this process) holds it

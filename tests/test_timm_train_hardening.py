@@ -27,7 +27,7 @@ from PIL import Image
 from test_timm_train import TINY, write_digits
 from typer.testing import CliRunner
 
-from albumentations_ipmix.files import decode_image
+from robust_mix.files import decode_image
 from timm_ext.cli import app
 from timm_ext.train import TrainConfig
 from timm_ext.train.data import Data, load_data

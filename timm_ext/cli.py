@@ -27,7 +27,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 
-from robust_mix.cli import fail, run
+from robust_mix.cli import Option, command, fail, run
 
 from .train import TrainConfig, TrainError, config_from_dict, field_kind, load_config_file
 from .train.config import TrainInterrupted
@@ -40,10 +40,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's option table cuts help text to "..." at 80 columns
 )
-
-
-def _fail(message: str) -> None:
-    fail("timm", message)
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -90,7 +86,7 @@ def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> No
     final.pth (robust-eval format). --resume RUN_FOLDER continues a run with its saved settings (flags
     given override them).
     """
-    from albumentations_ipmix.files import FileProblem
+    from robust_mix.files import FileProblem
 
     try:
         cfg = config_from_dict(_settings(ctx, config, options), where="command line")
@@ -98,7 +94,7 @@ def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> No
 
         train(cfg)
     except TrainError as exc:
-        _fail(str(exc).splitlines()[0])
+        fail("timm", str(exc).splitlines()[0])
     except FileProblem as exc:  # the folder is another run's (2), or cannot be written (1)
         fail("timm", exc, code=2 if exc.errno == errno.EBUSY else 1)
     except TrainInterrupted as exc:
@@ -110,20 +106,16 @@ def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> No
         raise typer.Exit(code=130) from None
 
 
-def _build_signature() -> None:
-    params = [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        inspect.Parameter(
-            "config",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                Optional[Path],  # noqa: UP045 - typer needs typing.Optional at runtime on 3.10
-                typer.Option("--config", help="YAML file of settings (keys = option names); flags win."),
-            ],
-        ),
-    ]
-    annotations: dict[str, Any] = {"ctx": typer.Context, "config": params[1].annotation, "return": None}
+def _options() -> list[Option]:
+    """``--config`` and one option per :class:`TrainConfig` field (flags, help and range from its metadata)."""
+    config = Option(
+        "config",
+        Annotated[
+            Optional[Path],  # noqa: UP045 - typer needs typing.Optional at runtime on 3.10
+            typer.Option("--config", help="YAML file of settings (keys = option names); flags win."),
+        ],
+    )
+    options = [config]
     for f in fields(TrainConfig):
         kind, optional = field_kind(f.name)
         flags = list(f.metadata["flags"])
@@ -133,16 +125,12 @@ def _build_signature() -> None:
         py_type: Any = Optional[kind] if optional else kind  # noqa: UP045
         annotation = Annotated[py_type, typer.Option(*flags, help=f.metadata["help"], show_default=True)]
         default = f.default if f.default is not MISSING else None
-        params.append(
-            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        )
-        annotations[f.name] = annotation
-    _train.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    _train.__annotations__ = annotations
+        options.append(Option(f.name, annotation, default, range=f.metadata.get("range")))
+    return options
 
 
-_build_signature()
-app.command("train", help=_train.__doc__, no_args_is_help=False)(_train)
+_CONTEXT = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+command(app, "train", _train, _options(), leading=[_CONTEXT], no_args_is_help=False)
 
 
 @app.command("version")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from albumentations_ipmix.files import FileProblem, decode_image, list_images
 from robust_mix.cifar import DataLayoutError
+from robust_mix.files import FileProblem, decode_image, list_images
 
 #: Held-out split folders of an image-folder root, in the order they are looked for.
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "validation")
@@ -53,7 +53,7 @@ def list_imagefolder(root: str | os.PathLike[str]) -> tuple[list[str], np.ndarra
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """An image file as uint8 ``(H, W, 3)`` RGB, decoded by the project's one decoder
-    (:func:`albumentations_ipmix.files.decode_image`: Pillow, as torchvision's ImageFolder loader, plus
+    (:func:`robust_mix.files.decode_image`: Pillow, as torchvision's ImageFolder loader, plus
     EXIF orientation, 16-bit scaling and decompression-bomb limits)."""
     try:
         return decode_image(path)

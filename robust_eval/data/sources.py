@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from albumentations_ipmix.files import resize_center_crop
 from robust_eval.data.images import read_image
 from robust_mix.cifar import DataLayoutError
+from robust_mix.files import resize_center_crop
 
 __all__ = [
     "ArraySource",

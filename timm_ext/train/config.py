@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from robust_mix.cli import Range
+from robust_mix.errors import RobustMixError
+
 __all__ = [
     "AUGMENTATIONS",
     "DATASETS",
@@ -69,38 +72,8 @@ RESUME_FORMAT_VERSION = 2
 RUN_FILES: tuple[str, ...] = ("last.pth", "final.pth", "best.pth", "metrics.csv", "args.yaml")
 
 
-class TrainError(ValueError):
+class TrainError(ValueError, RobustMixError):
     """Bad user input (flags, config file, data folder): reported as one line, exit code 2."""
-
-
-@dataclass(frozen=True)
-class Range:
-    """The interval a numeric setting must lie in (``None``: unbounded on that side).
-
-    Declared once per field (``TrainConfig`` metadata ``"range"``); :mod:`.checks` enforces it and
-    the option sweep test reads it. Every float must also be finite.
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def describe(self) -> str:
-        """``>= 1``, ``> 0`` or ``in [0, 1)``."""
-        if self.high is None:
-            return "any number" if self.low is None else f"{'>' if self.low_open else '>='} {_num(self.low)}"
-        lo = "(-inf" if self.low is None else f"{'(' if self.low_open else '['}{_num(self.low)}"
-        return f"in {lo}, {_num(self.high)}{')' if self.high_open else ']'}"
-
-
-def _num(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 class TrainInterrupted(KeyboardInterrupt):

@@ -68,8 +68,8 @@ class ImageFolderDataset(_PilDataset):
 
     Classes are the sub-folders sorted by name (or ``classes``, e.g. the training set's, for a
     validation split); images at any depth below a class folder belong to it, listed by
-    :func:`albumentations_ipmix.files.list_images` and decoded by
-    :func:`albumentations_ipmix.files.decode_image` (EXIF orientation applied, 16-bit scaled, bombs
+    :func:`robust_mix.files.list_images` and decoded by
+    :func:`robust_mix.files.decode_image` (EXIF orientation applied, 16-bit scaled, bombs
     refused), the one decoder of the project.
 
     Raises:
@@ -78,7 +78,7 @@ class ImageFolderDataset(_PilDataset):
     """
 
     def __init__(self, root: str | Path, classes: Sequence[str] | None = None, transform: Any = None) -> None:
-        from albumentations_ipmix.files import list_images
+        from robust_mix.files import list_images
 
         self.root = Path(root)
         found = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -102,7 +102,7 @@ class ImageFolderDataset(_PilDataset):
         self.transform = transform
 
     def _array(self, index: int) -> np.ndarray:
-        from albumentations_ipmix.files import decode_image
+        from robust_mix.files import decode_image
 
         return decode_image(self.paths[index])
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robust_mix.errors import RobustMixError
+
 __all__ = ["FeatureError", "default_feature_index", "is_vit", "tap_features"]
 
 
-class FeatureError(ValueError):
+class FeatureError(ValueError, RobustMixError):
     """The model cannot provide intermediate features (reported as one line by the CLI)."""
 
 

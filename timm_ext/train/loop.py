@@ -261,7 +261,7 @@ def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
 def _save_args(run: Run) -> None:
     import yaml
 
-    from albumentations_ipmix.files import atomic_write
+    from robust_mix.files import atomic_write
 
     atomic_write(run.out_dir / "args.yaml", yaml.safe_dump(run.cfg.to_dict(), sort_keys=False))
 
@@ -327,7 +327,7 @@ def _remove_if_empty(folder: Path, created: bool) -> None:
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run a training job described by ``cfg``; returns the last epoch's metrics row.
 
-    The first process locks the run folder (:class:`~albumentations_ipmix.files.OutputLock`): a second
+    The first process locks the run folder (:class:`~robust_mix.files.OutputLock`): a second
     run into the same ``--output`` is refused. ``cfg`` is used as given; the CLI fills a resumed run's
     unset options from its saved settings (:func:`~timm_ext.train.state.resume_settings`).
 
@@ -336,7 +336,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         FileProblem: the run folder cannot be written (read-only, full; exit 1).
         TrainInterrupted: Ctrl-C; says whether the folder holds a ``last.pth`` to resume from.
     """
-    from albumentations_ipmix.files import OutputLock
+    from robust_mix.files import OutputLock
 
     cfg = dataclasses.replace(cfg)
     if cfg.jsd and cfg.aug_splits == 0:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from albumentations_ipmix.files import FileProblem, atomic_write
+from robust_mix.files import FileProblem, atomic_write
 
 from .config import RESUME_KIND, TrainConfig, TrainError, config_from_dict
 

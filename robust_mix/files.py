@@ -38,6 +38,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from robust_mix.errors import RobustMixError
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "TMP_PREFIX",
@@ -74,11 +76,14 @@ _REASONS = {
 }
 
 
-class FileProblem(OSError):
+class FileProblem(OSError, RobustMixError):
     """A file or folder cannot be read or written as needed; the message names it and says what to do.
 
     Constructed as ``FileProblem(errno, message)``; ``str()`` is the message alone (no ``[Errno N]``).
+    A command that ends on it exits with status 1 (a problem of the machine, not of the input).
     """
+
+    exit_code = 1
 
     def __str__(self) -> str:
         return self.strerror or super().__str__()

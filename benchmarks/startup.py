@@ -1,0 +1,61 @@
+"""Start-up of ``robust-eval --help`` against two peers measured in the same run.
+
+Times (best and median of ``--repeat`` runs, wall clock, seconds) of three fresh interpreters:
+``python -c pass`` (the floor), ``python -c "import torch"`` (what an eager command pays) and
+``robust-eval --help`` of the tree given by ``--tree`` (default: this checkout), run through its
+launcher. Prints a table of ratios to both peers; run it on an idle machine.
+
+    python benchmarks/startup.py --repeat 7
+    python benchmarks/startup.py --tree /path/to/other/checkout   # the same table for another tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HELP = "import sys; sys.argv = ['robust-eval', '--help']; from robust_mix.launch import robust_eval; robust_eval()"
+
+
+def timed(code: str, tree: Path, repeat: int) -> list[float]:
+    """Wall-clock seconds of ``repeat`` fresh ``python -c code`` runs with ``tree`` on the path."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "NO_ALBUMENTATIONS_UPDATE": "1"}
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per command (>= 1)")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="checkout whose robust-eval is timed")
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    rows = {
+        "python -c pass": timed("pass", args.tree, args.repeat),
+        "python -c 'import torch'": timed("import torch", args.tree, args.repeat),
+        "robust-eval --help": timed(HELP, args.tree, args.repeat),
+    }
+    floor, torch_best = min(rows["python -c pass"]), min(rows["python -c 'import torch'"])
+    print(f"tree: {args.tree}  ({args.repeat} runs each, seconds)")
+    print(f"{'command':<28} {'best':>7} {'median':>7} {'x pass':>7} {'x torch':>8}")
+    for name, times in rows.items():
+        best = min(times)
+        print(
+            f"{name:<28} {best:7.3f} {statistics.median(times):7.3f} "
+            f"{best / floor:7.2f} {best / torch_best:8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
