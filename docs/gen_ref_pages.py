@@ -20,6 +20,8 @@ for package in PACKAGES:
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         if parts[-1] == "__main__" or any(p.startswith("_") and p != "__init__" for p in parts):
             continue  # entry-point shims and private modules are not API
+        if not all((ROOT / Path(*parts[:i]) / "__init__.py").is_file() for i in range(1, len(parts))):
+            continue  # a folder of scripts or data inside a package, not an importable module
         if parts[-1] == "__init__":
             parts = parts[:-1]
             doc_path = Path(*parts, "index.md")
