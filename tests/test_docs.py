@@ -5,7 +5,8 @@ working folder that holds the small files the snippets name (``fractals/``, ``da
 ``data/train/<class>/``), made here from random pixels. A block whose first non-blank line starts with
 ``>>>`` is a doctest and must print what it shows. A block that cannot run in the tests (it needs
 ImageNet or a GPU) carries ``<!-- snippet: not-run (the reason) -->`` on the line before its fence; it is
-reported as skipped with that reason.
+reported as skipped with that reason. ``<!-- snippet: slow -->`` there marks a block that takes more
+than a few seconds (it still runs in ``make test`` and CI, as every ``slow`` test does).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"<!--\s*snippet:\s*not-run\s*\((?P<reason>[^)]+)\)\s*-->")
+SLOW = re.compile(r"<!--\s*snippet:\s*slow\s*-->")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,})\s*(?P<info>[^`]*)$")
 
 
@@ -37,6 +39,7 @@ class Snippet:
     line: int  # 1-based line of the opening fence
     code: str
     not_run: str | None
+    slow: bool = False
 
     @property
     def name(self) -> str:
@@ -61,9 +64,11 @@ def python_snippets(path: Path) -> list[Snippet]:
         if end == len(lines):
             raise AssertionError(f"{path.name}:{i + 1}: code fence never closed")
         if language == "python":
-            marker = NOT_RUN.search(lines[i - 1]) if i > 0 else None
+            before = lines[i - 1] if i > 0 else ""
+            marker = NOT_RUN.search(before)
             code = "\n".join(line[indent:] for line in lines[i + 1 : end]) + "\n"
-            snippets.append(Snippet(path, i + 1, code, marker["reason"].strip() if marker else None))
+            reason = marker["reason"].strip() if marker else None
+            snippets.append(Snippet(path, i + 1, code, reason, slow=SLOW.search(before) is not None))
         i = end + 1
     return snippets
 
@@ -105,12 +110,14 @@ def test_the_snippet_reader_honours_markers_and_indented_fences(tmp_path: Path) 
     page.write_text(
         "text\n\n```python\nx = 1\n```\n\n<!-- snippet: not-run (needs ImageNet) -->\n"
         "```python\nopen('/imagenet')\n```\n\n```bash\nls\n```\n\n  ```python\n  y = 2\n  ```\n"
+        "<!-- snippet: slow -->\n```python\nz = 3\n```\n"
     )
     found = python_snippets(page)
-    assert [(s.line, s.code, s.not_run) for s in found] == [
-        (3, "x = 1\n", None),
-        (8, "open('/imagenet')\n", "needs ImageNet"),
-        (16, "y = 2\n", None),
+    assert [(s.line, s.code, s.not_run, s.slow) for s in found] == [
+        (3, "x = 1\n", None, False),
+        (8, "open('/imagenet')\n", "needs ImageNet", False),
+        (16, "y = 2\n", None, False),
+        (20, "z = 3\n", None, True),
     ]
 
 
@@ -124,7 +131,10 @@ def _run_doctest(snippet: Snippet) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
-@pytest.mark.parametrize("snippet", SNIPPETS, ids=[snippet.name for snippet in SNIPPETS])
+@pytest.mark.parametrize(
+    "snippet",
+    [pytest.param(s, id=s.name, marks=[pytest.mark.slow] if s.slow else []) for s in SNIPPETS],
+)
 def test_snippet_runs(snippet: Snippet, snippet_folder: Path) -> None:
     if snippet.not_run:
         pytest.skip(f"marked not-run: {snippet.not_run}")
