@@ -2,7 +2,7 @@
 
 Every function validates its inputs first and raises a :class:`ValueError` that names the argument,
 what was expected and how to fix it. Nothing here reads files, draws random numbers or touches a
-model; suites compute logits/predictions and call these functions (see README, "Metrics and their
+model; suites compute logits/predictions and call these functions (see docs/metrics.md, "Metrics and their
 exact definitions", for the formulas and the conventions of the reference code they reproduce).
 
 Units: error rates, probabilities, calibration errors and OOD metrics are FRACTIONS in [0, 1] (a

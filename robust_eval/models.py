@@ -725,12 +725,15 @@ def load_checkpoint(
 
     Args:
         path: the checkpoint file, or ``robustbench:NAME`` (a RobustBench entry under ``model_dir``).
-        model, num_classes, dataset: override / supply metadata (required for a bare state_dict not in
-            a reference layout; ``dataset`` defaults to the checkpoint's, else by class count).
+        model: override / supply the architecture name (required for a bare state_dict not in a
+            reference layout).
+        num_classes: override / supply the class count (same).
+        dataset: override / supply the data set (defaults to the checkpoint's, else by class count).
         ema: use ``state_dict_ema`` (timm train.py and this project's format).
         device: where the wrapped model is put (eval mode).
         data_overrides: fields from :func:`robust_eval.data_config.parse_overrides` (the flags).
-        model_dir, threat_model: RobustBench's local layout ``model_dir/<dataset>/<threat_model>/``.
+        model_dir: RobustBench's local layout ``model_dir/<dataset>/<threat_model>/``.
+        threat_model: see ``model_dir``.
 
     Returns:
         ``(wrapped_model, info)``; ``info.to_dict()`` (JSON-native) is the result file's checkpoint

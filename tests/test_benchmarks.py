@@ -1,4 +1,4 @@
-"""Every benchmark script runs (``--smoke``), so none can rot while the README cites its numbers."""
+"""Every benchmark script runs (``--smoke``), so none can rot while the docs cite its numbers."""
 
 from __future__ import annotations
 

@@ -49,15 +49,16 @@ FROM_FRACTALS = re.compile(r"^(>>> )?from albumentations_ipmix\.fractals import 
 
 
 def _imported_from_fractals() -> set[str]:
-    """Names that the project's modules, benchmarks, examples, tests and README import from the package."""
+    """Names that the project's modules, benchmarks, examples, tests and documentation import from it."""
     names: set[str] = set()
     sources = [
         p.read_text()
         for d in ("albumentations_ipmix", "benchmarks", "examples", "tests", "timm_ext")
         for p in (ROOT / d).glob("*.py")
     ]
-    readme = (ROOT / "README.md").read_text().splitlines()
-    sources += [line.strip().removeprefix(">>> ") for line in readme if FROM_FRACTALS.match(line.strip())]
+    for document in (ROOT / "README.md", *(ROOT / "docs").glob("*.md")):
+        lines = document.read_text().splitlines()
+        sources += [line.strip().removeprefix(">>> ") for line in lines if FROM_FRACTALS.match(line.strip())]
     for text in sources:
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom) and node.module in (

@@ -332,7 +332,9 @@ class CifarResNeXt(_CifarNet):
         depth: ``9 n + 2`` (29).
         cardinality: groups of the 3x3 convolutions.
         base_width: channels per group at the first stage (scaled with the stage width).
-        num_classes, in_chans, global_pool: as for :class:`WideResNet`.
+        num_classes: as for :class:`WideResNet`.
+        in_chans: as for :class:`WideResNet`.
+        global_pool: as for :class:`WideResNet`.
         drop_rate: dropout before the classifier.
     """
 
@@ -425,7 +427,9 @@ class CifarDenseNet(_CifarNet):
         depth: ``3 n + 4`` (40).
         growth_rate: maps added per layer ``k`` (12); the stem has ``2 k``.
         reduction: transition compression (1.0: none, as in the papers' net).
-        num_classes, in_chans, global_pool: as for :class:`WideResNet`.
+        num_classes: as for :class:`WideResNet`.
+        in_chans: as for :class:`WideResNet`.
+        global_pool: as for :class:`WideResNet`.
         drop_rate: dropout before the classifier.
     """
 
@@ -505,7 +509,9 @@ class CifarResNet(_CifarNet):
 
     Args:
         layers: blocks per stage (``(2, 2, 2, 2)`` for ResNet-18).
-        num_classes, in_chans, global_pool: as for :class:`WideResNet`.
+        num_classes: as for :class:`WideResNet`.
+        in_chans: as for :class:`WideResNet`.
+        global_pool: as for :class:`WideResNet`.
         drop_rate: dropout before the classifier.
     """
 

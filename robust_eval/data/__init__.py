@@ -1,7 +1,7 @@
 """Readers (and writers, for tests and conversions) of the standard data-set layouts.
 
 Readers stream or memory-map; nothing is downloaded. Layouts are exactly those the benchmark
-authors publish, so existing downloads work unchanged (see README, "Data layouts"). One module per
+authors publish, so existing downloads work unchanged (see docs/data.md, "Data layouts"). One module per
 concern; every public name is re-exported here (``from robust_eval.data import X``):
 
 - :mod:`robust_mix.cifar`: the official CIFAR-10/100 python archives (restricted unpickler), shared

@@ -62,8 +62,13 @@ class AdAutoMixNet(nn.Module):
         model: the online timm classifier q (its ``get_classifier()`` is h1).
         num_classes: K.
         feature_index: ``forward_intermediates`` index of the teacher's feature tap.
-        beta, cos_sign, margin, mix_weight: the step's hyperparameters (see the CLI's ``--adautomix-*``).
-        lam_concat, gen_norm, upsample: the generator's options.
+        beta: the step's hyperparameters (see the CLI's ``--adautomix-*``), as are the next three.
+        cos_sign: see ``beta``.
+        margin: see ``beta``.
+        mix_weight: see ``beta``.
+        lam_concat: the generator's options, as are the next two.
+        gen_norm: see ``lam_concat``.
+        upsample: see ``lam_concat``.
         reuse_clean: take the sources' teacher logits from k's clean pass.
     """
 
