@@ -21,7 +21,7 @@ Example:
     >>> import numpy as np
     >>> logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     >>> [round(float(v), 4) for v in msp(logits)]
-    [0.7870, 0.3333]
+    [0.787, 0.3333]
     >>> [round(float(v), 4) for v in energy(logits)]
     [2.2395, 1.0986]
 """
