@@ -197,13 +197,13 @@ def _mean(rows: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
 
 
 def detector_block(
-    ctx: Any, names: Sequence[str], in_source: Any, in_key: str, ood_sources: Mapping[str, tuple[Any, str]]
+    ctx: Any, names: Sequence[str], in_source: Any, ood_sources: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Every detector in ``names`` on every OOD set: OpenOOD's metrics (fractions) per set, their mean
     over all sets, and the near- / far-OOD means of OpenOOD v1.5 over the grouped sets present.
 
-    ``in_source``: the clean test set (labelled), ``in_key`` its cache key; ``ood_sources``: set name
-    -> (source, cache key).
+    ``in_source``: the clean test set (labelled); ``ood_sources``: set name -> source. Each pass is
+    cached under the content key of its source (:func:`_content_key`).
     """
     from robust_eval.suites import SuiteSkipped
 
@@ -213,10 +213,11 @@ def detector_block(
     except SuiteSkipped as exc:  # no training split: the logit / gradient scores still run
         states, fit = {}, {"skipped": str(exc)}
         names = [n for n in names if S.OOD_SCORES[n].needs != "features"]
-    ind = _cached_pass(ctx, in_source, "in-distribution", {"inputs": in_key}, odin)
+    ind = _cached_pass(ctx, in_source, "in-distribution", {"inputs": _content_key(in_source)}, odin)
     accuracy = float((ind["logits"].argmax(1) == np.asarray(in_source.labels)).mean())
     outs = {
-        n: _cached_pass(ctx, src, f"ood-{n}", {"inputs": key}, odin) for n, (src, key) in ood_sources.items()
+        n: _cached_pass(ctx, src, f"ood-{n}", {"inputs": _content_key(src)}, odin)
+        for n, src in ood_sources.items()
     }
     groups = {n: group_of(ctx.dataset, n) for n in outs}
     per_score: dict[str, Any] = {}
