@@ -186,7 +186,12 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
         "generate_corruptions": ctx.generate,
         "pgd": ctx.pgd.as_dict(),
         "calibration": {"rms_bin_size": constants.RMS_BIN_SIZE, "ece_bins": constants.ECE_BINS},
-        "ood": {"score": "-max softmax", "positive": "ood", "n_per_set": "in-distribution size // 5"},
+        "ood": {
+            "score": "-max softmax",
+            "positive": "ood",
+            "n_per_set": "in-distribution size // 5",
+            **({"detectors": list(ctx.ood_scores)} if tuple(ctx.ood_scores) != ("msp",) else {}),
+        },
         "constants": {
             "alexnet_imagenet_c_errors": {k: list(v) for k, v in ALEXNET_IMAGENET_C_ERRORS.items()},
             "alexnet_clean_error": ALEXNET_CLEAN_ERROR,
@@ -262,6 +267,7 @@ def _check_options(opts: dict[str, Any]) -> None:
             f"--robustbench-json: '{leaderboard_path}' already exists; remove it or choose another path"
         )
     _perturbation_list(opts.get("perturbations"))
+    _ood_scores(opts)
     _overrides(opts)
 
 
@@ -305,6 +311,16 @@ def _perturbation_list(text: str | None) -> tuple[str, ...] | None:
     if unknown:
         raise UsageProblem(f"--perturbations: unknown {unknown}; known: {', '.join((*TP, *VP))}")
     return perturbations
+
+
+def _ood_scores(opts: dict[str, Any]) -> tuple[str, ...]:
+    """``--ood-scores`` as a tuple of known detectors (robust_eval.ood_scores; default msp)."""
+    from robust_eval.ood_scores import parse_scores
+
+    try:
+        return parse_scores(opts.get("ood_scores"))
+    except ValueError as exc:
+        raise UsageProblem(f"--ood-scores: {exc}") from None
 
 
 def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +391,7 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
         imagenet_c_protocol=_option(opts, "imagenet_c_protocol"),
         baseline=baseline,
         shard=shard,
+        ood_scores=_ood_scores(opts),
     )
 
 
@@ -447,6 +464,7 @@ def _write_outputs(
     leaderboard_path: Path | None = opts.get("robustbench_json")
     if leaderboard_path is not None:
         _write_leaderboard(leaderboard_path, result)
+    _write_openood_tables(out, result)
     if opts.get("json"):
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         print_summary(err_console, result)
@@ -454,6 +472,16 @@ def _write_outputs(
         print_summary(Console(), result)
     err_console.print(describe(ctx.metadata["data_config"]), highlight=False, soft_wrap=True, markup=False)
     err_console.print(f"wrote {json_path} and {md_path}", highlight=False, soft_wrap=True)
+
+
+def _write_openood_tables(out: Path, result: dict[str, Any]) -> None:
+    """``<out>/ood-openood-<score>.csv`` per detector when the OOD suite ran more than msp."""
+    from robust_eval.cache import atomic_write_text
+    from robust_eval.ood_detectors import openood_csv
+
+    block = result.get("suites", {}).get("ood", {}).get("detectors")
+    for score in block["per_score"] if block else ():
+        atomic_write_text(out / f"ood-openood-{score}.csv", openood_csv(block, score))
 
 
 def _check_save_baseline(path: Path) -> None:
@@ -718,8 +746,19 @@ PGD_OPTIONS: tuple[Option, ...] = (
     Option("steps", Steps, PGD_STEPS, at_least=1),
     Option("random_start", RandomStart, True),
 )
+OodScores = Annotated[
+    str | None,
+    typer.Option(
+        "--ood-scores",
+        help="Comma-separated OOD detectors: msp (default, the papers' score), maxlogit, energy, odin, "
+        "mahalanobis, knn, vim (OpenOOD v1.5 definitions; the last three fit on the training split's "
+        "penultimate features). More than msp adds OpenOOD's table and ood-openood-<score>.csv.",
+    ),
+]
+OOD_OPTIONS: tuple[Option, ...] = (Option("ood_scores", OodScores),)
 ALL_OPTIONS: tuple[Option, ...] = (
     *COMMON_OPTIONS,
+    *OOD_OPTIONS,
     *CORRUPTION_OPTIONS,
     *PERTURBATION_OPTIONS,
     *SAVE_BASELINE_OPTIONS,
@@ -759,7 +798,7 @@ def _register(command: str, suites: Sequence[str], extra: Sequence[Option], doc:
 _register(
     "all",
     ("clean", "corruptions", "perturbations", "adversarial", "calibration", "ood", "imagenet_ar"),
-    [*CORRUPTION_OPTIONS, *PERTURBATION_OPTIONS, *SAVE_BASELINE_OPTIONS, *PGD_OPTIONS],
+    [*CORRUPTION_OPTIONS, *PERTURBATION_OPTIONS, *SAVE_BASELINE_OPTIONS, *PGD_OPTIONS, *OOD_OPTIONS],
     "Every suite whose data is present; one line per skipped suite says why and what to put where.\n\n"
     + METRICS_HELP,
 )
@@ -796,7 +835,7 @@ _register(
 _register(
     "ood",
     ("ood",),
-    [],
+    [*OOD_OPTIONS],
     "Anomaly detection with score = -max softmax (OOD positive): AUROC, AUPR, FPR95 per OOD set "
     "(synthetic Gaussian, Rademacher, Blobs; DATA/ood/<name>.npy or DATA/ood/<name>/ image trees; "
     "ImageNet-O for ImageNet checkpoints).",

@@ -100,6 +100,26 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+def _detector(r: Any, score: str, key: str) -> Any:
+    """OpenOOD metric ``key`` of detector ``score`` averaged over the OOD sets (``--ood-scores``)."""
+    return _get(r.extra, "detectors", "per_score", score, "mean", key)
+
+
+def _detector_metrics() -> tuple[Metric, ...]:
+    from robust_eval.ood_scores import OOD_SCORES
+
+    return tuple(
+        Metric(
+            f"ood_{key}_{s}", f"{label} {s} (%)", "ood", lambda r, s=s, k=key: _detector(r, s, k), True, lower
+        )
+        for s in OOD_SCORES
+        for key, label, lower in (("auroc", "AUROC", False), ("fpr95", "FPR@95", True))
+    )
+
+
+METRICS = (*METRICS, *_detector_metrics())
+
+
 # ------------------------------------------------------------------------------------------------
 # protocol
 # ------------------------------------------------------------------------------------------------
