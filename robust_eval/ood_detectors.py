@@ -26,6 +26,7 @@ from robust_eval import ood_scores as S
 
 __all__ = [
     "OPENOOD_V15_GROUPS",
+    "content_key",
     "detector_block",
     "group_of",
     "openood_csv",
@@ -99,7 +100,7 @@ def _pass(ctx: Any, source: Any, odin: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def _content_key(source: Any) -> str:
+def content_key(source: Any) -> str:
     """sha256 (16 hex) of an in-memory source's pixels and labels; of the file list plus each file's
     size and modification time for image files (reading a million JPEGs to key a cache is not cheap)."""
     h = hashlib.sha256()
@@ -146,7 +147,7 @@ def _fit(ctx: Any, names: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]
     if not needed:
         return {}, {}
     source, where = training_source(ctx)
-    key = _content_key(source)
+    key = content_key(source)
     arrays = _cached_pass(ctx, source, f"train-{key}", {"train_content": key}, odin=False)
     feats, labels = arrays["features"], np.asarray(source.labels)
     states: dict[str, Any] = {}
@@ -203,7 +204,7 @@ def detector_block(
     over all sets, and the near- / far-OOD means of OpenOOD v1.5 over the grouped sets present.
 
     ``in_source``: the clean test set (labelled); ``ood_sources``: set name -> source. Each pass is
-    cached under the content key of its source (:func:`_content_key`).
+    cached under the content key of its source (:func:`content_key`).
     """
     from robust_eval.suites import SuiteSkipped
 
@@ -213,10 +214,10 @@ def detector_block(
     except SuiteSkipped as exc:  # no training split: the logit / gradient scores still run
         states, fit = {}, {"skipped": str(exc)}
         names = [n for n in names if S.OOD_SCORES[n].needs != "features"]
-    ind = _cached_pass(ctx, in_source, "in-distribution", {"inputs": _content_key(in_source)}, odin)
+    ind = _cached_pass(ctx, in_source, "in-distribution", {"inputs": content_key(in_source)}, odin)
     accuracy = float((ind["logits"].argmax(1) == np.asarray(in_source.labels)).mean())
     outs = {
-        n: _cached_pass(ctx, src, f"ood-{n}", {"inputs": _content_key(src)}, odin)
+        n: _cached_pass(ctx, src, f"ood-{n}", {"inputs": content_key(src)}, odin)
         for n, src in ood_sources.items()
     }
     groups = {n: group_of(ctx.dataset, n) for n in outs}

@@ -84,3 +84,29 @@ def test_bad_inputs_are_named() -> None:
         C.brier(np.zeros(3), [0])
     with pytest.raises(ValueError, match="equal-length"):
         C.aurc([0.5], [True, False])
+
+
+def test_calibration_suite_extended_block(tmp_path) -> None:
+    """On the digits fixture: the held-out split is recorded, TS does not raise the NLL it minimizes
+    more than the fit/eval gap allows, and the 'before' values equal the pure functions."""
+    from robust_eval_fixtures import make_context, make_data_root, write_project_checkpoint
+
+    from robust_eval.suites import SUITES
+
+    data = make_data_root(tmp_path / "data", n=60, with_p=False, with_c=False)
+    ctx = make_context(
+        write_project_checkpoint(tmp_path / "m.pt"), data, tmp_path / "cache", calibration_extras=True
+    )
+    out = SUITES["calibration"].run(ctx).to_dict()
+    ext = out["extended"]
+    assert (ext["n_fit"], ext["n_eval"]) == (12, 48) and ext["temperature"] > 0
+    for when in ("before", "after_temperature_scaling"):
+        v = ext[when]
+        assert 0 <= v["aurc"] <= 1 and 0 <= v["brier"] <= 2 and v["nll"] >= 0 and 0 <= v["ece"] <= 1
+    assert (
+        "extended"
+        not in SUITES["calibration"]
+        .run(make_context(ctx_ckpt := tmp_path / "m.pt", data, tmp_path / "c2"))
+        .to_dict()
+    )
+    assert ctx_ckpt.is_file()
