@@ -392,6 +392,7 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
         baseline=baseline,
         shard=shard,
         ood_scores=_ood_scores(opts),
+        calibration_extras=bool(opts.get("calibration_extras", False)),
     )
 
 
@@ -756,9 +757,19 @@ OodScores = Annotated[
     ),
 ]
 OOD_OPTIONS: tuple[Option, ...] = (Option("ood_scores", OodScores),)
+CalibrationExtras = Annotated[
+    bool,
+    typer.Option(
+        "--calibration-extras",
+        help="Calibration suite: also NLL, Brier, AURC, and every calibration metric after temperature "
+        "scaling fitted on the held-out fifth (index % 5 == 0) of the clean test split.",
+    ),
+]
+CALIBRATION_OPTIONS: tuple[Option, ...] = (Option("calibration_extras", CalibrationExtras, False),)
 ALL_OPTIONS: tuple[Option, ...] = (
     *COMMON_OPTIONS,
     *OOD_OPTIONS,
+    *CALIBRATION_OPTIONS,
     *CORRUPTION_OPTIONS,
     *PERTURBATION_OPTIONS,
     *SAVE_BASELINE_OPTIONS,
@@ -798,7 +809,14 @@ def _register(command: str, suites: Sequence[str], extra: Sequence[Option], doc:
 _register(
     "all",
     ("clean", "corruptions", "perturbations", "adversarial", "calibration", "ood", "imagenet_ar"),
-    [*CORRUPTION_OPTIONS, *PERTURBATION_OPTIONS, *SAVE_BASELINE_OPTIONS, *PGD_OPTIONS, *OOD_OPTIONS],
+    [
+        *CORRUPTION_OPTIONS,
+        *PERTURBATION_OPTIONS,
+        *SAVE_BASELINE_OPTIONS,
+        *PGD_OPTIONS,
+        *OOD_OPTIONS,
+        *CALIBRATION_OPTIONS,
+    ],
     "Every suite whose data is present; one line per skipped suite says why and what to put where.\n\n"
     + METRICS_HELP,
 )
@@ -828,7 +846,7 @@ _register(
 _register(
     "calibration",
     ("calibration",),
-    [],
+    [*CALIBRATION_OPTIONS],
     f"RMS calibration error (equal-count bins of {RMS_BIN_SIZE}, corrected: all bins; the reference-compatible "
     f"variant skips the last bin) and ECE ({ECE_BINS} equal-width bins), from the clean pass.",
 )

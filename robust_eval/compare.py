@@ -117,7 +117,32 @@ def _detector_metrics() -> tuple[Metric, ...]:
     )
 
 
-METRICS = (*METRICS, *_detector_metrics())
+def _calibration(r: Any, when: str, key: str) -> Any:
+    """Extended calibration metric (``--calibration-extras``) before / after temperature scaling."""
+    return _get(r.extra, "extended", when, key)
+
+
+METRICS = (
+    *METRICS,
+    *_detector_metrics(),
+    *(
+        Metric(
+            f"{key}{tag}",
+            f"{label}{suffix}",
+            "calibration",
+            lambda r, w=when, k=key: _calibration(r, w, k),
+            pct,
+        )
+        for when, tag, suffix in (("before", "", ""), ("after_temperature_scaling", "_ts", " after TS"))
+        for key, label, pct in (
+            ("nll", "NLL", False),
+            ("brier", "Brier", False),
+            ("aurc", "AURC (%)", True),
+            ("ece", "ECE (%)", True),
+        )
+        if not (key == "ece" and when == "before")
+    ),
+)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -145,6 +145,8 @@ class Context:
     shard: Shard = field(default_factory=Shard.single)  # torchrun rank (robust_eval.sharding)
     #: OOD detectors (robust_eval.ood_scores); more than the default adds the "detectors" block.
     ood_scores: tuple[str, ...] = ("msp",)
+    #: Add NLL / Brier / AURC and temperature scaling to the calibration suite (robust_eval.calibration).
+    calibration_extras: bool = False
     _clean: dict[str, Any] | None = None
 
     @property
@@ -997,6 +999,10 @@ def _calibration_result(ctx: Context) -> CalibrationResult:
         )
     bins = metrics.reliability_bins(confidence, correct, n_bins=ECE_BINS)
     out.reliability = {k: np.asarray(v).tolist() for k, v in bins.items()}
+    if ctx.calibration_extras:
+        from robust_eval.calibration_extras import extended_block
+
+        out.extra["extended"] = extended_block(ctx)
     return out
 
 
