@@ -87,8 +87,8 @@ def test_bad_inputs_are_named() -> None:
 
 
 def test_calibration_suite_extended_block(tmp_path) -> None:
-    """On the digits fixture: the held-out split is recorded, TS does not raise the NLL it minimizes
-    more than the fit/eval gap allows, and the 'before' values equal the pure functions."""
+    """On the digits fixture: the held-out split is recorded and every value lies in its range; the
+    block appears only when asked for (default results stay byte-identical)."""
     from robust_eval_fixtures import make_context, make_data_root, write_project_checkpoint
 
     from robust_eval.suites import SUITES
@@ -103,10 +103,5 @@ def test_calibration_suite_extended_block(tmp_path) -> None:
     for when in ("before", "after_temperature_scaling"):
         v = ext[when]
         assert 0 <= v["aurc"] <= 1 and 0 <= v["brier"] <= 2 and v["nll"] >= 0 and 0 <= v["ece"] <= 1
-    assert (
-        "extended"
-        not in SUITES["calibration"]
-        .run(make_context(ctx_ckpt := tmp_path / "m.pt", data, tmp_path / "c2"))
-        .to_dict()
-    )
-    assert ctx_ckpt.is_file()
+    plain = make_context(tmp_path / "m.pt", data, tmp_path / "c2")  # default: the block is absent
+    assert "extended" not in SUITES["calibration"].run(plain).to_dict()
