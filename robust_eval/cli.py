@@ -21,8 +21,10 @@ from robust_eval import baseline_cmd, generate_cli
 from robust_eval.constants import ECE_BINS, PGD_ALPHA_255, PGD_EPS_255, PGD_STEPS, RMS_BIN_SIZE
 from robust_eval.evaluate import PROG, err_console, evaluate, resolve_data_dir
 from robust_eval.options import (
+    CALIBRATION_OPTIONS,
     COMMON_OPTIONS,
     CORRUPTION_OPTIONS,
+    OOD_OPTIONS,
     PERTURBATION_OPTIONS,
     PGD_OPTIONS,
     SAVE_BASELINE_OPTIONS,
@@ -31,7 +33,7 @@ from robust_eval.options import (
 from robust_mix.cli import Option, command, fail, run
 
 METRICS_HELP = (
-    "Metrics (exact definitions: README, robust-eval section). Errors are fractions in the JSON, % on screen.\n\n"
+    "Metrics (exact definitions: docs/metrics.md). Errors are fractions in the JSON, % on screen.\n\n"
     "- clean: top-1 / top-5 error on the test split.\n\n"
     "- corruptions: top-1 error per (corruption, severity) cell of -C (15 benchmark + 4 extras, extras never "
     "averaged) and -C-bar. mCE unnormalized = plain mean over the 15x5 cells (CIFAR convention); normalized "
@@ -76,7 +78,14 @@ def _register(name: str, suites: Sequence[str], extra: Sequence[Option], doc: st
 _register(
     "all",
     ("clean", "corruptions", "perturbations", "adversarial", "calibration", "ood", "imagenet_ar"),
-    [*CORRUPTION_OPTIONS, *PERTURBATION_OPTIONS, *SAVE_BASELINE_OPTIONS, *PGD_OPTIONS],
+    [
+        *CORRUPTION_OPTIONS,
+        *PERTURBATION_OPTIONS,
+        *SAVE_BASELINE_OPTIONS,
+        *PGD_OPTIONS,
+        *OOD_OPTIONS,
+        *CALIBRATION_OPTIONS,
+    ],
     "Every suite whose data is present; one line per skipped suite says why and what to put where.\n\n"
     + METRICS_HELP,
 )
@@ -106,14 +115,14 @@ _register(
 _register(
     "calibration",
     ("calibration",),
-    [],
+    [*CALIBRATION_OPTIONS],
     f"RMS calibration error (equal-count bins of {RMS_BIN_SIZE}, corrected: all bins; the reference-compatible "
     f"variant skips the last bin) and ECE ({ECE_BINS} equal-width bins), from the clean pass.",
 )
 _register(
     "ood",
     ("ood",),
-    [],
+    [*OOD_OPTIONS],
     "Anomaly detection with score = -max softmax (OOD positive): AUROC, AUPR, FPR95 per OOD set "
     "(synthetic Gaussian, Rademacher, Blobs; DATA/ood/<name>.npy or DATA/ood/<name>/ image trees; "
     "ImageNet-O for ImageNet checkpoints).",

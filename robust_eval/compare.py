@@ -101,6 +101,51 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+def _detector(r: Any, score: str, key: str) -> Any:
+    """OpenOOD metric ``key`` of detector ``score`` averaged over the OOD sets (``--ood-scores``)."""
+    return _get(r.extra, "detectors", "per_score", score, "mean", key)
+
+
+def _detector_metrics() -> tuple[Metric, ...]:
+    from robust_eval.ood_scores import OOD_SCORES
+
+    return tuple(
+        Metric(
+            f"ood_{key}_{s}", f"{label} {s} (%)", "ood", lambda r, s=s, k=key: _detector(r, s, k), True, lower
+        )
+        for s in OOD_SCORES
+        for key, label, lower in (("auroc", "AUROC", False), ("fpr95", "FPR@95", True))
+    )
+
+
+def _calibration(r: Any, when: str, key: str) -> Any:
+    """Extended calibration metric (``--calibration-extras``) before / after temperature scaling."""
+    return _get(r.extra, "extended", when, key)
+
+
+METRICS = (
+    *METRICS,
+    *_detector_metrics(),
+    *(
+        Metric(
+            f"{key}{tag}",
+            f"{label}{suffix}",
+            "calibration",
+            lambda r, w=when, k=key: _calibration(r, w, k),
+            pct,
+        )
+        for when, tag, suffix in (("before", "", ""), ("after_temperature_scaling", "_ts", " after TS"))
+        for key, label, pct in (
+            ("nll", "NLL", False),
+            ("brier", "Brier", False),
+            ("aurc", "AURC (%)", True),
+            ("ece", "ECE (%)", True),
+        )
+        if not (key == "ece" and when == "before")
+    ),
+)
+
+
 # ------------------------------------------------------------------------------------------------
 # protocol
 # ------------------------------------------------------------------------------------------------

@@ -126,7 +126,12 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
         "generate_corruptions": ctx.generate,
         "pgd": ctx.pgd.as_dict(),
         "calibration": {"rms_bin_size": constants.RMS_BIN_SIZE, "ece_bins": constants.ECE_BINS},
-        "ood": {"score": "-max softmax", "positive": "ood", "n_per_set": "in-distribution size // 5"},
+        "ood": {
+            "score": "-max softmax",
+            "positive": "ood",
+            "n_per_set": "in-distribution size // 5",
+            **({"detectors": list(ctx.ood_scores)} if tuple(ctx.ood_scores) != ("msp",) else {}),
+        },
         "constants": {
             "alexnet_imagenet_c_errors": {k: list(v) for k, v in ALEXNET_IMAGENET_C_ERRORS.items()},
             "alexnet_clean_error": ALEXNET_CLEAN_ERROR,
@@ -206,6 +211,7 @@ def _check_options(opts: dict[str, Any]) -> None:
             f"--robustbench-json: '{leaderboard_path}' already exists; remove it or choose another path"
         )
     _perturbation_list(opts.get("perturbations"))
+    _ood_scores(opts)
     _overrides(opts)
 
 
@@ -249,6 +255,16 @@ def _perturbation_list(text: str | None) -> tuple[str, ...] | None:
     if unknown:
         raise UsageError(f"--perturbations: unknown {unknown}; known: {', '.join((*TP, *VP))}")
     return perturbations
+
+
+def _ood_scores(opts: dict[str, Any]) -> tuple[str, ...]:
+    """``--ood-scores`` as a tuple of known detectors (robust_eval.ood_scores; default msp)."""
+    from robust_eval.ood_scores import parse_scores
+
+    try:
+        return parse_scores(opts.get("ood_scores"))
+    except ValueError as exc:
+        raise UsageError(f"--ood-scores: {exc}") from None
 
 
 def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +335,8 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
         imagenet_c_protocol=_option(opts, "imagenet_c_protocol"),
         baseline=baseline,
         shard=shard,
+        ood_scores=_ood_scores(opts),
+        calibration_extras=bool(opts.get("calibration_extras", False)),
     )
 
 
@@ -391,6 +409,7 @@ def _write_outputs(
     leaderboard_path: Path | None = opts.get("robustbench_json")
     if leaderboard_path is not None:
         _write_leaderboard(leaderboard_path, result)
+    _write_openood_tables(out, result)
     if opts.get("json"):
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         print_summary(err_console, result)
@@ -398,6 +417,16 @@ def _write_outputs(
         print_summary(Console(), result)
     err_console.print(describe(ctx.metadata["data_config"]), highlight=False, soft_wrap=True, markup=False)
     err_console.print(f"wrote {json_path} and {md_path}", highlight=False, soft_wrap=True)
+
+
+def _write_openood_tables(out: Path, result: dict[str, Any]) -> None:
+    """``<out>/ood-openood-<score>.csv`` per detector when the OOD suite ran more than msp."""
+    from robust_eval.cache import atomic_write_text
+    from robust_eval.ood_detectors import openood_csv
+
+    block = result.get("suites", {}).get("ood", {}).get("detectors")
+    for score in block["per_score"] if block else ():
+        atomic_write_text(out / f"ood-openood-{score}.csv", openood_csv(block, score))
 
 
 def _check_save_baseline(path: Path) -> None:

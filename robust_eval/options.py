@@ -210,8 +210,29 @@ PGD_OPTIONS: tuple[Option, ...] = (
     Option("steps", Steps, PGD_STEPS, range=Range(1)),
     Option("random_start", RandomStart, True),
 )
+OodScores = Annotated[
+    str | None,
+    typer.Option(
+        "--ood-scores",
+        help="Comma-separated OOD detectors: msp (default, the papers' score), maxlogit, energy, odin, "
+        "mahalanobis, knn, vim (OpenOOD v1.5 definitions; the last three fit on the training split's "
+        "penultimate features). More than msp adds OpenOOD's table and ood-openood-<score>.csv.",
+    ),
+]
+OOD_OPTIONS: tuple[Option, ...] = (Option("ood_scores", OodScores),)
+CalibrationExtras = Annotated[
+    bool,
+    typer.Option(
+        "--calibration-extras",
+        help="Calibration suite: also NLL, Brier, AURC, and every calibration metric after temperature "
+        "scaling fitted on the held-out fifth (index % 5 == 0) of the clean test split.",
+    ),
+]
+CALIBRATION_OPTIONS: tuple[Option, ...] = (Option("calibration_extras", CalibrationExtras, False),)
 ALL_OPTIONS: tuple[Option, ...] = (
     *COMMON_OPTIONS,
+    *OOD_OPTIONS,
+    *CALIBRATION_OPTIONS,
     *CORRUPTION_OPTIONS,
     *PERTURBATION_OPTIONS,
     *SAVE_BASELINE_OPTIONS,

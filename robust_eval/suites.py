@@ -145,6 +145,10 @@ class Context:
     baseline: Any = None  # robust_eval.baselines.Baseline
     track: Callable[[str, int], contextlib.AbstractContextManager[Any]] = _no_progress
     shard: Shard = field(default_factory=Shard.single)  # torchrun rank (robust_eval.sharding)
+    #: OOD detectors (robust_eval.ood_scores); more than the default adds the "detectors" block.
+    ood_scores: tuple[str, ...] = ("msp",)
+    #: Add NLL / Brier / AURC and temperature scaling to the calibration suite (robust_eval.calibration).
+    calibration_extras: bool = False
     _clean: dict[str, Any] | None = None
 
     @property
@@ -1015,6 +1019,10 @@ def _calibration_result(ctx: Context) -> CalibrationResult:
         )
     bins = metrics.reliability_bins(confidence, correct, n_bins=ECE_BINS)
     out.reliability = {k: np.asarray(v).tolist() for k, v in bins.items()}
+    if ctx.calibration_extras:
+        from robust_eval.calibration_extras import extended_block
+
+        out.extra["extended"] = extended_block(ctx)
     return out
 
 
@@ -1060,7 +1068,9 @@ def _ood_cell(ctx: Context, in_scores: np.ndarray, source: rdata.ImageSource, na
     return {"n": len(source), **values, **_curves(in_scores, out_scores)}
 
 
-def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dict[str, Any], dict[str, str]]:
+def _real_ood_sets(
+    ctx: Context, in_scores: np.ndarray, n_ood: int, sources: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """AUROC / AUPR / FPR95 of every real OOD set present (``robust_eval.ood_data``; arrays -- SVHN,
     the other CIFAR, ``.npy`` -- are fed at their stored size, as the reference does), and the sets
     that could not be read, with why."""
@@ -1094,6 +1104,8 @@ def _real_ood_sets(ctx: Context, in_scores: np.ndarray, n_ood: int) -> tuple[dic
             lambda s=src, n=entry.name: (_ood_cell(ctx, in_scores, s, n), {}),
         )
         sets[entry.name] = {"kind": "real", "format": entry.kind, "path": str(entry.path), **values}
+        if sources is not None:
+            sources[entry.name] = src
     return sets, skipped
 
 
@@ -1109,6 +1121,7 @@ def _ood_result(ctx: Context) -> OODResult:
     in_scores = np.asarray(cell["scores"], dtype=np.float64)
     n_ood = max(1, len(in_scores) // 5)
     sets: dict[str, Any] = {}
+    sources: dict[str, Any] = {}  # what the extra detectors (--ood-scores) score
     for name in rdata.SYNTHETIC_OOD:
         opts = ctx.options(n_ood=n_ood, seed=ctx.seed, size=ctx.size, softmax=SOFTMAX, blobs="3d")
         src = rdata.SyntheticSource(name, n_ood, ctx.size, seed=ctx.seed)
@@ -1116,13 +1129,14 @@ def _ood_result(ctx: Context) -> OODResult:
             "ood", f"synthetic-{name}", opts, lambda s=src, n=name: (_ood_cell(ctx, in_scores, s, n), {})
         )
         sets[name] = {"kind": "synthetic", **values}
-    real, skipped = _real_ood_sets(ctx, in_scores, n_ood)
+        sources[name] = src
+    real, skipped = _real_ood_sets(ctx, in_scores, n_ood, sources)
     sets.update(real)
     _, missing = find_ood_sets(ctx.data_dir, ctx.dataset)
     means = {
         f"mean_{key}": float(np.mean([s[key] for s in sets.values()])) for key in ("auroc", "aupr", "fpr95")
     }
-    return OODResult(
+    out = OODResult(
         score="negative max softmax probability; OOD is the positive class",
         softmax=f"{SOFTMAX} (as the reference: confident predictions tie at exactly 1.0)",
         n_in_distribution=len(in_scores),
@@ -1137,6 +1151,11 @@ def _ood_result(ctx: Context) -> OODResult:
         **means,
         imagenet_o=_imagenet_o(ctx) if ctx.dataset == "imagenet" else None,
     )
+    if tuple(ctx.ood_scores) != ("msp",):
+        from robust_eval.ood_detectors import detector_block
+
+        out.extra["detectors"] = detector_block(ctx, ctx.ood_scores, clean_source(ctx)[0], sources)
+    return out
 
 
 def _imagenet_mask(ctx: Context, folder: Path) -> tuple[np.ndarray, list[str]] | str:
