@@ -48,20 +48,20 @@ class _DMBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, activation: str) -> None:
         super().__init__()
         self.batchnorm_0 = nn.BatchNorm2d(in_ch)
-        self.act_0 = _ACTIVATIONS[activation]()
+        self.act0 = _ACTIVATIONS[activation]()
         self.conv_0 = nn.Conv2d(in_ch, out_ch, 3, stride, 0, bias=False)
         self.batchnorm_1 = nn.BatchNorm2d(out_ch)
-        self.act_1 = _ACTIVATIONS[activation]()
+        self.act1 = _ACTIVATIONS[activation]()
         self.conv_1 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1, stride, 0, bias=False) if in_ch != out_ch else None
         self.pad = (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        o = self.act_0(self.batchnorm_0(x))
+        o = self.act0(self.batchnorm_0(x))
         if self.shortcut is not None:
             x = o  # the width changes: the activated input feeds both paths
         y = self.conv_0(F.pad(o, self.pad))
-        y = self.conv_1(self.act_1(self.batchnorm_1(y)))
+        y = self.conv_1(self.act1(self.batchnorm_1(y)))
         return (x if self.shortcut is None else self.shortcut(x)) + y
 
 

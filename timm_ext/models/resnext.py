@@ -15,7 +15,7 @@ timm name            architecture                                    parameters 
 Example:
     >>> import timm, timm_ext.models
     >>> timm.create_model("resnext29_4x32d", num_classes=100).feature_info[0]["module"]
-    'act_1'
+    'stem_act'
 """
 
 from collections.abc import Callable, Mapping
@@ -73,7 +73,7 @@ class CifarResNeXt(CifarNet):
 
     The defaults (``cardinality=4``, ``base_width=32``: grouped convolutions 128 / 256 / 512 wide) are
     those of the AugMix reference code that PixMix and IPMix reuse for their "ResNeXt-29" numbers.
-    Feature levels: ``act_1`` (the stem's conv-BN-ReLU), ``stage_1``, ``stage_2``, ``stage_3``.
+    Feature levels: ``stem_act`` (the stem's conv-BN-ReLU), ``stage_1``, ``stage_2``, ``stage_3``.
 
     Args:
         depth: ``9 n + 2`` (29).
@@ -100,7 +100,7 @@ class CifarResNeXt(CifarNet):
         self.drop_rate = float(drop_rate)
         self.conv_1_3x3 = nn.Conv2d(in_chans, 64, 3, 1, 1, bias=False)
         self.bn_1 = nn.BatchNorm2d(64)
-        self.act_1 = nn.ReLU()
+        self.stem_act = nn.ReLU()
         stages: list[nn.Sequential] = []
         in_ch = 64
         for s, planes in enumerate((64, 128, 256)):
@@ -114,12 +114,12 @@ class CifarResNeXt(CifarNet):
         self.stage_1, self.stage_2, self.stage_3 = stages
         self._init_head(in_ch, num_classes, drop_rate, global_pool, attr="classifier")
         self.feature_info = feature_info(
-            [64, 256, 512, 1024], [1, 1, 2, 4], ["act_1", "stage_1", "stage_2", "stage_3"]
+            [64, 256, 512, 1024], [1, 1, 2, 4], ["stem_act", "stage_1", "stage_2", "stage_3"]
         )
         init_weights(self)
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act_1(self.bn_1(self.conv_1_3x3(x)))
+        return self.stem_act(self.bn_1(self.conv_1_3x3(x)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stage_3(self.stage_2(self.stage_1(self._stem(x))))
