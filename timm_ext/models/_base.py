@@ -201,7 +201,7 @@ def build_cifar(
     """``build_model_with_cfg`` with the architecture defaults (overridable by ``kwargs``).
 
     ``features_only=True`` defaults to timm's ``getter`` (over ``forward_intermediates``);
-    ``feature_cls='hook'`` and ``'fx'`` give the same maps. ``pretrained=True`` needs a local file
+    ``feature_cls='hook'`` and ``'fx'`` (also as ``feature_cfg={'feature_cls': ...}``) give the same maps. ``pretrained=True`` needs a local file
     (``pretrained_cfg_overlay={'file': ...}``), converted by the family's ``filter_fn``.
     """
     overlay = kwargs.get("pretrained_cfg_overlay") or {}
@@ -212,11 +212,16 @@ def build_cifar(
             "pretrained_cfg_overlay={'file': 'checkpoint.pth'} (a reference checkpoint works as is)"
         )
     kwargs.pop("drop_path_rate", None)  # timm's train.py passes it; these nets have no stochastic depth
+    feature_cfg = {
+        "feature_cls": "getter",
+        "out_indices": tuple(range(levels)),
+        **kwargs.pop("feature_cfg", {}),
+    }
     return build_model_with_cfg(
         cls,
         name,
         pretrained,
-        feature_cfg={"feature_cls": "getter", "out_indices": tuple(range(levels))},
+        feature_cfg=feature_cfg,
         pretrained_filter_fn=filter_fn,
         **{**arch, **kwargs},
     )
