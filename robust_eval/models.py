@@ -608,14 +608,21 @@ def _load_weights(net: nn.Module, state_dict: dict[str, torch.Tensor], model_nam
     net.load_state_dict(state_dict, strict=True)
 
 
-def _legacy_layout(state_dict: dict[str, torch.Tensor], model_name: str) -> dict[str, torch.Tensor] | None:
-    """Weights of timm_ext's CIFAR nets in their earlier layout (``blocks.N``) renamed to the current
-    one; None when no renaming applies."""
-    from timm_ext.models import convert_legacy_state_dict, default_cfgs
+def _filtered(
+    state_dict: dict[str, torch.Tensor], model_name: str, extras: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """The weights in the network's names: a timm_ext model's ``checkpoint_filter_fn`` maps its foreign
+    layouts (this package's earlier ``blocks.N``, RobustBench's) to them; recorded in ``extras``."""
+    from timm_ext.models import checkpoint_filter, has_legacy_blocks
 
-    if model_name not in default_cfgs or not any(k.startswith("blocks.") for k in state_dict):
-        return None
-    return convert_legacy_state_dict(state_dict)
+    filter_fn = checkpoint_filter(model_name)
+    if filter_fn is None:
+        return state_dict
+    converted = filter_fn(state_dict, None)
+    if converted.keys() != state_dict.keys():
+        legacy = has_legacy_blocks(state_dict)
+        extras["converted_from_earlier_timm_ext_layout" if legacy else "converted_from_foreign_layout"] = True
+    return converted
 
 
 def _load_zoo(
@@ -680,8 +687,8 @@ def _load_file(
     net = (fmt.build or _create)(model_name, int(classes), kwargs)
     state_dict = _strip_prefix(info.state_dict)
     extras = dict(info.extras)
-    if fmt.build is None and (converted := _legacy_layout(state_dict, model_name)) is not None:
-        state_dict, extras["converted_from_earlier_timm_ext_layout"] = converted, True
+    if fmt.build is None:
+        state_dict = _filtered(state_dict, model_name, extras)
     _load_weights(net, state_dict, model_name)
     config = fmt.data_config(raw, net) if fmt.data_config is not None else None
     if config is not None:

@@ -5,8 +5,9 @@ reads ``DIR/<dataset>/<threat_model>/<NAME>.pt`` (RobustBench's own layout; noth
 downloaded) and builds the entry's network from :data:`ZOO`: architecture, constructor arguments,
 input normalization (RobustBench entries take [0, 1] inputs and normalize inside the model, or not
 at all) and how the file is unwrapped (``["last"]`` for Kireev2021, then ``["state_dict"]`` if
-present, else the whole file; true prefix stripping of ``module.`` then ``model.``; renames to our
-parameter names). Weights load strictly: every parameter of the network must be in the file and
+present, else the whole file; true prefix stripping of ``module.`` then ``model.``). Every network is
+built by ``timm.create_model`` (the CIFAR ones are :mod:`timm_ext.models`, whose
+``checkpoint_filter_fn`` maps RobustBench's names to theirs) except torchvision's AlexNet. Weights load strictly: every parameter of the network must be in the file and
 nothing else may be (RobustBench's loader tolerates missing keys for ImageNet; this one does not).
 
 Not supported: the Diffenderfer2021Winning entries (LRR ResNet / binary WidePreActResNet, four of
@@ -15,8 +16,7 @@ them 6-file ensembles) and every Linf / L2 entry.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,18 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
-from timm_ext.models import PAPERS_MEAN_STD
+from timm_ext.models import (
+    CIFAR10_MEAN_STD,
+    CIFAR100_MEAN_STD,
+    PAPERS_MEAN_STD,
+    checkpoint_filter,
+    strip_prefixes,
+)
 
 __all__ = ["PREFIX", "THREAT_MODELS", "ZOO", "ZooEntry", "ZooError", "leaderboard_entry", "zoo_entry"]
 
 PREFIX = "robustbench:"
 THREAT_MODELS: tuple[str, ...] = ("corruptions", "Linf", "L2")
-#: RobustBench's CIFAR normalization constants (``dm_wide_resnet.py``, Kireev2021's buffers).
-CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616))
-CIFAR100_MEAN_STD = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_MEAN_STD = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
 PAPERS = (PAPERS_MEAN_STD, PAPERS_MEAN_STD)
 #: RobustBench's ImageNet preprocessing "Res256Crop224": resize 256, center crop 224 (crop_pct 0.875).
@@ -48,12 +51,12 @@ class ZooError(ValueError):
 class ZooEntry:
     """One RobustBench corruptions entry.
 
-    ``build``: ``timm:<name>``, ``torchvision:<name>``, ``preact18`` or ``dmwrn``; ``kwargs`` its
-    constructor arguments. ``mean_std``: the normalization inside RobustBench's model (None: raw
-    [0, 1] inputs) per data set; ``buffers``: the file keys that hold it when present (used instead
-    of ``mean_std``; ``buffers_required``: they must be there, e.g. PRIME). ``container``: a key to
-    descend into first; ``rename``: maps a file key to ours; ``drop``: prefixes of modules the
-    network has in RobustBench but never uses (``sub_block1``).
+    ``build``: ``timm:<name>`` (a timm or :mod:`timm_ext.models` name) or ``torchvision:alexnet``;
+    ``kwargs`` its constructor arguments. ``mean_std``: the normalization inside RobustBench's model
+    (None: raw [0, 1] inputs) per data set; ``buffers``: the file keys that hold it when present
+    (used instead of ``mean_std``; ``buffers_required``: they must be there, e.g. PRIME).
+    ``container``: a key to descend into first. RobustBench's parameter names are mapped to the
+    network's by its family's ``checkpoint_filter_fn``.
     """
 
     name: str
@@ -65,32 +68,9 @@ class ZooEntry:
     buffers: tuple[str, str] | None = None
     buffers_required: bool = False
     container: str | None = None
-    rename: Callable[[str], str] | None = None
-    drop: tuple[str, ...] = ()
     size: int = 32
     crop_pct: float = 1.0
     interpolation: str = "bilinear"
-
-
-def _wrn_key(key: str) -> str:
-    """RobustBench's WideResNet names the 1x1 shortcut ``convShortcut``; ours ``conv_shortcut``."""
-    return key.replace(".convShortcut.", ".conv_shortcut.")
-
-
-_PRIME_BLOCK = {"conv1": "residual_function.0", "bn1": "residual_function.1"}
-_PRIME_BLOCK.update(conv2="residual_function.3", bn2="residual_function.4")
-
-
-def _prime_key(key: str) -> str:
-    """RobustBench's CIFAR ResNet-18 (``layer{1..4}``, ``linear``) -> IPMix's (``conv{2..5}_x``, ``fc``)."""
-    if m := re.match(r"layer(\d)\.(\d+)\.(conv1|bn1|conv2|bn2)\.(.*)$", key):
-        return f"conv{int(m[1]) + 1}_x.{m[2]}.{_PRIME_BLOCK[m[3]]}.{m[4]}"
-    if m := re.match(r"layer(\d)\.(\d+)\.(shortcut\..*)$", key):
-        return f"conv{int(m[1]) + 1}_x.{m[2]}.{m[3]}"
-    for old, new in (("conv1.", "conv1.0."), ("bn1.", "conv1.1."), ("linear.", "fc.")):
-        if key.startswith(old):
-            return new + key[len(old) :]
-    return key
 
 
 def _entries() -> list[ZooEntry]:
@@ -106,7 +86,6 @@ def _entries() -> list[ZooEntry]:
             "timm:wrn40_2",
             mean_std=papers,
             buffers=("mu", "sigma"),
-            rename=_wrn_key,
         ),
         ZooEntry(
             "Hendrycks2020AugMix_ResNeXt",
@@ -116,15 +95,13 @@ def _entries() -> list[ZooEntry]:
             mean_std=papers,
             buffers=("mu", "sigma"),
         ),
-        ZooEntry("Standard", c10, "WideResNet-28-10", "timm:wrn28_10", mean_std=none, rename=_wrn_key),
+        ZooEntry("Standard", c10, "WideResNet-28-10", "timm:wrn28_10", mean_std=none),
         ZooEntry(
             "Addepalli2021Towards_WRN34",
             both,
             "WideResNet-34-10",
             "timm:wrn34_10",
             mean_std=none,
-            rename=_wrn_key,
-            drop=("sub_block1.",),
         ),
         ZooEntry(
             "Addepalli2022Efficient_WRN_34_10",
@@ -132,9 +109,14 @@ def _entries() -> list[ZooEntry]:
             "WideResNet-34-10",
             "timm:wrn34_10",
             mean_std=none,
-            rename=_wrn_key,
         ),
-        ZooEntry("Addepalli2021Towards_PARN18", c100, "PreActResNet-18", "preact18", mean_std=none),
+        ZooEntry(
+            "Addepalli2021Towards_PARN18",
+            c100,
+            "PreActResNet-18",
+            "timm:preact_resnet18_cifar",
+            mean_std=none,
+        ),
         ZooEntry(
             "Modas2021PRIMEResNet18",
             both,
@@ -143,7 +125,6 @@ def _entries() -> list[ZooEntry]:
             mean_std=none,
             buffers=("mu", "sigma"),
             buffers_required=True,
-            rename=_prime_key,
         ),
     ]
     for variant in ("Gauss50percent", "AugMixNoJSD", "RLAT", "RLATAugMixNoJSD", "RLATAugMix"):
@@ -152,20 +133,19 @@ def _entries() -> list[ZooEntry]:
                 f"Kireev2021Effectiveness_{variant}",
                 c10,
                 "PreActResNet-18",
-                "preact18",
+                "timm:preact_resnet18_cifar",
                 mean_std={"cifar10": CIFAR10_MEAN_STD},
                 buffers=("mu", "sigma"),
                 container="last",
             )
         )
-    dm = {"depth": 70, "width": 16, "activation": "swish"}
     for name, ds in (
         ("Rebuffi2021Fixing_70_16_cutmix_extra_Linf", c10),
         ("Rebuffi2021Fixing_70_16_cutmix_extra_L2", c10),
         ("Gowal2020Uncovering_Linf", c100),
         ("Gowal2020Uncovering_extra_Linf", c100),
     ):
-        out.append(ZooEntry(name, ds, "WideResNet-70-16", "dmwrn", dm, mean_std=cifar))
+        out.append(ZooEntry(name, ds, "WideResNet-70-16", "timm:dm_wrn70_16", mean_std=cifar))
     imagenet = {"imagenet": IMAGENET_MEAN_STD}
     in_kw = {
         "mean_std": imagenet,
@@ -239,14 +219,11 @@ def zoo_entry(
     return ZOO[(dataset, name)], dataset, path
 
 
-def _strip(key: str, prefix: str) -> str:
-    return key[len(prefix) :] if key.startswith(prefix) else key
-
-
 def unwrap(
     entry: ZooEntry, raw: Any, dataset: str
 ) -> tuple[dict[str, torch.Tensor], tuple[Any, Any] | None, str]:
-    """The network's state_dict, the normalization and where it came from (file buffers or entry)."""
+    """The network's state_dict (in its names), the normalization and where it came from (file
+    buffers or entry)."""
     if entry.container is not None:
         if not isinstance(raw, Mapping) or entry.container not in raw:
             raise ZooError(f"{entry.name}: expected the weights under [{entry.container!r}] of the file")
@@ -256,11 +233,7 @@ def unwrap(
     if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         found = sorted(map(str, raw))[:6] if isinstance(raw, Mapping) else type(raw).__name__
         raise ZooError(f"{entry.name}: the file holds no state_dict of tensors (found {found})")
-    sd: dict[str, torch.Tensor] = {}
-    for key, value in raw.items():
-        key = _strip(_strip(key, "module."), "model.")
-        if not any(key.startswith(p) for p in entry.drop):
-            sd[entry.rename(key) if entry.rename else key] = value
+    sd = strip_prefixes(raw, ("module.", "model."))
     norm, source = entry.mean_std.get(dataset), f"RobustBench entry {entry.name}"
     if entry.buffers is not None and all(b in sd for b in entry.buffers):
         mean, std = (sd.pop(b).flatten().tolist() for b in entry.buffers)
@@ -270,27 +243,22 @@ def unwrap(
         )
     elif entry.buffers_required:
         raise ZooError(f"{entry.name}: the file lacks the normalization buffers {list(entry.buffers or ())}")
-    return sd, norm, source
+    kind, _, name = entry.build.partition(":")
+    filter_fn = checkpoint_filter(name) if kind == "timm" else None
+    return (filter_fn(sd, None) if filter_fn is not None else sd), norm, source
 
 
 def build(entry: ZooEntry, num_classes: int) -> nn.Module:
-    """The entry's network with random weights."""
+    """The entry's network with random weights: ``timm.create_model`` (torchvision's for AlexNet, which
+    timm does not have)."""
     kind, _, name = entry.build.partition(":")
-    if kind == "timm":
-        import timm
-
-        import timm_ext.models  # noqa: F401 - registers the CIFAR nets
-
-        return timm.create_model(name, pretrained=False, num_classes=num_classes, **entry.kwargs)
     if kind == "torchvision":
         import torchvision
 
         return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
-    from robust_eval import zoo_models
+    import timm
 
-    if kind == "preact18":
-        return zoo_models.PreActResNet18(num_classes=num_classes, bn_before_fc=True)
-    return zoo_models.DMWideResNet(num_classes=num_classes, **entry.kwargs)
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, **entry.kwargs)
 
 
 def _percent(fraction: float) -> str:

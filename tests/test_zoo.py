@@ -132,11 +132,11 @@ def layout(entry: zoo.ZooEntry, dataset: str) -> dict[str, tuple[int, ...]]:
         return rb_wrn(28, 10, classes)
     if entry.name.startswith("Addepalli") and "WRN" in entry.name:
         return rb_wrn(34, 10, classes, sub_block1=entry.name == "Addepalli2021Towards_WRN34")
-    if entry.build == "preact18":
+    if entry.build == "timm:preact_resnet18_cifar":
         return rb_preact18(classes)
     if entry.name == "Modas2021PRIMEResNet18":
         return rb_resnet18(classes)
-    if entry.build == "dmwrn":
+    if entry.build == "timm:dm_wrn70_16":
         return rb_dmwrn(70, 16, classes)
     if (
         entry.name == "Hendrycks2020AugMix_ResNeXt"
@@ -329,7 +329,7 @@ def test_prime_normalization_comes_from_the_file(zoo_dir):
 
 
 def test_dm_wide_resnet_equals_its_description():
-    from robust_eval.zoo_models import DMWideResNet
+    from timm_ext.models import DMWideResNet
 
     for act in ("swish", "relu"):
         net = DMWideResNet(num_classes=10, depth=10, width=2, activation=act).eval()
