@@ -157,7 +157,8 @@ def affine(x: torch.Tensor, coeffs: torch.Tensor, fill: torch.Tensor | None = No
     """Warp every sample by its Pillow affine ``coeffs[n] = (a, b, c, d, e, f)`` (output pixel centre
     -> input position), bilinear, taps outside the image = ``fill`` (default 0), rounded to nearest.
 
-    Sampling positions, weights and the sum are float32, as OpenCV 5's ``warpAffine`` computes them.
+    Sampling positions are float32, as OpenCV 5's ``warpAffine`` computes them; the interpolation is
+    ``grid_sample`` (zero padding per tap; a fill value is subtracted before and added after).
     """
     n, ch, h, w = x.shape
     dev = x.device
@@ -166,19 +167,18 @@ def affine(x: torch.Tensor, coeffs: torch.Tensor, fill: torch.Tensor | None = No
     ys = torch.arange(h, dtype=torch.float32, device=dev).view(1, h, 1)
     sx = m[:, 0, 0].view(n, 1, 1) * xs + m[:, 0, 1].view(n, 1, 1) * ys + m[:, 0, 2].view(n, 1, 1)
     sy = m[:, 1, 0].view(n, 1, 1) * xs + m[:, 1, 1].view(n, 1, 1) * ys + m[:, 1, 2].view(n, 1, 1)
-    x0, y0 = torch.floor(sx), torch.floor(sy)
-    fx, fy = (sx - x0).view(n, 1, h * w), (sy - y0).view(n, 1, h * w)
-    ix, iy = x0.to(torch.int64), y0.to(torch.int64)
-    flat = x.reshape(n, ch, h * w)
-    fill_value = torch.zeros((), device=dev) if fill is None else fill.to(dev, torch.float32).view(1, ch, 1)
-    acc = torch.zeros(n, ch, h * w, dtype=torch.float32, device=dev)
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        tx, ty = ix + dx, iy + dy
-        inside = ((tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)).view(n, 1, h * w)
-        index = (ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1)).view(n, 1, h * w).expand(n, ch, h * w)
-        taps = torch.where(inside, flat.gather(2, index).to(torch.float32), fill_value)
-        acc += taps * ((fx if dx else 1.0 - fx) * (fy if dy else 1.0 - fy))
-    return torch.round(acc).clamp(0, 255).to(torch.uint8).view(n, ch, h, w)
+    # align_corners=False: index i <-> normalized (2i + 1) / size - 1
+    grid = torch.stack([(2.0 * sx + 1.0) / w - 1.0, (2.0 * sy + 1.0) / h - 1.0], dim=-1)
+    values = x.to(torch.float32)
+    offset = None if fill is None else fill.to(dev, torch.float32).view(1, ch, 1, 1)
+    if offset is not None:
+        values = values - offset
+    out = torch.nn.functional.grid_sample(
+        values, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    if offset is not None:
+        out = out + offset
+    return torch.round(out).clamp(0, 255).to(torch.uint8)
 
 
 def _shear_x(v: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -405,23 +405,35 @@ class BatchPixMix(_WithBank):
         r = uniform((*shape, 2), generator, gdev).to(dev)
         p_i, p_m = (v.to(dev) for v in draw_image_ops(ops, self.severity, ctx, shape, generator, gdev))
         a, b = (v.to(dev) for v in get_ab(self.beta, shape, generator, gdev))
-        pictures = self._pictures(x8, generator).to(torch.float32) * inv255
+        pictures = self._pictures(x8, generator)
+        add_index = AF.PIXMIX_MIXING_OPS.index("add")
         for j in range(self.k):
-            active = (rounds > j).view(-1, 1, 1, 1)
-            with_op = r[:, j, 0] < 0.5
-            other = (
-                self._ops(x8, torch.where(with_op, p_i[:, j], -1), p_m[:, j], ops).to(torch.float32) * inv255
+            rows = (
+                torch.arange(bsz, device=dev)
+                if self.strategy == "mask"
+                else (rounds > j).nonzero().squeeze(1)
             )
-            other = torch.where(with_op.view(-1, 1, 1, 1), other, pictures)
-            use_add = (r[:, j, 1] * len(AF.PIXMIX_MIXING_OPS)).to(torch.int64) == AF.PIXMIX_MIXING_OPS.index(
-                "add"
-            )
-            step = torch.where(
-                use_add.view(-1, 1, 1, 1),
-                K.add_float(mixed, other, a[:, j], b[:, j]),
-                K.multiply_float(mixed, other, a[:, j], b[:, j]),
-            )
-            mixed = torch.where(active, step.clamp(0.0, 1.0), mixed)
+            if rows.numel() == 0:
+                continue
+            with_op = r[rows, j, 0] < 0.5
+            other = self._ops(x8[rows], torch.where(with_op, p_i[rows, j], -1), p_m[rows, j], ops)
+            other = torch.where(with_op.view(-1, 1, 1, 1), other, pictures[rows]).to(torch.float32) * inv255
+            use_add = (r[rows, j, 1] * len(AF.PIXMIX_MIXING_OPS)).to(torch.int64) == add_index
+            current, aj, bj = mixed[rows], a[rows, j], b[rows, j]
+            if self.strategy == "mask":
+                step = torch.where(
+                    use_add.view(-1, 1, 1, 1),
+                    K.add_float(current, other, aj, bj),
+                    K.multiply_float(current, other, aj, bj),
+                )
+                step = torch.where((rounds > j).view(-1, 1, 1, 1), step.clamp(0.0, 1.0), current)
+            else:
+                step = torch.empty_like(current)
+                for chosen, kernel in ((use_add, K.add_float), (~use_add, K.multiply_float)):
+                    sel = chosen.nonzero().squeeze(1)
+                    if sel.numel():
+                        step[sel] = kernel(current[sel], other[sel], aj[sel], bj[sel]).clamp(0.0, 1.0)
+            mixed[rows] = step
         if images.dtype == torch.uint8:
             return torch.round(mixed * 255.0).clamp(0, 255).to(torch.uint8)
         return mixed.to(images.dtype)
