@@ -34,7 +34,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -319,14 +319,24 @@ def sharpness(img: np.ndarray, factor: float, roi: Roi | None = None) -> np.ndar
 # ----------------------------------------------------------------------------------------------
 # Level -> magnitude rules (ipmix.md "Notation" and magnitude table)
 # ----------------------------------------------------------------------------------------------
-def int_param(level: float, maxval: float) -> int:
-    """``int(level * maxval / 10)``."""
-    return int(level * maxval / 10)
+def int_param(level: Any, maxval: float) -> Any:
+    """``int(level * maxval / 10)``.
+
+    ``level`` is a number, or an array / tensor of levels (the batched transforms of
+    ``timm_ext.batch`` evaluate the level rules of :data:`IMAGE_OPS` on float64 tensors): then the
+    same product is truncated toward zero elementwise and an array of the same type comes back.
+    """
+    if isinstance(level, (int, float, np.number)):
+        return int(level * maxval / 10)
+    value = level * maxval / 10
+    return value.trunc() if hasattr(value, "trunc") else np.trunc(value)
 
 
-def float_param(level: float, maxval: float) -> float:
-    """``level * maxval / 10``."""
-    return float(level) * maxval / 10
+def float_param(level: Any, maxval: float) -> Any:
+    """``level * maxval / 10`` (``level`` a number, or an array / tensor as for :func:`int_param`)."""
+    if isinstance(level, (int, float, np.number)):
+        return float(level) * maxval / 10
+    return level * maxval / 10
 
 
 class OpContext(NamedTuple):

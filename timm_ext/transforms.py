@@ -103,10 +103,14 @@ def is_mixing_config(config_str: Any) -> bool:
     return config_str.split("-", 1)[0] in METHODS
 
 
-def parse_mixing_config(config_str: str) -> tuple[str, dict[str, Any]]:
+def parse_mixing_config(
+    config_str: str, methods: Mapping[str, Mapping[str, _Key]] = METHODS
+) -> tuple[str, dict[str, Any]]:
     """Parse an ``ipmix-...`` or ``pixmix-...`` string into ``(method, keyword arguments)``.
 
     Only keys present in the string appear in the result (the transform's defaults fill the rest).
+    ``methods`` is the table of methods and keys (default :data:`METHODS`; :mod:`timm_ext.batch`
+    adds ``augmix`` to it).
 
     Raises:
         ValueError: unknown method or key, a missing or malformed number, a value out of range,
@@ -122,11 +126,11 @@ def parse_mixing_config(config_str: str) -> tuple[str, dict[str, Any]]:
         )
     sections = config_str.strip().lower().split("-")
     method = sections[0]
-    if method not in METHODS:
+    if method not in methods:
         raise ValueError(
-            f"unknown mixing method {method!r} in {config_str!r}; expected one of {sorted(METHODS)}"
+            f"unknown mixing method {method!r} in {config_str!r}; expected one of {sorted(methods)}"
         )
-    keys = METHODS[method]
+    keys = methods[method]
     valid = ", ".join(f"{k} ({spec.argument})" for k, spec in keys.items())
     kwargs: dict[str, Any] = {}
     seen: set[str] = set()

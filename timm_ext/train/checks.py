@@ -66,6 +66,7 @@ def validate(cfg: TrainConfig) -> None:
     _check_aa(cfg)
     _check_paths(cfg)
     _check_views(cfg)
+    _check_mix_device(cfg)
     _check_adautomix(cfg)
     if cfg.data_dir is None:
         raise TrainError("--data-dir is required (the folder holding the training data)")
@@ -148,6 +149,32 @@ def _check_views(cfg: TrainConfig) -> None:
         raise TrainError(
             f"--aug {cfg.aug} mixes pairs within a batch: --batch-size must be even, got {cfg.batch_size}"
         )
+
+
+def _check_mix_device(cfg: TrainConfig) -> None:
+    import torch
+
+    from .device_mixing import DEVICE_MIX_AUGS
+
+    if cfg.mix_device == "workers":
+        return
+    if cfg.aug not in DEVICE_MIX_AUGS:
+        raise TrainError(
+            f"--mix-device {cfg.mix_device} runs {'|'.join(DEVICE_MIX_AUGS)} on batches; --aug {cfg.aug} runs in the "
+            "loader workers: drop --mix-device"
+        )
+    if cfg.mix_device == "auto":
+        return
+    try:
+        device = torch.device(cfg.mix_device)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise TrainError(
+            f"unknown --mix-device '{cfg.mix_device}'; expected workers, auto, cpu, cuda or cuda:N"
+        )
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--mix-device {cfg.mix_device}: no CUDA device is available here; use cpu or auto")
 
 
 def _check_adautomix(cfg: TrainConfig) -> None:

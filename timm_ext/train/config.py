@@ -183,6 +183,14 @@ class TrainConfig:
             path="dir",
         ),
     )
+    mix_device: str = field(
+        default="workers",
+        metadata=_opt(
+            "Where ipmix/pixmix/augmix run: workers (per image in the loader workers) | auto (batched on the "
+            "training device) | cpu | cuda | cuda:N (batched there; workers only decode, crop and flip).",
+            "--mix-device",
+        ),
+    )
     jsd: bool = field(
         default=False,
         metadata=_opt(

@@ -184,8 +184,17 @@ def _aa_hparams(img_size: int, mean: Sequence[float], interpolation: str, aug: s
     return hparams
 
 
-def train_transforms(cfg: TrainConfig, data_cfg: dict[str, Any], aa: str | None) -> tuple[Any, Any, Any]:
-    """(primary, secondary, final) training transforms, as timm's ``separate=True`` returns them."""
+def train_transforms(
+    cfg: TrainConfig, data_cfg: dict[str, Any], aa: str | None, device_mixing: bool = False
+) -> tuple[Any, Any, Any]:
+    """(primary, secondary, final) training transforms, as timm's ``separate=True`` returns them.
+
+    ``device_mixing`` (``--mix-device`` other than ``workers``): the workers only crop and flip, the
+    final stage hands over uint8 tensors and the augmentation runs on batches (:mod:`.device_mixing`).
+    IPMix / PixMix reach timm's image-folder pipeline as the secondary stage of ``create_transform``
+    (built without an auto-augment string and with the mixing transform put in its slot): timm's
+    transform factory is never patched.
+    """
     from timm.data import create_transform
     from timm.data.auto_augment import augment_and_mix_transform, rand_augment_transform
 
@@ -195,14 +204,13 @@ def train_transforms(cfg: TrainConfig, data_cfg: dict[str, Any], aa: str | None)
     fix_posterize()  # `timm train` uses timm's RandAugment, which needs it on Pillow >= 12
     size = int(data_cfg["input_size"][-1])
     mean, std, interp = data_cfg["mean"], data_cfg["std"], data_cfg["interpolation"]
+    ours = aa is not None and cfg.aug in ("ipmix", "pixmix")
+    in_workers = aa is not None and not device_mixing
     if cfg.dataset == "imagefolder":
-        from ..registry import register
-
-        register(fractals=cfg.fractals)  # create_transform reaches IPMix through timm's factory
         primary, secondary, final = create_transform(
             data_cfg["input_size"],
             is_training=True,
-            auto_augment=aa,
+            auto_augment=aa if in_workers and not ours else None,
             interpolation=interp,
             mean=mean,
             std=std,
@@ -210,14 +218,16 @@ def train_transforms(cfg: TrainConfig, data_cfg: dict[str, Any], aa: str | None)
             color_jitter=None,
             separate=True,
         )
+        if in_workers and ours:
+            secondary.transforms.append(mixing_transform(aa, fractals=cfg.fractals))
     else:
         primary = T.Compose([T.RandomCrop(size, padding=cfg.crop_pad), T.RandomHorizontalFlip(cfg.hflip)])
         if size != 32:
             primary.transforms.insert(0, T.Resize(size, interpolation=T.InterpolationMode(interp)))
         steps: list[Any] = []
-        if aa is not None:
+        if in_workers:
             hparams = _aa_hparams(size, mean, interp, cfg.aug)
-            if cfg.aug in ("ipmix", "pixmix"):
+            if ours:
                 steps.append(mixing_transform(aa, fractals=cfg.fractals))
             elif cfg.aug == "augmix":
                 steps.append(augment_and_mix_transform(aa, hparams))
@@ -225,6 +235,8 @@ def train_transforms(cfg: TrainConfig, data_cfg: dict[str, Any], aa: str | None)
                 steps.append(rand_augment_transform(aa, hparams))
         secondary = T.Compose(steps)
         final = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    if device_mixing:
+        final = T.Compose([T.PILToTensor()])  # uint8 [C, H, W]: mixed and normalised on the device
     if cfg.aug == "cutout":
         final.transforms.append(Cutout(cfg.cutout_size or max(1, size // 2)))
     return primary, secondary, final
@@ -324,12 +336,13 @@ class Loaders:
 def _train_set(cfg: TrainConfig, data: Data, data_cfg: dict[str, Any], aa: str | None) -> Any:
     from timm.data import AugMixDataset
 
+    device_mixing = cfg.mix_device != "workers"
     try:
-        primary_tf, secondary_tf, final_tf = train_transforms(cfg, data_cfg, aa)
+        primary_tf, secondary_tf, final_tf = train_transforms(cfg, data_cfg, aa, device_mixing)
     except ValueError as exc:  # bad mixing source, config string
         raise TrainError(str(exc).splitlines()[0]) from exc
     train_set: Any = data.train
-    if cfg.aug_splits > 1:
+    if cfg.aug_splits > 1 and not device_mixing:  # with device mixing the views are made on the device
         train_set.transform = (primary_tf, secondary_tf, final_tf)
         return AugMixDataset(train_set, num_splits=cfg.aug_splits)
     train_set.transform = T.Compose([primary_tf, secondary_tf, final_tf])

@@ -157,6 +157,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         for step, (x, y) in enumerate(run.loaders.train):
             if isinstance(x, (list, tuple)):
                 x = torch.cat(list(x), dim=0)
+            if run.mixer is not None:  # --mix-device: views mixed and normalised on the device
+                x = run.mixer(x)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with _autocast(cfg, device):
                 out = method.step(run.net, x, y, run.num_updates)
@@ -244,6 +246,7 @@ def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
         "ema": run.ema.module.state_dict() if run.ema is not None else None,
         "rng": rng_state(),
+        "mix_rng": run.mixer.state_dict() if run.mixer is not None else None,
         "history": run.history,
         "best": run.best,
         "train_args": run.cfg.to_dict(),

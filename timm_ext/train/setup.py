@@ -14,6 +14,7 @@ from torch import nn
 from .build import create_model
 from .config import RUN_FILES, TrainConfig, TrainError
 from .data import Data, Loaders, build_loaders, load_data
+from .device_mixing import DeviceMixing, mix_device
 from .features import FeatureError
 from .methods import TrainMethod, create_method
 from .state import set_rng_state
@@ -45,6 +46,7 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"top1": -math.inf, "epoch": 0})
     args_saved: bool = False  # args.yaml is written with this invocation's first last.pth
+    mixer: DeviceMixing | None = None  # --mix-device: batched mixing in the transfer step
 
     @property
     def distributed(self) -> bool:
@@ -223,6 +225,12 @@ def setup(cfg: TrainConfig, info: dict[str, Any], out_dir: Path) -> Run:
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     meta = _ckpt_meta(cfg, data, num_classes, data_cfg, model_kwargs)
+    mixer = None
+    mixing_on = mix_device(cfg, device)
+    if mixing_on is not None and loaders.aa is not None:
+        views = cfg.aug_splits if cfg.aug_splits > 1 else 1
+        mean, std = data_cfg["mean"], data_cfg["std"]
+        mixer = DeviceMixing(loaders.aa, views, mean, std, mixing_on, device, cfg.seed, rank, cfg.fractals)
     return Run(
         cfg,
         device,
@@ -239,6 +247,7 @@ def setup(cfg: TrainConfig, info: dict[str, Any], out_dir: Path) -> Run:
         ema,
         meta,
         console,
+        mixer=mixer,
     )
 
 
@@ -259,6 +268,8 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.history, run.best = list(state["history"]), dict(state["best"])
     if state.get("world_size", 1) == run.world:
         set_rng_state(state["rng"])
+        if run.mixer is not None and state.get("mix_rng") is not None:
+            run.mixer.load_state_dict(state["mix_rng"])
     # the schedule is rebuilt from this run's settings (so --epochs can be raised) and fast-forwarded
     run.scheduler.step(run.start_epoch)
     if cfg.sched_on_updates:
