@@ -14,6 +14,7 @@ Run ``ipmix-fractals --help`` (or ``python -m albumentations_ipmix.cli --help``)
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
@@ -36,7 +37,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from robust_mix.cli import fail, progress, run
+from robust_mix.cli import Option, Range, check_options, command, fail, progress, run
 from robust_mix.distributed import Shard, ShardError, detect, process_group
 from robust_mix.errors import UsageError
 from robust_mix.files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
@@ -90,13 +91,8 @@ def picture_path(out: Path, kind: str, index: int) -> Path:
     return out / kind / f"{kind}_{index:05d}.png"
 
 
-def _check_common(count: int, size: int, seed: int, kinds: str) -> tuple[str, ...]:
-    if count < 1:
-        raise UsageError(f"--count must be a positive number of pictures, got {count}")
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise UsageError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
-    if seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+def _check_common(kinds: str) -> tuple[str, ...]:
+    """The fractal kinds of ``--kinds`` (the numeric options are checked by their :class:`Option` rows)."""
     try:
         return parse_kinds(kinds)
     except ValueError as exc:
@@ -305,47 +301,140 @@ class _FractalSet:
         pass
 
 
-@app.command()
-def generate(
-    out: Path = typer.Argument(
-        ..., help="Output folder (created if missing). Gets OUT/<kind>/<kind>_<index>.png."
+def _opt(flags: tuple[str, ...], help: str, kind: Any = int) -> Any:
+    return Annotated[kind, typer.Option(*flags, help=help)]
+
+
+_OUT_DIR = inspect.Parameter(
+    "out",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    annotation=Annotated[
+        Path, typer.Argument(help="Output folder (created if missing). Gets OUT/<kind>/<kind>_<index>.png.")
+    ],
+)
+_SHEET = inspect.Parameter(
+    "out",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    annotation=Annotated[Path, typer.Argument(help="Contact sheet to write (.png).")],
+)
+_SIZE = Range(MIN_SIZE, MAX_SIZE)
+_SIZE_MESSAGE = f"between {MIN_SIZE} and {MAX_SIZE} pixels"
+#: The options of ``generate``, declared once with their ranges (robust_mix.cli.Option).
+GENERATE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "count",
+        _opt(("--count", "-n"), "Number of pictures (indices 0 .. N-1)."),
+        1000,
+        Range(1),
+        message="a positive number of pictures",
     ),
-    count: int = typer.Option(1000, "--count", "-n", help="Number of pictures (indices 0 .. N-1)."),
-    size: int = typer.Option(256, "--size", "-s", help=f"Square side in pixels ({MIN_SIZE}-{MAX_SIZE})."),
-    seed: int = typer.Option(
-        0, "--seed", help="Set seed (non-negative integer); with the index it fixes each picture."
+    Option(
+        "size",
+        _opt(("--size", "-s"), f"Square side in pixels ({MIN_SIZE}-{MAX_SIZE})."),
+        256,
+        _SIZE,
+        message=_SIZE_MESSAGE,
     ),
-    kinds: str = typer.Option(",".join(DEFAULT_KINDS), "--kinds", "-k", help=_KINDS_HELP),
-    resume: bool = typer.Option(
+    Option(
+        "seed",
+        _opt(("--seed",), "Set seed (non-negative integer); with the index it fixes each picture."),
+        0,
+        Range(0),
+        message="a non-negative integer",
+    ),
+    Option("kinds", _opt(("--kinds", "-k"), _KINDS_HELP, str), ",".join(DEFAULT_KINDS)),
+    Option(
+        "resume",
+        _opt(
+            ("--resume",),
+            "Continue an interrupted run in OUT (must have been made with the same parameters).",
+            bool,
+        ),
         False,
-        "--resume",
-        help="Continue an interrupted run in OUT (must have been made with the same parameters).",
     ),
-    force: bool = typer.Option(
+    Option(
+        "force",
+        _opt(
+            ("--force",),
+            "Write into a non-empty folder not made by ipmix-fractals, or one made with other parameters: "
+            "every picture is rendered again and files at its path are replaced; other files are left alone.",
+            bool,
+        ),
         False,
-        "--force",
-        help="Write into a non-empty folder not made by ipmix-fractals, or one made with other parameters: "
-        "every picture is rendered again and files at its path are replaced; other files are left alone.",
     ),
-    workers: int = typer.Option(
+    Option(
+        "workers",
+        _opt(
+            ("--workers", "-j"), "Processes rendering in parallel (0: one per CPU core). Output is the same."
+        ),
         1,
-        "--workers",
-        "-j",
-        help="Processes rendering in parallel (0: one per CPU core). Output is the same.",
+        Range(0),
+        message=">= 0 (0: one per CPU core)",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (for scripts) instead of text."),
-    shard: str | None = typer.Option(
+    Option("quiet", _opt(("--quiet", "-q"), "No progress bar.", bool), False),
+    Option("as_json", _opt(("--json",), "Print a JSON summary (for scripts) instead of text.", bool), False),
+    Option(
+        "shard",
+        _opt(
+            ("--shard",),
+            "K/N: render only shard K (0-based) of N into OUT/.shards/K-of-N, then assemble with --merge "
+            "(a SLURM array sets it by itself; under torchrun the ranks split the set and rank 0 merges).",
+            str | None,
+        ),
         None,
-        "--shard",
-        help="K/N: render only shard K (0-based) of N into OUT/.shards/K-of-N, then assemble with --merge "
-        "(a SLURM array sets it by itself; under torchrun the ranks split the set and rank 0 merges).",
     ),
-    merge: bool = typer.Option(
+    Option(
+        "merge",
+        _opt(
+            ("--merge",),
+            "Assemble the set from the finished --shard / SLURM array parts, then remove them.",
+            bool,
+        ),
         False,
-        "--merge",
-        help="Assemble the set from the finished --shard / SLURM array parts, then remove them.",
     ),
+)
+#: The options of ``preview``.
+PREVIEW_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "count",
+        _opt(("--count", "-n"), "Number of pictures on the sheet (indices 0 .. N-1)."),
+        24,
+        Range(1),
+        message="a positive number of pictures",
+    ),
+    Option(
+        "size",
+        _opt(("--size", "-s"), f"Side of each picture in pixels ({MIN_SIZE}-{MAX_SIZE})."),
+        128,
+        _SIZE,
+        message=_SIZE_MESSAGE,
+    ),
+    Option(
+        "seed",
+        _opt(("--seed",), "Set seed (the same pictures as generate with this seed)."),
+        0,
+        Range(0),
+        message="a non-negative integer",
+    ),
+    Option("kinds", _opt(("--kinds", "-k"), _KINDS_HELP, str), ",".join(DEFAULT_KINDS)),
+    Option("columns", _opt(("--columns", "-c"), "Pictures per row (0: about square)."), 0, Range(0)),
+    Option("force", _opt(("--force",), "Replace OUT if it exists.", bool), False),
+)
+
+
+def generate(
+    out: Path,
+    count: int,
+    size: int,
+    seed: int,
+    kinds: str,
+    resume: bool,
+    force: bool,
+    workers: int,
+    quiet: bool,
+    as_json: bool,
+    shard: str | None,
+    merge: bool,
 ) -> None:
     """Write COUNT fractal pictures as PNGs in an ImageFolder layout (one folder per kind).
 
@@ -361,9 +450,8 @@ def generate(
     Example: ipmix-fractals generate fractals/ --count 13000 --size 256 --seed 0 --workers 0
     """
     try:
-        kind_list = _check_common(count, size, seed, kinds)
-        if workers < 0:
-            raise UsageError(f"--workers must be >= 0 (0: one per CPU core), got {workers}")
+        check_options(GENERATE_OPTIONS, locals())
+        kind_list = _check_common(kinds)
         workers = workers or os.cpu_count() or 1
         manifest = _manifest(count, size, seed, kind_list)
         part = detect(shard)
@@ -425,28 +513,14 @@ def _summary_line(
         )
 
 
-@app.command()
-def preview(
-    out: Path = typer.Argument(..., help="Contact sheet to write (.png)."),
-    count: int = typer.Option(
-        24, "--count", "-n", help="Number of pictures on the sheet (indices 0 .. N-1)."
-    ),
-    size: int = typer.Option(
-        128, "--size", "-s", help=f"Side of each picture in pixels ({MIN_SIZE}-{MAX_SIZE})."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Set seed (the same pictures as generate with this seed)."),
-    kinds: str = typer.Option(",".join(DEFAULT_KINDS), "--kinds", "-k", help=_KINDS_HELP),
-    columns: int = typer.Option(0, "--columns", "-c", help="Pictures per row (0: about square)."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-) -> None:
+def preview(out: Path, count: int, size: int, seed: int, kinds: str, columns: int, force: bool) -> None:
     """Render a contact sheet: a grid of the first COUNT pictures, 2 px apart on a dark background.
 
     Example: ipmix-fractals preview sheet.png --count 24 --size 128
     """
     try:
-        kind_list = _check_common(count, size, seed, kinds)
-        if columns < 0:
-            raise UsageError(f"--columns must be >= 0, got {columns}")
+        check_options(PREVIEW_OPTIONS, locals())
+        kind_list = _check_common(kinds)
         if out.suffix.lower() != ".png":
             raise UsageError(f"OUT '{out}' must end in .png")
         if out.exists() and not force:
@@ -478,6 +552,10 @@ def preview(
     except FileProblem as exc:
         fail(PROG, str(exc), code=1)
     console.print(f"wrote a {rows}x{cols} contact sheet ({sheet.shape[1]}x{sheet.shape[0]} px) -> {out}")
+
+
+command(app, "generate", generate, GENERATE_OPTIONS, leading=[_OUT_DIR])
+command(app, "preview", preview, PREVIEW_OPTIONS, leading=[_SHEET])
 
 
 def main() -> None:
