@@ -2,7 +2,7 @@
 
 Written from the published descriptions of the networks; parameter names follow the files
 RobustBench distributes, so its checkpoints load with ``strict=True``. Inputs are already
-normalized: the entry's mean/std are applied by :class:`robust_eval.models.InputContract`.
+normalized: the entry's mean/std are applied by :class:`robust_eval.checkpoints.formats.InputContract`.
 
 - :class:`PreActResNet18`: pre-activation ResNet-18 whose blocks take the shortcut from the first
   BN-ReLU ("PreActBlockV2"), optionally with a BN-ReLU before the classifier (Kireev et al. 2021,

@@ -1,7 +1,7 @@
 """This project's checkpoint file format: what `timm train` writes and `robust-eval` reads with no flags.
 
 It lives here, below both packages, so that ``timm_ext`` (the writer) and ``robust_eval`` (the
-reader) both import it and neither imports the other. ``robust_eval.checkpoint`` re-exports it.
+reader) both import it and neither imports the other. ``robust_eval.checkpoints.checkpoint`` re-exports it.
 
 A checkpoint is a plain dict saved with ``torch.save`` that loads with
 ``torch.load(path, weights_only=True)`` (only tensors, numbers, strings, lists and dicts inside)::

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from robust_eval.checkpoint import DATA_CONFIG_KEYS
+from robust_eval.checkpoints.checkpoint import DATA_CONFIG_KEYS
 from robust_mix.checkpoint import normalize_data_config
 from robust_mix.errors import RobustMixError
 
