@@ -14,16 +14,15 @@ Run ``ipmix-fractals --help`` (or ``python -m albumentations_ipmix.cli --help``)
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import json
 import math
-import multiprocessing
 import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
@@ -38,20 +37,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from robust_mix.cli import fail, progress, run
-from robust_mix.distributed import Shard, ShardError, barrier, detect, process_group
+from robust_mix.cli import Option, Range, check_options, command, fail, progress, run
+from robust_mix.distributed import Shard, ShardError, detect, process_group
 from robust_mix.errors import UsageError
 from robust_mix.files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
+from robust_mix.jobs import Tick, command_alive, pool_map, write_set
 from robust_mix.shard_parts import (
     SHARDS_DIR,
     PartsMissing,
     check_merge,
-    find_complete,
     link_file,
-    open_part,
     part_dir,
-    record_part,
-    remove_keys,
     rerun_hint,
 )
 
@@ -95,13 +91,8 @@ def picture_path(out: Path, kind: str, index: int) -> Path:
     return out / kind / f"{kind}_{index:05d}.png"
 
 
-def _check_common(count: int, size: int, seed: int, kinds: str) -> tuple[str, ...]:
-    if count < 1:
-        raise UsageError(f"--count must be a positive number of pictures, got {count}")
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise UsageError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
-    if seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+def _check_common(kinds: str) -> tuple[str, ...]:
+    """The fractal kinds of ``--kinds`` (the numeric options are checked by their :class:`Option` rows)."""
     try:
         return parse_kinds(kinds)
     except ValueError as exc:
@@ -184,71 +175,13 @@ def _clean_temporaries(out: Path, kinds: tuple[str, ...]) -> int:
 def _render_to_file(job: tuple[str, tuple[str, ...], int, int, int]) -> int:
     """Render picture ``index`` of a set and write it atomically (runs in worker processes too)."""
     out, kinds, seed, size, index = job
-    if not _command_alive():
+    if not command_alive():
         os._exit(1)  # the command was killed: write nothing more
     kind = kind_of(index, kinds)
     atomic_write(
         picture_path(Path(out), kind, index), _encode_png(render_fractal(kind, seed, index, size, size))
     )
     return index
-
-
-def _start_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of rendering processes that die with the command.
-
-    Workers are started with ``spawn`` (never ``fork``: a forked copy of a process whose BLAS or
-    OpenCV threads are running can deadlock), so their parent is the command itself. Each worker
-    watches the command (:func:`_init_worker`): when the command is killed, even by SIGKILL, the
-    workers stop before writing another picture.
-    """
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
-    )
-
-
-def _init_worker(command_pid: int) -> None:
-    """Worker set-up: one OpenCV thread (the workers already use every core), and die with the command.
-
-    On Linux the kernel sends SIGKILL to the worker when its parent exits (``PR_SET_PDEATHSIG``); on
-    every platform a daemon thread checks every 0.1 s that the command is alive and ends the worker
-    otherwise, and :func:`_render_to_file` checks again before each picture.
-    """
-    cv2.setNumThreads(1)
-    global _COMMAND_PID
-    _COMMAND_PID = command_pid
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            import ctypes
-            import signal
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    import threading
-
-    threading.Thread(target=_watch_command, daemon=True, name="watch-command").start()
-
-
-def _command_alive() -> bool:
-    if _COMMAND_PID is None:
-        return True
-    if os.getppid() != _COMMAND_PID:
-        return False  # re-parented: the command is gone
-    try:
-        os.kill(_COMMAND_PID, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _watch_command() -> None:
-    while _command_alive():
-        time.sleep(0.1)
-    os._exit(1)
-
-
-_COMMAND_PID: int | None = None  # set in worker processes only
 
 
 def _progress(console: Console, disable: bool) -> Progress:
@@ -262,134 +195,246 @@ def _progress(console: Console, disable: bool) -> Progress:
     return progress(console, *columns, enabled=not disable)
 
 
-def _render(folder: Path, manifest: dict[str, Any], todo: list[int], workers: int, tick: Any) -> None:
-    """Render pictures ``todo`` of the set into ``folder``, ``workers`` processes; ``tick()`` after each."""
-    kind_list = tuple(manifest["kinds"])
-    for kind in set(kind_list):
-        (folder / kind).mkdir(parents=True, exist_ok=True)
-    _clean_temporaries(folder, kind_list)
-    jobs = [(str(folder), kind_list, manifest["seed"], manifest["size"], index) for index in todo]
-    with contextlib.ExitStack() as stack:
-        pool = None
-        if workers > 1 and len(todo) > 1:
-            pool = stack.enter_context(_start_pool(min(workers, len(todo))))
-        results = pool.map(_render_to_file, jobs, chunksize=4) if pool else map(_render_to_file, jobs)
-        for _ in results:
-            tick()
-
-
-def _missing(folder: Path, manifest: dict[str, Any], indices: range, keep: bool) -> list[int]:
+def _missing(folder: Path, kinds: tuple[str, ...], indices: range, keep: bool) -> list[int]:
     """The pictures of ``indices`` not yet in ``folder`` (all of them unless ``keep``)."""
-    kind_list = tuple(manifest["kinds"])
-    return [i for i in indices if not (keep and picture_path(folder, kind_of(i, kind_list), i).is_file())]
+    return [i for i in indices if not (keep and picture_path(folder, kind_of(i, kinds), i).is_file())]
 
 
-def _generate_into(
-    out: Path, manifest: dict[str, Any], mode: str, workers: int, console: Console, quiet: bool
-) -> tuple[list[int], int, float]:
-    """Render the missing pictures of a set into ``out`` (locked by the caller); returns (todo, kept, s)."""
-    count = manifest["count"]
-    todo = _missing(out, manifest, range(count), keep=mode == "resume")
-    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
-    kept = count - len(todo)
-    start = time.perf_counter()
-    with _progress(console, disable=quiet) as progress:
-        task = progress.add_task(f"fractals -> {out}", total=count, completed=kept)
-        _render(out, manifest, todo, workers, lambda: progress.advance(task))
-    return todo, kept, time.perf_counter() - start
+@dataclass
+class _FractalSet:
+    """A fractal set as a :class:`robust_mix.jobs.SetWriter` of one unit (the pictures) split by picture.
 
-
-def _generate_part(
-    out: Path, manifest: dict[str, Any], shard: Shard, workers: int, console: Console, quiet: bool
-) -> tuple[list[int], int, float]:
-    """Render shard ``shard``'s block of pictures into ``OUT/.shards/K-of-N`` (never the final layout).
-
-    Pictures already in the part are kept (each is written atomically, so one that exists is
-    whole): a killed shard resumes. Under torchrun rank 0's bar shows the whole set, its own count
-    times N / its share (an estimate; the ranks do not report counts while they work).
+    ``mode`` (from :func:`_prepare_out`): ``"resume"`` keeps the pictures already in OUT. ``written``
+    and ``kept`` count the pictures of the last run (for the summary line).
     """
-    folder = part_dir(out, shard)
-    done = open_part(folder, manifest)
-    span = shard.span(manifest["count"])
-    start = time.perf_counter()
-    with OutputLock(folder, "ipmix-fractals generate --shard"):
-        todo = [] if done.get("pictures") else _missing(folder, manifest, span, keep=True)
-        kept = len(span) - len(todo)
-        scale = manifest["count"] / len(span) if shard.grouped and span else 1.0
-        total = manifest["count"] if shard.grouped else len(span)
-        with _progress(console, disable=quiet or not shard.is_main) as progress:
-            task = progress.add_task(f"fractals shard {shard.index}/{shard.count}", total=total)
-            progress.advance(task, kept * scale)
-            _render(folder, manifest, todo, workers, lambda: progress.advance(task, scale))
-        record_part(folder, shard, manifest, span, {"pictures": True}, done=True)
-    return todo, kept, time.perf_counter() - start
 
+    root: Path
+    manifest: dict[str, Any]
+    mode: str
+    workers: int
+    console: Console
+    written: int = 0
+    kept: int = 0
+    key: str = "pictures"
+    settings: bool = True
+    weight: int = 1
 
-def _merge_into(
-    out: Path, manifest: dict[str, Any], mode: str, prefer: int | None, console: Console, quiet: bool
-) -> tuple[list[int], int, float]:
-    """Assemble the set in ``out`` (locked by the caller) from the shard parts, exactly as one process
-    writes it, then remove the parts; returns (pictures placed, kept, seconds)."""
-    count, kind_list = manifest["count"], tuple(manifest["kinds"])
-    start = time.perf_counter()
-    todo = _missing(out, manifest, range(count), keep=mode == "resume")
-    parts = find_complete(out, manifest, {"pictures": True}, prefer)[1] if todo else {}
-    for kind in set(kind_list):
-        (out / kind).mkdir(parents=True, exist_ok=True)
-    _clean_temporaries(out, kind_list)
-    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
-    owner = {i: k for k in parts for i in Shard(k, len(parts), "shard").span(count)}
-    with _progress(console, disable=quiet) as progress:
-        task = progress.add_task(f"merge -> {out}", total=count, completed=count - len(todo))
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self.manifest["kinds"])
+
+    @property
+    def split(self) -> int:
+        return int(self.manifest["count"])
+
+    items = split
+
+    @property
+    def units(self) -> list[_FractalSet]:
+        return [self]
+
+    @property
+    def label(self) -> str:
+        return f"fractals -> {self.root}"
+
+    @property
+    def part_paths(self) -> list[str]:
+        return sorted(set(self.kinds))
+
+    def options(self) -> dict[str, Any]:
+        return self.manifest
+
+    def item_span(self, span: range) -> range:
+        return span
+
+    def lock(self, folder: Path) -> OutputLock:
+        return OutputLock(folder, "ipmix-fractals generate" + (" --shard" if folder != self.root else ""))
+
+    def progress(self, enabled: bool) -> Progress:
+        return _progress(self.console, disable=not enabled)
+
+    def before_final(self) -> None:
+        pass
+
+    def after_final(self) -> None:
+        pass
+
+    def status(self) -> str:
+        todo = _missing(self.root, self.kinds, range(self.split), keep=self.mode == "resume")
+        self.written, self.kept = 0, self.split - len(todo)
+        return "make" if todo else "keep"
+
+    def clear(self) -> None:
+        pass
+
+    def _open(self, folder: Path) -> None:
+        for kind in set(self.kinds):
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+        _clean_temporaries(folder, self.kinds)
+
+    def begin(self) -> None:
+        self._open(self.root)
+        atomic_write(self.root / MANIFEST_NAME, json.dumps(self.manifest, indent=2) + "\n")
+
+    def produce(self, folder: Path, span: range, tick: Tick) -> None:
+        """Render the missing pictures of ``span`` into ``folder`` (OUT, or a shard's part folder, where
+        the pictures already there are kept: each is written atomically, so one that exists is whole)."""
+        todo = _missing(folder, self.kinds, span, keep=self.mode == "resume" or folder != self.root)
+        self.written, self.kept = len(todo), len(span) - len(todo)
+        tick(self.kept)
+        self._open(folder)
+        jobs = [(str(folder), self.kinds, self.manifest["seed"], self.manifest["size"], i) for i in todo]
+        for _ in pool_map(_render_to_file, jobs, self.workers):
+            tick(1)
+
+    def assemble(self, parts: Mapping[int, Path], tick: Tick) -> None:
+        todo = _missing(self.root, self.kinds, range(self.split), keep=self.mode == "resume")
+        self.written, self.kept = len(todo), self.split - len(todo)
+        tick(self.kept)
+        owner = {i: k for k in parts for i in Shard(k, len(parts), "shard").span(self.split)}
         for index in todo:
-            kind = kind_of(index, kind_list)
-            link_file(picture_path(parts[owner[index]], kind, index), picture_path(out, kind, index))
-            progress.advance(task)
-    remove_keys(parts.values(), {"pictures": sorted(set(kind_list))})
-    return todo, count - len(todo), time.perf_counter() - start
+            kind = kind_of(index, self.kinds)
+            link_file(picture_path(parts[owner[index]], kind, index), picture_path(self.root, kind, index))
+            tick(1)
+
+    def finish(self) -> None:
+        pass
 
 
-@app.command()
-def generate(
-    out: Path = typer.Argument(
-        ..., help="Output folder (created if missing). Gets OUT/<kind>/<kind>_<index>.png."
+def _opt(flags: tuple[str, ...], help: str, kind: Any = int) -> Any:
+    return Annotated[kind, typer.Option(*flags, help=help)]
+
+
+_OUT_DIR = inspect.Parameter(
+    "out",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    annotation=Annotated[
+        Path, typer.Argument(help="Output folder (created if missing). Gets OUT/<kind>/<kind>_<index>.png.")
+    ],
+)
+_SHEET = inspect.Parameter(
+    "out",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    annotation=Annotated[Path, typer.Argument(help="Contact sheet to write (.png).")],
+)
+_SIZE = Range(MIN_SIZE, MAX_SIZE)
+_SIZE_MESSAGE = f"between {MIN_SIZE} and {MAX_SIZE} pixels"
+#: The options of ``generate``, declared once with their ranges (robust_mix.cli.Option).
+GENERATE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "count",
+        _opt(("--count", "-n"), "Number of pictures (indices 0 .. N-1)."),
+        1000,
+        Range(1),
+        message="a positive number of pictures",
     ),
-    count: int = typer.Option(1000, "--count", "-n", help="Number of pictures (indices 0 .. N-1)."),
-    size: int = typer.Option(256, "--size", "-s", help=f"Square side in pixels ({MIN_SIZE}-{MAX_SIZE})."),
-    seed: int = typer.Option(
-        0, "--seed", help="Set seed (non-negative integer); with the index it fixes each picture."
+    Option(
+        "size",
+        _opt(("--size", "-s"), f"Square side in pixels ({MIN_SIZE}-{MAX_SIZE})."),
+        256,
+        _SIZE,
+        message=_SIZE_MESSAGE,
     ),
-    kinds: str = typer.Option(",".join(DEFAULT_KINDS), "--kinds", "-k", help=_KINDS_HELP),
-    resume: bool = typer.Option(
+    Option(
+        "seed",
+        _opt(("--seed",), "Set seed (non-negative integer); with the index it fixes each picture."),
+        0,
+        Range(0),
+        message="a non-negative integer",
+    ),
+    Option("kinds", _opt(("--kinds", "-k"), _KINDS_HELP, str), ",".join(DEFAULT_KINDS)),
+    Option(
+        "resume",
+        _opt(
+            ("--resume",),
+            "Continue an interrupted run in OUT (must have been made with the same parameters).",
+            bool,
+        ),
         False,
-        "--resume",
-        help="Continue an interrupted run in OUT (must have been made with the same parameters).",
     ),
-    force: bool = typer.Option(
+    Option(
+        "force",
+        _opt(
+            ("--force",),
+            "Write into a non-empty folder not made by ipmix-fractals, or one made with other parameters: "
+            "every picture is rendered again and files at its path are replaced; other files are left alone.",
+            bool,
+        ),
         False,
-        "--force",
-        help="Write into a non-empty folder not made by ipmix-fractals, or one made with other parameters: "
-        "every picture is rendered again and files at its path are replaced; other files are left alone.",
     ),
-    workers: int = typer.Option(
+    Option(
+        "workers",
+        _opt(
+            ("--workers", "-j"), "Processes rendering in parallel (0: one per CPU core). Output is the same."
+        ),
         1,
-        "--workers",
-        "-j",
-        help="Processes rendering in parallel (0: one per CPU core). Output is the same.",
+        Range(0),
+        message=">= 0 (0: one per CPU core)",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (for scripts) instead of text."),
-    shard: str | None = typer.Option(
+    Option("quiet", _opt(("--quiet", "-q"), "No progress bar.", bool), False),
+    Option("as_json", _opt(("--json",), "Print a JSON summary (for scripts) instead of text.", bool), False),
+    Option(
+        "shard",
+        _opt(
+            ("--shard",),
+            "K/N: render only shard K (0-based) of N into OUT/.shards/K-of-N, then assemble with --merge "
+            "(a SLURM array sets it by itself; under torchrun the ranks split the set and rank 0 merges).",
+            str | None,
+        ),
         None,
-        "--shard",
-        help="K/N: render only shard K (0-based) of N into OUT/.shards/K-of-N, then assemble with --merge "
-        "(a SLURM array sets it by itself; under torchrun the ranks split the set and rank 0 merges).",
     ),
-    merge: bool = typer.Option(
+    Option(
+        "merge",
+        _opt(
+            ("--merge",),
+            "Assemble the set from the finished --shard / SLURM array parts, then remove them.",
+            bool,
+        ),
         False,
-        "--merge",
-        help="Assemble the set from the finished --shard / SLURM array parts, then remove them.",
     ),
+)
+#: The options of ``preview``.
+PREVIEW_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "count",
+        _opt(("--count", "-n"), "Number of pictures on the sheet (indices 0 .. N-1)."),
+        24,
+        Range(1),
+        message="a positive number of pictures",
+    ),
+    Option(
+        "size",
+        _opt(("--size", "-s"), f"Side of each picture in pixels ({MIN_SIZE}-{MAX_SIZE})."),
+        128,
+        _SIZE,
+        message=_SIZE_MESSAGE,
+    ),
+    Option(
+        "seed",
+        _opt(("--seed",), "Set seed (the same pictures as generate with this seed)."),
+        0,
+        Range(0),
+        message="a non-negative integer",
+    ),
+    Option("kinds", _opt(("--kinds", "-k"), _KINDS_HELP, str), ",".join(DEFAULT_KINDS)),
+    Option("columns", _opt(("--columns", "-c"), "Pictures per row (0: about square)."), 0, Range(0)),
+    Option("force", _opt(("--force",), "Replace OUT if it exists.", bool), False),
+)
+
+
+def generate(
+    out: Path,
+    count: int,
+    size: int,
+    seed: int,
+    kinds: str,
+    resume: bool,
+    force: bool,
+    workers: int,
+    quiet: bool,
+    as_json: bool,
+    shard: str | None,
+    merge: bool,
 ) -> None:
     """Write COUNT fractal pictures as PNGs in an ImageFolder layout (one folder per kind).
 
@@ -405,9 +450,8 @@ def generate(
     Example: ipmix-fractals generate fractals/ --count 13000 --size 256 --seed 0 --workers 0
     """
     try:
-        kind_list = _check_common(count, size, seed, kinds)
-        if workers < 0:
-            raise UsageError(f"--workers must be >= 0 (0: one per CPU core), got {workers}")
+        check_options(GENERATE_OPTIONS, locals())
+        kind_list = _check_common(kinds)
         workers = workers or os.cpu_count() or 1
         manifest = _manifest(count, size, seed, kind_list)
         part = detect(shard)
@@ -418,22 +462,13 @@ def generate(
         fail(PROG, str(exc))
     console = Console(stderr=True)
     quiet = quiet or as_json
+    writer = _FractalSet(out, manifest, mode, workers, console)
     try:
         with process_group(part, "cpu"):
-            if split:
-                todo, kept, seconds = _generate_part(out, manifest, part, workers, console, quiet)
-                barrier()
-            if split and not part.grouped:
-                _summary_line(out, count, todo, kept, seconds, as_json, quiet, part)
-                return
-            if part.is_main:
-                with OutputLock(out, "ipmix-fractals generate"):
-                    if merge or split:
-                        prefer = part.count if split else None
-                        todo, kept, seconds = _merge_into(out, manifest, mode, prefer, console, quiet)
-                    else:
-                        todo, kept, seconds = _generate_into(out, manifest, mode, workers, console, quiet)
-                _summary_line(out, count, todo, kept, seconds, as_json, quiet, None)
+            outcome = write_set(writer, part, merge, show=not quiet)
+        if outcome.final or not part.grouped:
+            shown = None if outcome.final else part
+            _summary_line(out, count, writer.written, writer.kept, outcome.seconds, as_json, quiet, shown)
     except PartsMissing as exc:
         fail(PROG, rerun_hint(exc, "ipmix-fractals", sys.argv[1:]))
     except FileProblem as exc:
@@ -443,7 +478,7 @@ def generate(
 def _summary_line(
     out: Path,
     count: int,
-    todo: list[int],
+    written: int,
     kept: int,
     seconds: float,
     as_json: bool,
@@ -454,7 +489,7 @@ def _summary_line(
     summary: dict[str, Any] = {
         "out": str(out),
         "count": count,
-        "written": len(todo),
+        "written": written,
         "kept": kept,
         "seconds": round(seconds, 3),
     }
@@ -467,39 +502,25 @@ def _summary_line(
         return
     elif part is None:
         Console(stderr=True).print(
-            f"wrote {len(todo)} picture(s), kept {kept} existing, in {seconds:.1f} s -> {out}"
+            f"wrote {written} picture(s), kept {kept} existing, in {seconds:.1f} s -> {out}"
         )
     else:
         what = f"pictures {span.start}..{span.stop - 1}" if span else "no pictures: more shards than pictures"
         Console(stderr=True).print(
-            f"wrote shard {part.index}/{part.count} ({what}): rendered {len(todo)}, kept {kept}, in "
+            f"wrote shard {part.index}/{part.count} ({what}): rendered {written}, kept {kept}, in "
             f"{seconds:.1f} s -> {part_dir(out, part)}; when every shard is done, run the same command "
             "with --merge"
         )
 
 
-@app.command()
-def preview(
-    out: Path = typer.Argument(..., help="Contact sheet to write (.png)."),
-    count: int = typer.Option(
-        24, "--count", "-n", help="Number of pictures on the sheet (indices 0 .. N-1)."
-    ),
-    size: int = typer.Option(
-        128, "--size", "-s", help=f"Side of each picture in pixels ({MIN_SIZE}-{MAX_SIZE})."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Set seed (the same pictures as generate with this seed)."),
-    kinds: str = typer.Option(",".join(DEFAULT_KINDS), "--kinds", "-k", help=_KINDS_HELP),
-    columns: int = typer.Option(0, "--columns", "-c", help="Pictures per row (0: about square)."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-) -> None:
+def preview(out: Path, count: int, size: int, seed: int, kinds: str, columns: int, force: bool) -> None:
     """Render a contact sheet: a grid of the first COUNT pictures, 2 px apart on a dark background.
 
     Example: ipmix-fractals preview sheet.png --count 24 --size 128
     """
     try:
-        kind_list = _check_common(count, size, seed, kinds)
-        if columns < 0:
-            raise UsageError(f"--columns must be >= 0, got {columns}")
+        check_options(PREVIEW_OPTIONS, locals())
+        kind_list = _check_common(kinds)
         if out.suffix.lower() != ".png":
             raise UsageError(f"OUT '{out}' must end in .png")
         if out.exists() and not force:
@@ -531,6 +552,10 @@ def preview(
     except FileProblem as exc:
         fail(PROG, str(exc), code=1)
     console.print(f"wrote a {rows}x{cols} contact sheet ({sheet.shape[1]}x{sheet.shape[0]} px) -> {out}")
+
+
+command(app, "generate", generate, GENERATE_OPTIONS, leading=[_OUT_DIR])
+command(app, "preview", preview, PREVIEW_OPTIONS, leading=[_SHEET])
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +20,7 @@ from pydantic import Field
 from albumentations_ipmix import functional as F
 from albumentations_ipmix.ops import OpContext, level_to_magnitude
 from albumentations_ipmix.sources import ArraySource, MixingSource, MixingSourceError, as_source
+from robust_mix.seeding import process_entropy, seed_sequence
 
 __all__ = ["IPMix", "PixMix", "sample_ab", "sample_image_op"]
 
@@ -190,11 +190,8 @@ class _MixingTransform(ImageOnlyTransform):
         pid = os.getpid()
         if pid == getattr(self, "_owner_pid", pid):
             return
-        torch = sys.modules.get("torch")
-        worker_entropy = int(torch.initial_seed()) if torch is not None else pid
         base = getattr(self, "seed", None)
-        entropy = [worker_entropy] if base is None else [int(base), worker_entropy]
-        sequence = np.random.SeedSequence(entropy)
+        sequence = seed_sequence([process_entropy()] if base is None else [base, process_entropy()])
         self.random_generator = np.random.default_rng(sequence)
         self.py_random = random.Random(int(sequence.generate_state(1, dtype=np.uint64)[0]))
         self._owner_pid = pid

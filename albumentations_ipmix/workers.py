@@ -17,45 +17,29 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from robust_mix.seeding import derive_seed, find_transforms
 
 __all__ = ["reseed_transforms", "worker_init_fn"]
 
 
-def _transforms_in(obj: Any, depth: int = 0, seen: set[int] | None = None) -> list[Any]:
-    """Albumentations transforms/composes held by ``obj`` (dataset wrappers are followed)."""
+def _is_transform(obj: Any) -> bool:
     from albumentations.core.composition import BaseCompose
     from albumentations.core.transforms_interface import BasicTransform
 
-    seen = set() if seen is None else seen
-    if obj is None or id(obj) in seen or depth > 4:
-        return []
-    seen.add(id(obj))
-    if isinstance(obj, (BasicTransform, BaseCompose)):
-        return [obj]
-    found: list[Any] = []
-    if isinstance(obj, (list, tuple)):
-        for item in obj:
-            found += _transforms_in(item, depth + 1, seen)
-        return found
-    for name in ("transform", "transforms", "albumentations", "aug", "dataset", "datasets"):
-        value = getattr(obj, name, None)
-        if value is not None:
-            found += _transforms_in(value, depth + 1, seen)
-    return found
+    return isinstance(obj, (BasicTransform, BaseCompose))
 
 
 def reseed_transforms(obj: Any, worker_seed: int) -> int:
     """Reseed every Albumentations transform reachable from ``obj``; returns how many were reseeded.
 
-    Each transform's new seed mixes its own ``seed`` (if any) with ``worker_seed``.
+    Each transform's new seed mixes its own ``seed`` (if any) with ``worker_seed``
+    (:func:`robust_mix.seeding.derive_seed`; the transforms are found by
+    :func:`robust_mix.seeding.find_transforms`).
     """
-    transforms = _transforms_in(obj)
+    transforms = find_transforms(obj, _is_transform)
     for transform in transforms:
         base = getattr(transform, "seed", None)
-        entropy = [int(worker_seed)] if base is None else [int(base), int(worker_seed)]
-        seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
-        transform.set_random_seed(seed)
+        transform.set_random_seed(derive_seed([worker_seed] if base is None else [base, worker_seed]))
     return len(transforms)
 
 

@@ -31,10 +31,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robust_eval.cache import CellCache
-from robust_eval.checkpoint import save_checkpoint
+from robust_eval.checkpoints.checkpoint import save_checkpoint
+from robust_eval.checkpoints.formats import load_checkpoint
 from robust_eval.constants import ALL_CORRUPTIONS, SEVERITIES
 from robust_eval.data import write_cifar
-from robust_eval.models import load_checkpoint
 from robust_eval.suites import Context, run_corruptions
 
 MEAN = (0.4914, 0.4822, 0.4465)

@@ -53,7 +53,7 @@ def default_weights() -> Path:
 
 def _baseline_network(weights: Path | None, checkpoint: Path | None) -> Path:
     """The checkpoint to evaluate: ``--checkpoint``, else the AlexNet weights (checked to be AlexNet's)."""
-    from robust_eval.models import CheckpointError, checkpoint_format
+    from robust_eval.checkpoints.formats import CheckpointError, checkpoint_format
 
     if weights is not None and checkpoint is not None:
         fail("robust-eval", "baseline: give --weights (torchvision AlexNet) or --checkpoint, not both")

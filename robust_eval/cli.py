@@ -1,7 +1,7 @@
 """The ``robust-eval`` command: one run measures a checkpoint's whole safety suite.
 
 Thin Typer commands parse options and delegate: command -> suite (robust_eval.suites) -> (reader,
-model) -> metric (robust_eval.metrics) -> report (robust_eval.report). Bad input exits with code 2
+model) -> metric (robust_eval.metrics) -> report (robust_eval.report.write). Bad input exits with code 2
 and one line on stderr.
 """
 
@@ -143,7 +143,7 @@ def report_cmd(
 ) -> None:
     """Re-render the Markdown report and the PNG plots from a saved result JSON. A <stem>.md that is
     not a robust-eval report (a file of yours) is never replaced unless --force."""
-    from robust_eval.report import ResultError, load_result, print_summary, write_report
+    from robust_eval.report.write import ResultError, load_result, print_summary, write_report
 
     try:
         loaded = load_result(result)
@@ -184,8 +184,8 @@ def compare_cmd(
     row, per-corruption and per-OOD-set tables, and plots. Refuses results measured under different
     protocols (data, corruption/perturbation lists, PGD settings, normalization, regenerated -C)
     unless --allow-mismatch."""
-    from robust_eval.compare import ComparisonError, headline_rows, write_comparison
-    from robust_eval.report import ResultError
+    from robust_eval.report.compare import ComparisonError, headline_rows, write_comparison
+    from robust_eval.report.write import ResultError
 
     names = [n.strip() for n in labels.split(",")] if labels else None
     try:

@@ -183,7 +183,7 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any], s
 def _check_targets(command: str, out: Path, metadata: dict[str, Any]) -> None:
     """Refuse a run whose ``<out>/<command>.json`` holds another checkpoint's result or is not a
     result, or whose ``<out>/<command>.md`` is not a robust-eval report (nothing is overwritten)."""
-    from robust_eval.report import check_report_target, check_result_target
+    from robust_eval.report.write import check_report_target, check_result_target
 
     check_result_target(out / f"{command}.json", metadata["sha256"], hint="pass another --out")
     check_report_target(out / f"{command}.md", force=False, hint="pass another --out")
@@ -269,7 +269,7 @@ def _ood_scores(opts: dict[str, Any]) -> tuple[str, ...]:
 
 def _overrides(opts: dict[str, Any]) -> dict[str, Any]:
     """The input-contract flags (``--mean --std --input-size --crop-pct``), checked."""
-    from robust_eval.data_config import parse_overrides
+    from robust_eval.checkpoints.data_config import parse_overrides
 
     return parse_overrides(opts.get("mean"), opts.get("std"), opts.get("input_size"), opts.get("crop_pct"))
 
@@ -288,7 +288,7 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
     device: ``cuda`` is ``cuda:<LOCAL_RANK>`` under torchrun)."""
     from robust_eval import suites as S
     from robust_eval.cache import CellCache
-    from robust_eval.models import load_checkpoint
+    from robust_eval.checkpoints.formats import load_checkpoint
 
     device = _torch_device(shard.device(_device_name(opts)))
     baseline = None
@@ -396,8 +396,8 @@ def _write_outputs(
 ) -> None:
     """Write ``<out>/<command>.json``, the Markdown report, plots and the optional extra files, and
     print the summary."""
-    from robust_eval.data_config import describe
-    from robust_eval.report import build_result, print_summary, write_report, write_result
+    from robust_eval.checkpoints.data_config import describe
+    from robust_eval.report.write import build_result, print_summary, write_report, write_result
 
     out: Path = opts["out"]
     result = build_result(command, ctx.metadata, _protocol(ctx, opts, suites), results, skipped)

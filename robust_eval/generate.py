@@ -37,13 +37,14 @@ removes the parts. Under torchrun every rank writes its part and rank 0 merges a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ from robust_eval.perturbations import (
     make_sequence,
 )
 from robust_mix.cli import progress
-from robust_mix.distributed import Shard, barrier
+from robust_mix.distributed import Shard
 from robust_mix.files import (
     FileProblem,
     atomic_write,
@@ -82,15 +83,8 @@ from robust_mix.files import (
     resize_center_crop,
     stem_collisions,
 )
-from robust_mix.shard_parts import (
-    check_merge,
-    find_complete,
-    link_tree,
-    open_part,
-    part_dir,
-    record_part,
-    remove_keys,
-)
+from robust_mix.jobs import write_set
+from robust_mix.shard_parts import check_merge, link_tree
 
 __all__ = ["DEFAULT_SIZE", "MIN_SIZE", "Source", "load_source", "make_c", "make_p"]
 
@@ -360,7 +354,7 @@ def _base_manifest(kind: str, source: Source, preset: str, seed: int, layout: st
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class _Job:
-    """One file (array layouts) or folder (image / video layouts) of a set.
+    """One file (array layouts) or folder (image / video layouts) of a set: a :class:`robust_mix.jobs.Unit`.
 
     It holds ``len(groups)`` row groups (the severities of -C; one group for -P) of one row per source
     image; ``compute(k, images)`` yields ``(group, rows)`` for chunk ``k`` (the chunk index is part of
@@ -375,11 +369,52 @@ class _Job:
     compute: Callable[[int, np.ndarray], Iterator[tuple[int, np.ndarray]]]
     encode: Callable[[Path, np.ndarray], None] | None = None  # folder layouts: write one row as a file
     suffix: str = ""
+    plan: _Plan | None = None  # the set the job belongs to (set by _Plan)
+
+    @property
+    def label(self) -> str:
+        return self.key
+
+    @property
+    def weight(self) -> int:
+        return len(self.groups)
+
+    @property
+    def part_paths(self) -> list[str]:
+        return [self.target.name]
+
+    def _plan(self) -> _Plan:
+        assert self.plan is not None, "a _Job is written through its _Plan"
+        return self.plan
+
+    def status(self) -> str:
+        plan = self._plan()
+        return _status(self.target, self.key, self.settings, plan.files, plan.force)
+
+    def clear(self) -> None:
+        _remove(self.target)
+
+    def begin(self) -> None:
+        plan = self._plan()
+        _announce(plan.root, plan.manifest, plan.files, self.key, self.settings)
+
+    def produce(self, folder: Path, span: range, tick: Callable[[float], Any]) -> None:
+        _produce(self._plan(), self, folder, span, tick)
+
+    def assemble(self, parts: Mapping[int, Path], tick: Callable[[float], Any]) -> None:
+        _assemble(self._plan(), self, parts, tick)
+
+    def finish(self) -> None:
+        plan = self._plan()
+        plan.files[self.key] = _plain(self.settings)
+        plan.manifest["files"] = plan.files
+        _write_json_atomic(plan.root / MANIFEST, plan.manifest)
 
 
 @dataclass
 class _Plan:
-    """Everything one run of make-c / make-p writes: the jobs, the manifest, and where."""
+    """Everything one run of make-c / make-p writes: the jobs, the manifest, and where
+    (a :class:`robust_mix.jobs.SetWriter`; its split indices are chunks of ``chunk`` images)."""
 
     source: Source
     root: Path
@@ -387,30 +422,51 @@ class _Plan:
     files: dict[str, Any]
     chunk: int
     force: bool
-    jobs: list[_Job]
-    before_final: Callable[[], None]  # written with the final layout only (labels.npy)
+    units: list[_Job]
+    write_labels: Callable[[], None]  # written with the final layout only (labels.npy)
+
+    def __post_init__(self) -> None:
+        for job in self.units:
+            job.settings = _plain(job.settings)
+            job.plan = self
 
     @property
-    def n_chunks(self) -> int:
+    def split(self) -> int:
         return -(-len(self.source) // self.chunk)
 
-    def images(self, chunks: range) -> range:
-        """The images of chunks ``chunks``."""
+    @property
+    def items(self) -> int:
+        return len(self.source)
+
+    def item_span(self, span: range) -> range:
+        """The images of chunks ``span``."""
         n = len(self.source)
-        return range(min(n, chunks.start * self.chunk), min(n, chunks.stop * self.chunk))
+        return range(min(n, span.start * self.chunk), min(n, span.stop * self.chunk))
 
     def options(self) -> dict[str, Any]:
         """What a shard part must have been made with to be merged: the manifest minus the file records."""
         return _plain({k: v for k, v in self.manifest.items() if k != "files"})
 
+    def before_final(self) -> None:
+        self.write_labels()
 
-def _produce(plan: _Plan, job: _Job, folder: Path, chunks: range, tick: Callable[[int], Any]) -> None:
+    def after_final(self) -> None:
+        _write_json_atomic(self.root / MANIFEST, self.manifest)
+
+    def lock(self, folder: Path) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def progress(self, enabled: bool) -> Progress:
+        return _progress(enabled)
+
+
+def _produce(plan: _Plan, job: _Job, folder: Path, chunks: range, tick: Callable[[float], Any]) -> None:
     """Compute ``chunks`` of ``job`` into ``folder`` (the set's folder, or a shard's part folder).
 
     Rows go to a hidden temporary file (or folder) that is moved to ``folder/<target name>`` once
     complete; an interrupted attempt leaves nothing behind. An empty range writes nothing.
     """
-    span = plan.images(chunks)
+    span = plan.item_span(chunks)
     if not span:
         return
     dest = folder / job.target.name
@@ -444,7 +500,7 @@ def _encode_rows(source: Source, job: _Job, folder: Path, start: int, rows: np.n
         job.encode(path, row)
 
 
-def _assemble(plan: _Plan, job: _Job, parts: dict[int, Path], tick: Callable[[int], Any]) -> None:
+def _assemble(plan: _Plan, job: _Job, parts: Mapping[int, Path], tick: Callable[[float], Any]) -> None:
     """Write ``job.target`` from the parts of shards ``0 .. N-1`` (``parts``: shard -> part folder)."""
     n, groups = len(plan.source), len(job.groups)
     tmp = plan.root / f".{job.target.name}.partial"
@@ -454,7 +510,7 @@ def _assemble(plan: _Plan, job: _Job, parts: dict[int, Path], tick: Callable[[in
         tmp.mkdir()
     try:
         for k, folder in sorted(parts.items()):
-            span = plan.images(Shard(k, len(parts), "shard").span(plan.n_chunks))
+            span = plan.item_span(Shard(k, len(parts), "shard").span(plan.split))
             if not span:
                 continue
             src = folder / job.target.name
@@ -481,122 +537,20 @@ def _assemble(plan: _Plan, job: _Job, parts: dict[int, Path], tick: Callable[[in
         raise
 
 
-def _finish(plan: _Plan, job: _Job) -> None:
-    plan.files[job.key] = _plain(job.settings)
-    plan.manifest["files"] = plan.files
-    _write_json_atomic(plan.root / MANIFEST, plan.manifest)
-
-
-def _result(plan: _Plan) -> dict[str, Any]:
-    _write_json_atomic(plan.root / MANIFEST, plan.manifest)
-    return {**plan.manifest, "folder": str(plan.root)}
-
-
-def _single(plan: _Plan, bar: Progress) -> dict[str, Any]:
-    """The whole set in this process."""
-    plan.before_final()
-    for job in plan.jobs:
-        status = _status(job.target, job.key, job.settings, plan.files, plan.force)
-        total = len(job.groups) * len(plan.source)
-        if status == "keep":
-            bar.add_task(f"{job.key} (kept)", total=total, completed=total)
-            continue
-        if status == "replace":
-            _remove(job.target)
-        task = bar.add_task(job.key, total=total)
-        _announce(plan.root, plan.manifest, plan.files, job.key, job.settings)
-        _produce(plan, job, plan.root, range(plan.n_chunks), functools.partial(bar.advance, task))
-        _finish(plan, job)
-    return _result(plan)
-
-
-def _part(plan: _Plan, shard: Shard, bar: Progress) -> dict[str, Any]:
-    """Shard ``shard``'s part of the set, in ``.shards/K-of-N`` (never the final layout).
-
-    A file the part already finished with these settings, or one already in the final layout, is
-    skipped. Under torchrun rank 0's bar shows the whole set: its own progress times N / its share
-    (an estimate; ranks do not report their counts while they work).
-    """
-    folder, options = part_dir(plan.root, shard), plan.options()
-    done = open_part(folder, options)
-    chunks = shard.span(plan.n_chunks)
-    span = plan.images(chunks)
-    n = len(plan.source)
-    scale = n / len(span) if shard.grouped and span else 1.0
-    shown = n if shard.grouped else len(span)
-    for job in plan.jobs:
-        total = len(job.groups) * shown
-        final = _status(job.target, job.key, job.settings, plan.files, plan.force)
-        if final == "keep" or done.get(job.key) == _plain(job.settings):
-            bar.add_task(f"{job.key} (kept)", total=total, completed=total)
-            continue
-        done.pop(job.key, None)
-        task = bar.add_task(job.key, total=total)
-        _produce(plan, job, folder, chunks, lambda k, task=task: bar.advance(task, k * scale))
-        done[job.key] = _plain(job.settings)
-        record_part(folder, shard, options, span, done, done=False)
-    record_part(folder, shard, options, span, done, done=True)
+def _write_set(plan: _Plan, shard: Shard | None, merge: bool, progress: bool) -> dict[str, Any]:
+    """Run ``plan`` on :func:`robust_mix.jobs.write_set`; the manifest (plus ``"folder"``) of the set,
+    or the summary of the part this process wrote."""
+    outcome = write_set(plan, shard, merge, progress)
+    if outcome.final:
+        return {**plan.manifest, "folder": str(plan.root)}
     return {
         "benchmark": plan.manifest["benchmark"],
-        "shard": f"{shard.index}/{shard.count}",
-        "launcher": shard.launcher,
-        "span": [span.start, span.stop],
-        "files": done,
-        "folder": str(folder),
+        "shard": f"{outcome.shard.index}/{outcome.shard.count}",
+        "launcher": outcome.shard.launcher,
+        "span": [outcome.span.start, outcome.span.stop],
+        "files": outcome.files,
+        "folder": str(outcome.folder),
     }
-
-
-def _merge(plan: _Plan, bar: Progress, prefer: int | None = None) -> dict[str, Any]:
-    """Assemble the final layout and manifest from the shard parts, exactly as :func:`_single` writes
-    them, then remove the parts.
-
-    Raises:
-        PartsMissing: some shard has not finished a file the set still needs.
-    """
-    status = {
-        job.key: _status(job.target, job.key, job.settings, plan.files, plan.force) for job in plan.jobs
-    }
-    needed = {job.key: job.settings for job in plan.jobs if status[job.key] != "keep"}
-    parts = find_complete(plan.root, plan.options(), needed, prefer)[1] if needed else {}
-    plan.before_final()
-    for job in plan.jobs:
-        total = len(job.groups) * len(plan.source)
-        if status[job.key] == "keep":
-            bar.add_task(f"{job.key} (kept)", total=total, completed=total)
-            continue
-        if status[job.key] == "replace":
-            _remove(job.target)
-        task = bar.add_task(f"{job.key} (merge)", total=total)
-        _announce(plan.root, plan.manifest, plan.files, job.key, job.settings)
-        _assemble(plan, job, parts, functools.partial(bar.advance, task))
-        _finish(plan, job)
-        remove_keys(parts.values(), {job.key: [job.target.name]})
-    return _result(plan)
-
-
-def _write_set(plan: _Plan, shard: Shard | None, merge: bool, progress: bool) -> dict[str, Any]:
-    """Run ``plan``: as one process, as shard ``shard``'s part, or as the ``merge`` of the parts.
-
-    Under torchrun every rank writes its part, then rank 0 merges after a barrier; the other ranks
-    return their part's summary and show nothing.
-    """
-    shard = shard or Shard.single()
-    check_merge(shard, merge)
-    if merge:
-        with _progress(progress) as bar:
-            return _merge(plan, bar)
-    if not (shard.partial or shard.grouped):
-        with _progress(progress) as bar:
-            return _single(plan, bar)
-    with _progress(progress and shard.is_main) as bar:
-        part = _part(plan, shard, bar)
-    if not shard.grouped:
-        return part
-    barrier()
-    if not shard.is_main:
-        return part
-    with _progress(False) as bar:
-        return _merge(plan, bar, prefer=shard.count)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ training data), scores, and returns one JSON block (:func:`detector_block`). ``o
 detector's table in OpenOOD's columns.
 
 Features: timm's ``forward_features`` then ``forward_head(pre_logits=True)`` of the model inside the
-[0, 1] input contract (:class:`robust_eval.models.InputContract`); logits from ``forward_head``.
+[0, 1] input contract (:class:`robust_eval.checkpoints.formats.InputContract`); logits from ``forward_head``.
 """
 
 from __future__ import annotations

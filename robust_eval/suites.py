@@ -2,9 +2,9 @@
 calibration, ood, imagenet_ar (ImageNet-A / -R).
 
 Data flows one way: a runner finds its data (``robust_eval.data`` readers), streams it through the
-wrapped model (:class:`robust_eval.models.InputContract`, images in [0, 1]), hands predictions to the
-pure functions of ``robust_eval.metrics`` and returns a typed result (``robust_eval.results``) that
-``robust_eval.report`` renders; :data:`SUITES` is the registry (``SUITES[name].run(ctx)``), and
+wrapped model (:class:`robust_eval.checkpoints.formats.InputContract`, images in [0, 1]), hands predictions to the
+pure functions of ``robust_eval.metrics`` and returns a typed result (``robust_eval.report.results``) that
+``robust_eval.report.write`` renders; :data:`SUITES` is the registry (``SUITES[name].run(ctx)``), and
 ``run_<name>(ctx)`` gives the same result as its JSON block.
 Each finished cell is cached (``robust_eval.cache``) so an interrupted run resumes.
 
@@ -48,7 +48,7 @@ from robust_eval.constants import (
     split_difficulty,
 )
 from robust_eval.metrics import topk_correct
-from robust_eval.results import (
+from robust_eval.report.results import (
     AdversarialResult,
     CalibrationResult,
     CleanResult,
@@ -1234,7 +1234,7 @@ def _imagenet_ar_result(ctx: Context) -> ImagenetARResult:
 @dataclass(frozen=True)
 class Suite:
     """One suite of the safety benchmark: ``run(ctx)`` measures it and returns its typed result
-    (:mod:`robust_eval.results`), or raises :class:`SuiteSkipped` when its data is absent."""
+    (:mod:`robust_eval.report.results`), or raises :class:`SuiteSkipped` when its data is absent."""
 
     #: Key of the suite under ``result["suites"]`` and its CLI command name.
     name: str

@@ -1,7 +1,7 @@
 """This project's checkpoint file format: what `timm train` writes and `robust-eval` reads with no flags.
 
 It lives here, below both packages, so that ``timm_ext`` (the writer) and ``robust_eval`` (the
-reader) both import it and neither imports the other. ``robust_eval.checkpoint`` re-exports it.
+reader) both import it and neither imports the other. ``robust_eval.checkpoints.checkpoint`` re-exports it.
 
 A checkpoint is a plain dict saved with ``torch.save`` that loads with
 ``torch.load(path, weights_only=True)`` (only tensors, numbers, strings, lists and dicts inside)::
@@ -31,6 +31,7 @@ file in the same folder, then a rename: never a half-written checkpoint).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "atomic_save",
     "make_checkpoint",
+    "normalize_data_config",
     "save_checkpoint",
 ]
 
@@ -59,6 +61,25 @@ REQUIRED_KEYS: tuple[str, ...] = (
 DATA_CONFIG_KEYS: tuple[str, ...] = ("input_size", "mean", "std", "interpolation", "crop_pct")
 
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet", "imagefolder")
+
+
+def normalize_data_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The one normaliser of a data config: JSON-native values of the :data:`DATA_CONFIG_KEYS`, in order.
+
+    ``input_size`` -> ``[C, H, W]`` ints (pixels); ``mean`` / ``std`` -> float lists on the 0..1 image
+    scale; ``interpolation`` -> str (default ``"bilinear"``); ``crop_pct`` -> float in (0, 1]
+    (default 1.0). Other keys are dropped. Works on timm's ``resolve_data_config`` output (tuples).
+
+    Raises:
+        KeyError: ``input_size``, ``mean`` or ``std`` is missing.
+    """
+    return {
+        "input_size": [int(v) for v in config["input_size"]],
+        "mean": [float(v) for v in config["mean"]],
+        "std": [float(v) for v in config["std"]],
+        "interpolation": str(config.get("interpolation", "bilinear")),
+        "crop_pct": float(config.get("crop_pct", 1.0)),
+    }
 
 
 def make_checkpoint(
@@ -82,13 +103,7 @@ def make_checkpoint(
     missing = [k for k in DATA_CONFIG_KEYS if k not in data_config]
     if missing:
         raise ValueError(f"data_config is missing {missing}; it needs {list(DATA_CONFIG_KEYS)}")
-    config = {
-        "input_size": [int(v) for v in data_config["input_size"]],
-        "mean": [float(v) for v in data_config["mean"]],
-        "std": [float(v) for v in data_config["std"]],
-        "interpolation": str(data_config["interpolation"]),
-        "crop_pct": float(data_config["crop_pct"]),
-    }
+    config = normalize_data_config(data_config)
     return {
         "format_version": FORMAT_VERSION,
         "state_dict": state_dict,

@@ -6,7 +6,12 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["COMMANDS", "ipmix_fractals", "main", "robust_eval", "timm"]
+__all__ = ["COMMANDS", "DEFER_HEAVY_IMPORTS", "ipmix_fractals", "main", "robust_eval", "timm"]
+
+#: Set by a command before it imports its package: the package then leaves its import-time work
+#: that needs torch (``timm_ext`` registering its models with timm) to the command, which does it
+#: after its arguments are parsed, so ``--help`` and a usage error never import torch.
+DEFER_HEAVY_IMPORTS = False
 
 
 def _prepare() -> None:
@@ -31,8 +36,10 @@ def robust_eval() -> None:
 
 
 def timm() -> None:
-    """The ``timm`` command (``timm train ...``)."""
+    """The ``timm`` command (``timm train ...``); ``timm train`` registers the models itself."""
+    global DEFER_HEAVY_IMPORTS
     _prepare()
+    DEFER_HEAVY_IMPORTS = True
     from timm_ext.cli import main as run
 
     run()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robust_eval.checkpoint import save_checkpoint
+from robust_eval.checkpoints.checkpoint import save_checkpoint
 from robust_eval.constants import (
     ALL_CORRUPTIONS,
     CIFAR_CBAR_CORRUPTIONS,
@@ -73,7 +73,7 @@ def train_digits(steps: int = 120) -> dict[str, torch.Tensor]:
     """timm ``test_resnet`` (10 classes) trained on the digits through the [0, 1] input contract."""
     import timm
 
-    from robust_eval.models import InputContract
+    from robust_eval.checkpoints.formats import InputContract
 
     torch.manual_seed(0)
     images, labels = digits_32()
@@ -236,7 +236,7 @@ def make_data_root(root: Path, n: int = 60, with_p: bool = True, with_c: bool = 
 def make_context(checkpoint: Path, data_dir: Path, cache_dir: Path, fresh: bool = False, **options):
     """A suites.Context for the checkpoint (CPU), caching under ``cache_dir``."""
     from robust_eval.cache import CellCache
-    from robust_eval.models import load_checkpoint
+    from robust_eval.checkpoints.formats import load_checkpoint
     from robust_eval.suites import Context
 
     model, info = load_checkpoint(checkpoint)

@@ -71,7 +71,7 @@ def _tensors_equal(a, b, where: str = "") -> None:
 
 @pytest.mark.slow
 def test_adautomix_resumes_bit_identically_and_final_loads_in_robust_eval(digits_128, tmp_path, monkeypatch):
-    from robust_eval.models import load_checkpoint
+    from robust_eval.checkpoints.formats import load_checkpoint
 
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert _invoke(*_args(digits_128, straight, "--epochs", "2")).exit_code == 0

@@ -165,7 +165,7 @@ def _predicted_wnids(weights, images) -> list[str]:
     import numpy as np
     import torch
 
-    from robust_eval.models import load_checkpoint
+    from robust_eval.checkpoints.formats import load_checkpoint
 
     model, _ = load_checkpoint(weights, data_overrides={"input_size": [3, SIDE, SIDE], "crop_pct": 1.0})
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255

@@ -12,7 +12,7 @@ import pytest
 import torch
 from robust_eval_fixtures import DATA_CONFIG, MODEL, SUBPROCESS_ENV, trained_state_dict
 
-import robust_eval.checkpoint as user_facing
+import robust_eval.checkpoints.checkpoint as user_facing
 import robust_mix.checkpoint as fmt
 from robust_mix.files import TMP_PREFIX, file_mode
 

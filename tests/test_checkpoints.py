@@ -17,8 +17,8 @@ from robust_eval_fixtures import (
     write_timm_train_checkpoint,
 )
 
-from robust_eval import models
-from robust_eval.models import (
+from robust_eval.checkpoints import formats as models
+from robust_eval.checkpoints.formats import (
     FORMATS,
     CheckpointError,
     CheckpointFormat,

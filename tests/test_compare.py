@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from robust_eval.cli import app
-from robust_eval.compare import md_escape, protocol_differences, write_comparison
 from robust_eval.constants import BENCHMARK_CORRUPTIONS, SEVERITIES
+from robust_eval.report.compare import md_escape, protocol_differences, write_comparison
 
 runner = CliRunner()
 

@@ -210,7 +210,7 @@ def test_all_skips_a_truncated_cifar_pickle_with_one_line(tmp_path, ckpt):
 def test_clean_without_data_dir_uses_the_recorded_data_folder(tmp_path, monkeypatch):
     from robust_eval_fixtures import DATA_CONFIG, MODEL, heldout_digits, trained_state_dict
 
-    from robust_eval.checkpoint import save_checkpoint
+    from robust_eval.checkpoints.checkpoint import save_checkpoint
 
     images, labels = heldout_digits(12)
     data = tmp_path / "elsewhere"
@@ -258,7 +258,7 @@ def _ten_classes(per: int = 2):
 def folder_model(tmp_path_factory):
     from robust_eval_fixtures import DATA_CONFIG, MODEL, trained_state_dict, write_png_tree
 
-    from robust_eval.checkpoint import save_checkpoint
+    from robust_eval.checkpoints.checkpoint import save_checkpoint
 
     base = tmp_path_factory.mktemp("imgf")
     images, labels = _ten_classes()

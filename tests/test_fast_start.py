@@ -54,6 +54,9 @@ def run_probe(command: str, *argv: str) -> dict:
         ("robust-eval", ["make-c", "--help"], 0),
         ("ipmix-fractals", ["--help"], 0),
         ("ipmix-fractals", ["generate", "out", "--count", "0"], 2),
+        ("timm", ["--help"], 0),
+        ("timm", ["train", "--help"], 0),
+        ("timm", ["train", "--epochs", "-1"], 2),
     ],
 )
 def test_help_and_usage_errors_do_not_import_torch(command, argv, code):

@@ -19,7 +19,7 @@ from robust_eval_fixtures import (
     write_timm_train_checkpoint,
 )
 
-from robust_eval.models import CheckpointError, InputContract, load_checkpoint
+from robust_eval.checkpoints.formats import CheckpointError, InputContract, load_checkpoint
 
 
 def _logits(model: torch.nn.Module, n: int = 16) -> torch.Tensor:

@@ -84,7 +84,7 @@ def test_reference_checkpoint_evaluates_with_no_flags(kind, data, tmp_path):
 
 
 def test_any_wrn_size_is_inferred_from_the_shapes(tmp_path):
-    from robust_eval.models import load_checkpoint
+    from robust_eval.checkpoints.formats import load_checkpoint
 
     net = timm.create_model("wrn_cifar", depth=16, widen_factor=3, num_classes=100).eval()
     sd = randomize(net, seed=6)
@@ -125,7 +125,7 @@ def test_bare_state_dict_with_mean_std_flags(data, tmp_path):
 
 
 def test_bare_state_dict_in_a_reference_layout_needs_no_model_flag(tmp_path):
-    from robust_eval.models import load_checkpoint
+    from robust_eval.checkpoints.formats import load_checkpoint
 
     net = timm.create_model("densenet40_k12", num_classes=10)
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "d.pth")

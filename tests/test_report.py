@@ -8,7 +8,7 @@ import json
 import pytest
 from robust_eval_fixtures import make_context, make_data_root, write_project_checkpoint
 
-from robust_eval.report import (
+from robust_eval.report.write import (
     SCHEMA_VERSION,
     ResultError,
     build_result,

@@ -1,4 +1,4 @@
-"""Typed suite results (robust_eval.results): the refactor keeps the result JSON and the Markdown
+"""Typed suite results (robust_eval.report.results): the refactor keeps the result JSON and the Markdown
 byte-identical to what robust-eval wrote before it.
 
 ``all.json`` was written by ``robust-eval all`` of main at commit 237d1b0 on the data of
@@ -70,7 +70,7 @@ def dump(result: dict) -> str:
 
 
 def render(result: dict, folder: Path) -> str:
-    from robust_eval.report import write_report
+    from robust_eval.report.write import write_report
 
     md, _ = write_report(result, folder, "all")
     return md.read_text()
@@ -123,7 +123,7 @@ def test_report_renders_the_golden_markdown(tmp_path, stem):
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_typed_results_round_trip_to_the_same_json(stem):
-    from robust_eval.results import RESULT_TYPES, load_suites
+    from robust_eval.report.results import RESULT_TYPES, load_suites
 
     suites = json.loads((GOLDEN / f"{stem}.json").read_text())["suites"]
     typed = load_suites(suites)
@@ -134,7 +134,7 @@ def test_typed_results_round_trip_to_the_same_json(stem):
 
 
 def test_typed_results_expose_the_numbers_by_name():
-    from robust_eval.results import load_suites
+    from robust_eval.report.results import load_suites
 
     suites = json.loads((GOLDEN / "all_alexnet.json").read_text())["suites"]
     typed = load_suites(suites)
@@ -152,8 +152,8 @@ def test_typed_results_expose_the_numbers_by_name():
 
 def test_a_block_of_an_older_version_renders_with_its_keys_missing():
     """Keys a stored block lacks take their defaults, unknown keys are kept (and written back last)."""
-    from robust_eval.report import summary_rows
-    from robust_eval.results import CleanResult
+    from robust_eval.report.results import CleanResult
+    from robust_eval.report.write import summary_rows
 
     old = CleanResult.from_dict({"n": 5, "top1_error": 0.2, "future_key": [1]})
     assert old.top5_error is None and old.extra == {"future_key": [1]}
@@ -177,7 +177,7 @@ def test_the_golden_predictions_have_margins(tmp_path):
     import numpy as np
     import torch
 
-    from robust_eval.models import load_checkpoint
+    from robust_eval.checkpoints.formats import load_checkpoint
 
     checkpoint, data = golden_inputs(tmp_path)
     model, _ = load_checkpoint(checkpoint)

@@ -160,7 +160,7 @@ def test_imagefolder_dataset(tmp_path):
     from robust_eval_fixtures import write_bare_state_dict
 
     from robust_eval.cache import CellCache as Cache
-    from robust_eval.models import load_checkpoint
+    from robust_eval.checkpoints.formats import load_checkpoint
     from robust_eval.suites import Context
 
     images, labels = heldout_digits(40)

@@ -19,7 +19,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from robust_eval.checkpoint import DATA_CONFIG_KEYS, FORMAT_VERSION, REQUIRED_KEYS
+from robust_eval.checkpoints.checkpoint import DATA_CONFIG_KEYS, FORMAT_VERSION, REQUIRED_KEYS
 from robust_eval.data import write_cifar
 from timm_ext.cli import app
 from timm_ext.train import (

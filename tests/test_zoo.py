@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 from robust_eval import zoo
 from robust_eval.baselines import ALEXNET_IMAGENET_C_ERRORS
+from robust_eval.checkpoints.formats import CheckpointError, load_checkpoint
 from robust_eval.cli import app
 from robust_eval.constants import BENCHMARK_CORRUPTIONS
 from robust_eval.data import CIFAR_FOLDERS, write_cifar
-from robust_eval.models import CheckpointError, load_checkpoint
 
 runner = CliRunner()
 

@@ -27,10 +27,17 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 
-from robust_mix.cli import Option, command, fail, run
+from robust_mix.cli import Option, check_options, command, fail, run
+from robust_mix.errors import UsageError
 
-from .train import TrainConfig, TrainError, config_from_dict, field_kind, load_config_file
-from .train.config import TrainInterrupted
+from .train.config import (
+    TrainConfig,
+    TrainError,
+    TrainInterrupted,
+    config_from_dict,
+    field_kind,
+    load_config_file,
+)
 
 app = typer.Typer(
     name="timm",
@@ -50,12 +57,14 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 def _settings(ctx: typer.Context, config: Path | None, options: dict[str, Any]) -> dict[str, Any]:
     """Defaults < a resumed run's saved settings < ``--config`` file < flags given on the command line."""
-    from .train.state import resume_settings
-
     file_values: dict[str, Any] = load_config_file(config) if config is not None else {}
     given = {name: value for name, value in options.items() if _given(ctx, name)}
     resume = given.get("resume", file_values.get("resume"))
-    values = resume_settings(resume) if resume else {}
+    values: dict[str, Any] = {}
+    if resume:
+        from .train.state import resume_settings  # torch: only to read a run's saved settings
+
+        values = resume_settings(resume)
     values.update(file_values)
     values.update(given)
     for name, value in options.items():
@@ -89,11 +98,12 @@ def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> No
     from robust_mix.files import FileProblem
 
     try:
+        check_options(OPTIONS, options)  # the flags' ranges, before torch is imported
         cfg = config_from_dict(_settings(ctx, config, options), where="command line")
         from .train import train
 
         train(cfg)
-    except TrainError as exc:
+    except (TrainError, UsageError) as exc:
         fail("timm", str(exc).splitlines()[0])
     except FileProblem as exc:  # the folder is another run's (2), or cannot be written (1)
         fail("timm", exc, code=2 if exc.errno == errno.EBUSY else 1)
@@ -130,7 +140,8 @@ def _options() -> list[Option]:
 
 
 _CONTEXT = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
-command(app, "train", _train, _options(), leading=[_CONTEXT], no_args_is_help=False)
+OPTIONS = _options()
+command(app, "train", _train, OPTIONS, leading=[_CONTEXT], no_args_is_help=False)
 
 
 @app.command("version")

@@ -47,6 +47,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from robust_mix.seeding import derive_seed
+
 __all__ = [
     "FRACTALS_ENV",
     "METHODS",
@@ -219,15 +221,14 @@ def _worker_key() -> tuple[int, int | None]:
     return os.getpid(), (None if info is None else int(info.seed))
 
 
-def _derived_seed(key: tuple[int, int | None], creator_pid: int | None = None) -> int:
+def _worker_entropy(key: tuple[int, int | None], creator_pid: int | None = None) -> list[int]:
+    """The entropy an adapter's seed derives from in the process / worker ``key``."""
     pid, worker_seed = key
     if worker_seed is not None:  # a DataLoader worker: reproducible from the loader's base seed
-        entropy = [worker_seed % 2**63, 0x1B9D]
-    elif pid == creator_pid:  # the process that built the transform (timm's main process, --workers 0)
-        entropy = [torch.initial_seed() % 2**63, 0x3A1F]
-    else:  # any other new process (multiprocessing pool, ...): its torch seed and pid
-        entropy = [torch.initial_seed() % 2**63, pid]
-    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
+        return [worker_seed % 2**63, 0x1B9D]
+    if pid == creator_pid:  # the process that built the transform (timm's main process, --workers 0)
+        return [torch.initial_seed() % 2**63, 0x3A1F]
+    return [torch.initial_seed() % 2**63, pid]  # any other new process (multiprocessing pool, ...)
 
 
 class AlbumentationsAdapter:
@@ -273,7 +274,7 @@ class AlbumentationsAdapter:
     def __call__(self, img: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
         key = _worker_key()
         if key != self._seeded_for:
-            self._set_seed(_derived_seed(key, self._creator_pid))
+            self._set_seed(derive_seed(_worker_entropy(key, self._creator_pid)))
             self._seeded_for = key
         if isinstance(img, np.ndarray):
             return self.transform(image=img)["image"]

@@ -38,8 +38,9 @@ a resumed run writes into its own folder or an empty one, never into another run
 
 from __future__ import annotations
 
-from .build import create_model
-from .checks import validate as validate_config
+import importlib
+from typing import Any
+
 from .config import (
     AUGMENTATIONS,
     DATASETS,
@@ -50,14 +51,32 @@ from .config import (
     field_kind,
     load_config_file,
 )
-from .data import ArrayImageDataset, Cutout
-from .loop import train, train_one_epoch, validate
-from .state import load_resume_state
 
-# the names other code and older tests import
-_create_model = create_model
-_validate = validate_config
+#: Name -> (module, attribute) of what needs torch: imported on first use, so that the ``timm``
+#: command reads its options (``config``) without importing torch.
+_LAZY: dict[str, tuple[str, str]] = {
+    "create_model": ("build", "create_model"),
+    "_create_model": ("build", "create_model"),  # the names other code and older tests import
+    "validate_config": ("checks", "validate"),
+    "_validate": ("checks", "validate"),
+    "ArrayImageDataset": ("data", "ArrayImageDataset"),
+    "Cutout": ("data", "Cutout"),
+    "train": ("loop", "train"),
+    "train_one_epoch": ("loop", "train_one_epoch"),
+    "validate": ("loop", "validate"),
+    "load_resume_state": ("state", "load_resume_state"),
+}
 _field_kind = field_kind
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AUGMENTATIONS",

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robust_mix.checkpoint import normalize_data_config
+
 from .build import create_model
 from .config import RUN_FILES, TrainConfig, TrainError
 from .data import Data, Loaders, build_loaders, load_data
@@ -186,13 +188,7 @@ def _ckpt_meta(cfg: TrainConfig, data: Data, num_classes: int, data_cfg: dict, m
         "model": cfg.model,
         "num_classes": num_classes,
         "dataset": data.dataset,
-        "data_config": {
-            "input_size": list(data_cfg["input_size"]),
-            "mean": list(data_cfg["mean"]),
-            "std": list(data_cfg["std"]),
-            "interpolation": str(data_cfg["interpolation"]),
-            "crop_pct": float(data_cfg["crop_pct"]),
-        },
+        "data_config": normalize_data_config(data_cfg),
         "class_names": list(data.class_names),
         "model_kwargs": model_kwargs,
         "train_args": cfg.to_dict(),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from robust_mix.files import FileProblem, atomic_write
+from robust_mix.seeding import derive_seed, derive_seeds, find_transforms
 
 from .config import RESUME_KIND, TrainConfig, TrainError, config_from_dict
 
@@ -156,48 +157,32 @@ def write_metrics(path: Path, history: list[dict[str, Any]], extra_columns: Sequ
     atomic_write(path, buf.getvalue())
 
 
-def augmentation_adapters(obj: Any, _seen: set[int] | None = None) -> Iterator[Any]:
+def augmentation_adapters(obj: Any) -> list[Any]:
     """Every :class:`~timm_ext.transforms.AlbumentationsAdapter` reachable from a data set or transform
-    (through ``.transform``, ``.transforms``, ``.dataset``, tuples and lists: timm's and torchvision's
-    containers and ``AugMixDataset``)."""
+    (:func:`robust_mix.seeding.find_transforms`: timm's and torchvision's containers, ``AugMixDataset``,
+    dataset wrappers)."""
     from ..transforms import AlbumentationsAdapter
 
-    seen = set() if _seen is None else _seen
-    if id(obj) in seen or obj is None:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, AlbumentationsAdapter):
-        yield obj
-        return
-    if isinstance(obj, (list, tuple)):
-        children: list[Any] = list(obj)
-    else:
-        children = [
-            getattr(obj, name, None) for name in ("dataset", "transform", "transforms", "augmentation")
-        ]
-    for child in children:
-        if child is not None and not isinstance(child, (str, bytes, int, float, np.ndarray, torch.Tensor)):
-            yield from augmentation_adapters(child, seen)
+    return find_transforms(obj, lambda item: isinstance(item, AlbumentationsAdapter))
 
 
-def _epoch_seeds(seed: int, epoch: int, rank: int, worker: int) -> np.ndarray:
+def _epoch_seeds(seed: int, epoch: int, rank: int, worker: int) -> list[int]:
     """Four 32-bit seeds (Python, NumPy, torch, adapters) for one process's epoch, as timm derives a
     worker's seed from the run seed, the rank and the worker id (``worker = -1``: main process)."""
-    entropy = [int(seed) % 2**63, int(epoch), int(rank), int(worker) + 1, 0x5EED]
-    return np.random.SeedSequence(entropy).generate_state(4, dtype=np.uint32)
+    return derive_seeds([int(seed) % 2**63, int(epoch), int(rank), int(worker) + 1, 0x5EED], 4)
 
 
 def reseed_augmentations(dataset: Any, seed: int, epoch: int, rank: int, worker: int = -1) -> None:
     """Seed every IPMix/PixMix adapter of ``dataset`` for ``epoch`` (each adapter its own stream)."""
-    base = int(_epoch_seeds(seed, epoch, rank, worker)[3])
+    base = _epoch_seeds(seed, epoch, rank, worker)[3]
     for i, adapter in enumerate(augmentation_adapters(dataset)):
-        adapter.reseed(int(np.random.SeedSequence([base, i]).generate_state(1, dtype=np.uint32)[0]))
+        adapter.reseed(derive_seed([base, i]))
 
 
 def reseed_worker(dataset: Any, seed: int, epoch: int, rank: int, worker: int) -> None:
     """In a DataLoader worker: seed Python's, NumPy's and torch's global generators (timm's AugMix /
     RandAugment and torchvision's crops draw from them) and the adapters, for ``epoch``."""
-    py_seed, np_seed, torch_seed, _ = (int(v) for v in _epoch_seeds(seed, epoch, rank, worker))
+    py_seed, np_seed, torch_seed, _ = _epoch_seeds(seed, epoch, rank, worker)
     random.seed(py_seed)
     np.random.seed(np_seed)  # noqa: NPY002 - the global stream timm's auto-augment ops use
     torch.manual_seed(torch_seed)

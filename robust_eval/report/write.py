@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from robust_eval.cache import atomic_write_text
-from robust_eval.markdown import escape_tree, md_table, md_text
-from robust_eval.results import Presenter, dump_json, load_suites, presenters
+from robust_eval.report.markdown import escape_tree, md_table, md_text
+from robust_eval.report.results import Presenter, dump_json, load_suites, presenters
 from robust_mix.errors import RobustMixError
 from robust_mix.files import atomic_writer
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from robust_eval.constants import ECE_BINS, RMS_BIN_SIZE
-from robust_eval.markdown import md_table
+from robust_eval.report.markdown import md_table
 
 __all__ = [
     "RESULT_TYPES",

@@ -20,7 +20,8 @@ from typing import Any
 
 from torch import nn
 
-from robust_eval.checkpoint import DATA_CONFIG_KEYS
+from robust_eval.checkpoints.checkpoint import DATA_CONFIG_KEYS
+from robust_mix.checkpoint import normalize_data_config
 from robust_mix.errors import RobustMixError
 
 __all__ = ["SOURCES", "architecture_default", "describe", "normalized_config", "parse_overrides"]
@@ -107,13 +108,7 @@ def normalized_config(
     if source not in SOURCES:
         raise ValueError(f"data-config source must be one of {SOURCES}, got {source!r}")
     merged = {**dict(base), **dict(overrides)}
-    config = {
-        "input_size": [int(v) for v in merged["input_size"]],
-        "mean": [float(v) for v in merged["mean"]],
-        "std": [float(v) for v in merged["std"]],
-        "interpolation": str(merged.get("interpolation", "bilinear")),
-        "crop_pct": float(merged.get("crop_pct", 1.0)),
-    }
+    config: dict[str, Any] = normalize_data_config(merged)
     fields = {k: ("flag" if k in overrides else source) for k in config}
     config["source"] = "flag" if {"mean", "std"} & set(overrides) else source
     config["sources"] = fields

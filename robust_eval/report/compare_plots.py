@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from robust_eval.constants import BENCHMARK_CORRUPTIONS, ECE_BINS, EXTRA_CORRUPTIONS, TEST_PERTURBATIONS
-from robust_eval.report import save_png
+from robust_eval.report.write import save_png
 
 __all__ = ["make_comparison_plots"]
 

@@ -751,7 +751,7 @@ def load_checkpoint(
         CheckpointError: unsafe file, unknown model or format, missing metadata, weights mismatch,
             model_kwargs outside the allow-list.
     """
-    from robust_eval import data_config as dc
+    from robust_eval.checkpoints import data_config as dc
     from robust_eval.zoo import PREFIX
 
     if dataset is not None and dataset not in DATASETS:

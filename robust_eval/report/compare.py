@@ -26,7 +26,13 @@ from typing import Any
 
 from robust_eval.cache import atomic_write_text
 from robust_eval.constants import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
-from robust_eval.results import CorruptionSet, CorruptionsResult, CorruptionSummary, SuiteResult, load_suites
+from robust_eval.report.results import (
+    CorruptionSet,
+    CorruptionsResult,
+    CorruptionSummary,
+    SuiteResult,
+    load_suites,
+)
 from robust_mix.errors import RobustMixError
 
 __all__ = [
@@ -506,8 +512,8 @@ def write_comparison(
         ComparisonError: fewer than one result, wrong label count, or output files in the way.
         robust_eval.report.ResultError: a result file is missing or not a robust-eval result.
     """
-    from robust_eval.compare_plots import make_comparison_plots
-    from robust_eval.report import load_result
+    from robust_eval.report.compare_plots import make_comparison_plots
+    from robust_eval.report.write import load_result
 
     paths = [Path(p) for p in paths]
     if not paths:
