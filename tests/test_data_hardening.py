@@ -90,3 +90,28 @@ def test_pixmix_refuses_float_input_outside_0_1(value):
     with pytest.raises(ValueError, match=r"PixMix got a float32 image with values in .*expected \[0, 1\]"):
         PixMix(p=1.0)(image=image)
     assert PixMix(p=1.0)(image=np.clip(image, 0, 1))["image"].max() <= 1.0
+
+
+def test_a_malformed_ood_set_is_one_skipped_line(tmp_path):
+    """It is left out of the OOD means: the screen says so, as the other suites do."""
+    import subprocess
+    import sys
+
+    from robust_eval_fixtures import make_data_root, write_project_checkpoint
+
+    data = make_data_root(tmp_path / "data", n=20, with_p=False, with_c=False)
+    np.save(data / "ood" / "bad.npy", np.zeros((3, 5), np.float32))
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, "-m", "robust_eval.cli", "ood", str(write_project_checkpoint(tmp_path / "ck.pth"))]
+    r = subprocess.run(
+        [*cmd, "--data-dir", str(data), "--out", str(tmp_path / "out"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if "skipped" in line]
+    assert lines == [
+        f"skipped ood set bad: '{data / 'ood' / 'bad.npy'}' holds float32 (3, 5); expected uint8 (N, H, W, 3)"
+    ]
