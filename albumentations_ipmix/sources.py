@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from robust_mix.errors import RobustMixError
-from robust_mix.files import FileProblem, decode_image, list_images
+from robust_mix.files import MAX_PIXELS, FileProblem, decode_image, list_images
 
 __all__ = [
     "FIT_SCALE",
@@ -186,6 +186,27 @@ def _as_rgb_uint8(picture: np.ndarray, what: str) -> np.ndarray:
     return picture
 
 
+def _header_problem(path: str) -> str | None:
+    """Why a picture's header makes it unusable (unreadable, no pixels or channels, more pixels than
+    :data:`robust_mix.files.MAX_PIXELS`: a decompression bomb), or None. Only the header is read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # judged below, once
+            with Image.open(path) as im:
+                (w, h), bands = im.size, len(im.getbands())
+    except Image.DecompressionBombError:
+        return f"more than {MAX_PIXELS:,} pixels (a decompression bomb?)"
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        return str(exc) or type(exc).__name__
+    if w * h > MAX_PIXELS:
+        return f"{w} x {h} = {w * h:,} pixels, more than {MAX_PIXELS:,} (a decompression bomb?)"
+    if w < 1 or h < 1 or bands < 1:
+        return f"{w} x {h} pixels with {bands} channels (nothing to mix)"
+    return None
+
+
 @register_source("folder")
 class FolderSource(MixingSource):
     """Every picture under a folder, searched recursively, in sorted path order.
@@ -214,8 +235,6 @@ class FolderSource(MixingSource):
 
     @staticmethod
     def _scan(root: Path) -> list[str]:
-        from PIL import Image, UnidentifiedImageError
-
         hint = (
             "expected a folder of pictures (PNG, JPEG, ... searched recursively; an ImageFolder "
             "layout works) - make one with `ipmix-fractals generate DIR` or pass fractals=None for "
@@ -230,22 +249,23 @@ class FolderSource(MixingSource):
             raise MixingSourceError(f"mixing folder '{root}' contains no image files; {hint}")
         readable: list[str] = []
         unreadable: list[str] = []
+        first_reason = ""
         for path in candidates:
-            try:
-                with Image.open(path) as im:
-                    im.size  # noqa: B018 - forces the header to be parsed
+            reason = _header_problem(path)
+            if reason is None:
                 readable.append(path)
-            except (OSError, UnidentifiedImageError, ValueError):
+            else:
                 unreadable.append(path)
+                first_reason = first_reason or reason
         if not readable:
             raise MixingSourceError(
                 f"mixing folder '{root}': none of its {len(candidates)} image files could be read "
-                f"(first: '{unreadable[0]}'); {hint}"
+                f"(first: '{unreadable[0]}': {first_reason}); {hint}"
             )
         if unreadable:
             warnings.warn(
                 f"mixing folder '{root}': skipping {len(unreadable)} unreadable image file(s) "
-                f"(first: '{unreadable[0]}'); using the other {len(readable)}",
+                f"(first: '{unreadable[0]}': {first_reason}); using the other {len(readable)}",
                 UserWarning,
                 stacklevel=3,
             )
@@ -261,8 +281,8 @@ class FolderSource(MixingSource):
             if path in self._broken:
                 continue
             try:
-                return decode_image(path)
-            except FileProblem as exc:
+                return _as_rgb_uint8(decode_image(path), f"'{path}'")
+            except (FileProblem, MixingSourceError) as exc:
                 self._broken.add(path)
                 first_error = first_error or exc
                 warnings.warn(

@@ -559,6 +559,11 @@ class PixMix(_MixingTransform):
         **params: Any,
     ) -> np.ndarray:
         _check_image(img, "PixMix")
+        if img.dtype == np.float32 and img.size and (img.min() < 0.0 or img.max() > 1.0):
+            raise ValueError(
+                f"PixMix got a float32 image with values in [{img.min():g}, {img.max():g}]; expected [0, 1] "
+                "(divide 0..255 values by 255, or use A.ToFloat first)"
+            )
         squeeze = img.ndim == 2
         image = img[:, :, None] if squeeze else img
         out = F.pixmix(image, fractal, first, steps)

@@ -51,7 +51,11 @@ def fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
             continue
         for f in files:
             st = f.stat()
-            h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+            h.update(
+                f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode(
+                    "utf-8", "surrogateescape"
+                )
+            )
     return h.hexdigest()[:16]
 
 

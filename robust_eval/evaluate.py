@@ -375,6 +375,11 @@ def _run_suites(
             bars.next_suite(suite)
         try:
             results[suite] = S.SUITES[suite].run(ctx).to_dict()
+            skipped_sets = results[suite].get("skipped_sets") or {}  # e.g. a malformed <data>/ood/ set
+            for name, reason in skipped_sets.items():
+                err_console.print(
+                    f"[yellow]skipped {suite} set {name}:[/yellow] {reason}", highlight=False, soft_wrap=True
+                )
         except S.SuiteSkipped as exc:
             if command not in _SKIPPING:
                 raise UsageError(f"{suite}: {exc}") from None

@@ -66,7 +66,12 @@ def is_reference_checkpoint(raw: Mapping[str, Any]) -> bool:
 def _count(sd: Mapping[str, torch.Tensor], prefix: str) -> int:
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
     found = {int(m.group(1)) for k in sd if (m := pattern.match(k))}
-    return max(found) + 1 if found else 0
+    if found and max(found) >= len(found):
+        raise ReferenceFormatError(
+            f"the blocks under {prefix!r} are numbered up to {max(found)} but only {len(found)} are present: "
+            "the checkpoint is damaged or crafted"
+        )
+    return len(found)
 
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, kind: str) -> tuple[int, ...]:
@@ -76,7 +81,13 @@ def _shape(sd: Mapping[str, torch.Tensor], key: str, kind: str) -> tuple[int, ..
             f"model {kind!r} checkpoint has no {key!r} (parameters start: {some}); it does not follow "
             f"the reference layout of {REFERENCE_KINDS[kind]}"
         )
-    return tuple(sd[key].shape)
+    shape = tuple(sd[key].shape)
+    if not shape or 0 in shape:
+        raise ReferenceFormatError(
+            f"model {kind!r} checkpoint: {key!r} has shape {list(shape)}; the reference layout of "
+            f"{REFERENCE_KINDS[kind]} has no empty dimensions (damaged or crafted file)"
+        )
+    return shape
 
 
 def _wrn(sd: Mapping[str, torch.Tensor]) -> ReferenceArch:

@@ -125,6 +125,25 @@ def find_cifar_folder(root: str | os.PathLike[str], dataset: str) -> Path:
     )
 
 
+def _pixels(data: np.ndarray, path: Path) -> np.ndarray:
+    """A batch's ``data`` as uint8, refusing what a cast would silently change: floats (0..1 values
+    would all become 0) and integers outside 0..255 (they would wrap)."""
+    if data.dtype == np.uint8:
+        return data
+    if not np.issubdtype(data.dtype, np.integer) or (data.size and (data.min() < 0 or data.max() > 255)):
+        raise DataLayoutError(
+            f"{path}: 'data' holds {data.dtype} values"
+            + (
+                f" in [{data.min()}, {data.max()}]"
+                if data.size and np.issubdtype(data.dtype, np.number)
+                else ""
+            )
+            + ", expected uint8 pixels 0..255 as in the official batches; re-extract the archive or write "
+            "the set with robust_mix.cifar.write_cifar"
+        )
+    return data.astype(np.uint8)
+
+
 def load_cifar(
     folder: str | os.PathLike[str], dataset: str, train: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -143,7 +162,7 @@ def load_cifar(
             )
         batch = _safe_unpickle(path)
         try:
-            data = np.asarray(batch["data"], dtype=np.uint8)
+            data = _pixels(np.asarray(batch["data"]), path)
             lab = np.asarray(batch[_CIFAR_LABEL_KEY[dataset]], dtype=np.int64)
         except KeyError as exc:
             raise DataLayoutError(f"{path}: missing key {exc}; not a {dataset} python batch") from None

@@ -88,7 +88,7 @@ def test_adding_a_format_is_one_parser_and_one_row(tmp_path, monkeypatch):
     row = CheckpointFormat("toy", lambda raw: set(raw) == {"weights", "net", "classes"}, parse)
     monkeypatch.setattr(models, "FORMATS", (row, *FORMATS))
     torch.save({"weights": trained_state_dict(), "net": MODEL, "classes": 10}, tmp_path / "toy.pth")
-    wrapped, info = load_checkpoint(tmp_path / "toy.pth")
+    wrapped, info = load_checkpoint(tmp_path / "toy.pth", data_overrides={"input_size": [3, 32, 32]})
     assert (info.kind, info.model, info.dataset) == ("toy", MODEL, "cifar10")
     assert wrapped(torch.rand(1, 3, 32, 32)).shape == (1, 10)
 

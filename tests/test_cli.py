@@ -135,21 +135,11 @@ def test_other_checkpoint_kinds(env, tmp_path):
     res = json.loads(r.stdout)
     assert res["checkpoint"]["kind"] == "timm-train" and res["suites"]["clean"]["n"] == 30
     line = _one_line_error(_cli(["clean", env["bare"], "--data-dir", env["data"], "--out", tmp_path]))
-    assert "--model" in line
-    r = _cli(
-        [
-            "clean",
-            env["bare"],
-            "--model",
-            MODEL,
-            "--num-classes",
-            "10",
-            "--data-dir",
-            env["data"],
-            "--out",
-            tmp_path / "bare",  # tmp_path/clean.json holds the timm checkpoint's result
-        ]
-    )
+    assert all(flag in line for flag in ("--model", "--num-classes", "--dataset", "--input-size", "--mean"))
+    bare = ["clean", env["bare"], "--model", MODEL, "--num-classes", "10", "--data-dir", env["data"]]
+    line = _one_line_error(_cli([*bare, "--out", tmp_path / "bare"]))  # test_resnet's default is 160 px
+    assert "cifar10 images are 32 px: pass --input-size 32" in line
+    r = _cli([*bare, "--input-size", "32", "--out", tmp_path / "bare"])  # tmp_path/clean.json: the timm one
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "bare" / "clean.json").read_text())["checkpoint"]["kind"] == "state_dict"
 

@@ -73,9 +73,11 @@ def test_bare_state_dict_needs_model_and_classes(tmp_path):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="--num-classes"):
         load_checkpoint(path, model=MODEL)
-    _, info = load_checkpoint(path, model=MODEL, num_classes=10)
+    with pytest.raises(CheckpointError, match="cifar10 images are 32 px: pass --input-size 32"):
+        load_checkpoint(path, model=MODEL, num_classes=10)  # the architecture's default is 160 px
+    _, info = load_checkpoint(path, model=MODEL, num_classes=10, data_overrides={"input_size": [3, 32, 32]})
     meta = info.to_dict()
-    assert meta["kind"] == "state_dict"
+    assert meta["kind"] == "state_dict" and meta["data_config"]["sources"]["input_size"] == "flag"
     assert meta["dataset"] == "cifar10" and meta["dataset_inferred_from_classes"]
     assert meta["data_config"]["source"] == "architecture default"
     import timm
@@ -105,7 +107,7 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path):
 
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a zip or pickle")
-    with pytest.raises(CheckpointError, match=r"not a readable torch checkpoint|refusing"):
+    with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint: it starts with b.not a zi"):
         load_checkpoint(tmp_path / "junk.pth")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="expected a dict"):

@@ -15,6 +15,7 @@ The result file records the values, the base source, and the source of every fie
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +25,14 @@ from robust_eval.checkpoints.checkpoint import DATA_CONFIG_KEYS
 from robust_mix.checkpoint import normalize_data_config
 from robust_mix.errors import RobustMixError
 
-__all__ = ["SOURCES", "architecture_default", "describe", "normalized_config", "parse_overrides"]
+__all__ = [
+    "SOURCES",
+    "architecture_default",
+    "checked_config",
+    "describe",
+    "normalized_config",
+    "parse_overrides",
+]
 
 SOURCES: tuple[str, ...] = ("checkpoint", "flag", "architecture default", "reference format")
 
@@ -101,14 +109,73 @@ def architecture_default(net: nn.Module) -> dict[str, Any]:
     return {k: cfg[k] for k in DATA_CONFIG_KEYS}
 
 
+def _numbers(value: Any, key: str, where: str, kind: type) -> list[Any]:
+    """``value`` as a list of finite ``kind`` numbers (bools refused); DataConfigError otherwise."""
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if not items or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items
+    ):
+        raise DataConfigError(f"{where}: data_config {key} must be a list of finite numbers, got {value!r}")
+    if kind is int and not all(float(v).is_integer() for v in items):
+        raise DataConfigError(f"{where}: data_config {key} must be whole numbers, got {value!r}")
+    return [kind(v) for v in items]
+
+
+def checked_config(merged: Mapping[str, Any], where: str = "data config") -> dict[str, Any]:
+    """The five fields of a data config, type- and range-checked (a checkpoint's, a flag's or an entry's).
+
+    ``input_size``: ``[C, H, W]`` whole numbers >= 1 with H = W; ``mean``: C finite values; ``std``: C
+    finite values > 0 (zero or negative would divide by zero or invert the image); ``crop_pct`` in
+    (0, 1]; ``interpolation`` a string.
+
+    Raises:
+        DataConfigError: one line naming ``where``, the field and the value found.
+    """
+    missing = [k for k in ("input_size", "mean", "std") if k not in merged]
+    if missing:
+        raise DataConfigError(f"{where}: data_config is missing {missing}")
+    size = _numbers(merged["input_size"], "input_size", where, int)
+    if len(size) != 3 or min(size) < 1 or size[1] != size[2]:
+        raise DataConfigError(
+            f"{where}: data_config input_size must be [C, H, W] with C, H, W >= 1 and H = W, got {size}"
+        )
+    mean = _numbers(merged["mean"], "mean", where, float)
+    std = _numbers(merged["std"], "std", where, float)
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) != size[0]:
+            raise DataConfigError(
+                f"{where}: data_config {key} has {len(values)} values for {size[0]}-channel inputs: {values}"
+            )
+    if min(std) <= 0.0:
+        raise DataConfigError(
+            f"{where}: std must be > 0 for every channel, got {std} (zero divides by zero, a negative "
+            "value inverts the image); pass --std to override"
+        )
+    crop = merged.get("crop_pct", 1.0)
+    crop = _numbers([crop], "crop_pct", where, float)[0] if crop is not None else 1.0
+    if not 0.0 < crop <= 1.0:
+        raise DataConfigError(f"{where}: data_config crop_pct must be in (0, 1], got {crop}")
+    interpolation = merged.get("interpolation", "bilinear")
+    if not isinstance(interpolation, str):
+        raise DataConfigError(f"{where}: data_config interpolation must be a name, got {interpolation!r}")
+    checked = {"input_size": size, "mean": mean, "std": std, "interpolation": interpolation, "crop_pct": crop}
+    return normalize_data_config(checked)
+
+
 def normalized_config(
-    base: Mapping[str, Any], source: str, overrides: Mapping[str, Any], detail: str | None = None
+    base: Mapping[str, Any],
+    source: str,
+    overrides: Mapping[str, Any],
+    detail: str | None = None,
+    where: str = "data config",
 ) -> dict[str, Any]:
-    """JSON-native data config: ``base`` with ``overrides`` applied, and the source of every field."""
+    """JSON-native data config: ``base`` with ``overrides`` applied, and the source of every field.
+
+    Checked by :func:`checked_config` (``where`` names the checkpoint in its one-line error).
+    """
     if source not in SOURCES:
         raise ValueError(f"data-config source must be one of {SOURCES}, got {source!r}")
-    merged = {**dict(base), **dict(overrides)}
-    config: dict[str, Any] = normalize_data_config(merged)
+    config: dict[str, Any] = checked_config({**dict(base), **dict(overrides)}, where)
     fields = {k: ("flag" if k in overrides else source) for k in config}
     config["source"] = "flag" if {"mean", "std"} & set(overrides) else source
     config["sources"] = fields

@@ -41,6 +41,7 @@ import dataclasses
 import hashlib
 import os
 import pickle
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ from robust_mix.errors import RobustMixError
 __all__ = [
     "ALEXNET_KEYS",
     "ARCHITECTURE_KWARGS",
+    "BARE_CHECKPOINT_FLAGS",
     "DATASET_CLASSES",
     "FORMATS",
     "CheckpointError",
@@ -256,8 +258,48 @@ class InputContract(nn.Module):
         return f"size={self.size}, crop_pct={self.crop_pct}, interpolation={self.interpolation!r}"
 
 
+#: How the files ``torch.load`` reads begin: a zip archive (``torch.save`` since torch 1.6), a pickle
+#: of protocol 2..5 (the legacy format), or a tar archive (``ustar`` at byte 257, torch < 0.4).
+_ZIP_MAGIC = b"PK\x03\x04"
+_TAR_MAGIC_OFFSET = 257
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    """Refuse what is not a regular file holding a PyTorch checkpoint, before ``torch.load`` sees it.
+
+    A FIFO or device would block the reader, a text file would fail inside the unpickler with an
+    unrelated message; both are named here (symlinks are followed: their target is checked).
+    """
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a regular file (a FIFO, socket, device or folder): "
+            "pass the .pt/.pth file torch.save wrote"
+        )
+    if info.st_size == 0:
+        raise CheckpointError(f"'{path}' is empty (0 bytes): not a PyTorch checkpoint")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_TAR_MAGIC_OFFSET + 5)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {exc.strerror or exc}") from None
+    zip_or_pickle = head.startswith(_ZIP_MAGIC) or (
+        head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    )
+    if not (zip_or_pickle or head[_TAR_MAGIC_OFFSET:] == b"ustar"):
+        raise CheckpointError(
+            f"'{path}' is not a PyTorch checkpoint: it starts with {head[:8]!r}, where torch.save writes a "
+            "zip archive (b'PK\\x03\\x04') or a pickle (b'\\x80\\x02')"
+        )
+
+
 def _torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` with ``argparse.Namespace`` allow-listed (timm train.py)."""
+    """``torch.load(weights_only=True)`` with ``argparse.Namespace`` allow-listed (timm train.py),
+    after :func:`_check_checkpoint_file`."""
+    _check_checkpoint_file(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -271,8 +313,11 @@ def _torch_load(path: Path) -> Any:
             "numbers, strings, lists, dicts and argparse.Namespace are loaded; re-save the weights with "
             "torch.save(model.state_dict()) or robust_eval.checkpoint.save_checkpoint"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"'{path}' is not a readable torch checkpoint: {exc}") from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        raise CheckpointError(
+            f"'{path}' is not a readable torch checkpoint (truncated or damaged?): {reason}"
+        ) from None
 
 
 def _strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -307,23 +352,45 @@ def _no_ema(request: ParseRequest, what: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: This project's checkpoint keys with the type each must have: (check, what to say when it fails).
+_PROJECT_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "format_version": (lambda v: _is_count(v) and v >= 1, "a whole number >= 1"),
+    "state_dict": (lambda v: isinstance(v, Mapping), "a dict of tensors"),
+    "model": (lambda v: isinstance(v, str) and bool(v), "a timm model name"),
+    "num_classes": (lambda v: _is_count(v) and v >= 1, "a whole number >= 1"),
+    "dataset": (lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
+    "data_config": (lambda v: isinstance(v, Mapping), "a dict"),
+    "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of names"),
+    "model_kwargs": (lambda v: v is None or isinstance(v, Mapping), "a dict"),
+    "state_dict_ema": (lambda v: isinstance(v, Mapping), "a dict of tensors"),
+}
+
+
 def _parse_project(raw: Mapping[str, Any], request: ParseRequest) -> CheckpointInfo:
     path = request.path
-    if int(raw["format_version"]) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"'{path}' has format_version {raw['format_version']}; this version reads <= {FORMAT_VERSION}"
-        )
     missing = [k for k in ("state_dict", "model", "num_classes", "dataset", "data_config") if k not in raw]
     if missing:
         raise CheckpointError(f"'{path}' is missing checkpoint keys {missing}")
+    for key, (ok, expected) in _PROJECT_FIELDS.items():
+        if key in raw and not ok(raw[key]):
+            raise CheckpointError(f"'{path}': {key} must be {expected}, got {raw[key]!r:.80}")
+    if raw["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"'{path}' has format_version {raw['format_version']}; this version reads <= {FORMAT_VERSION}"
+        )
     data_config = dict(raw["data_config"])
     absent = [k for k in DATA_CONFIG_KEYS if k not in data_config]
     if absent:
         raise CheckpointError(f"'{path}': data_config is missing {absent}")
     kwargs = raw.get("model_kwargs") or {}
-    if not isinstance(kwargs, Mapping):
-        raise CheckpointError(f"'{path}': model_kwargs is a {type(kwargs).__name__}, expected a dict")
-    extra = {"class_names": list(raw["class_names"])} if "class_names" in raw else {}
+    names = raw.get("class_names")
+    if names is not None and len(names) > raw["num_classes"]:
+        raise CheckpointError(f"'{path}': {len(names)} class_names for only {raw['num_classes']} classes")
+    extra = {"class_names": list(names)} if names is not None else {}
     if isinstance(raw.get("train_args"), dict) and raw["train_args"].get("data_dir"):
         extra["train_data_dir"] = str(raw["train_args"]["data_dir"])  # robust_eval.data.recorded_data_dir
     return CheckpointInfo(
@@ -583,8 +650,45 @@ def _create(model_name: str, num_classes: int, model_kwargs: Mapping[str, Any]) 
         raise CheckpointError(f"could not build {model_name!r} with {num_classes} classes: {exc}") from None
 
 
-def _load_weights(net: nn.Module, state_dict: dict[str, torch.Tensor], model_name: str) -> None:
-    own = net.state_dict()
+#: Architecture arguments that count layers or blocks: a network of that many layers holds at least
+#: that many tensors, so a value above the checkpoint's tensor count cannot be what it holds.
+_COUNT_KWARGS: tuple[str, ...] = ("depth", "layers")
+
+
+def _bound_claims(kwargs: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse layer counts larger than the number of tensors the checkpoint holds (a few bytes must not
+    make the builder construct a million blocks)."""
+    held = len(state_dict)
+    for key in _COUNT_KWARGS:
+        value = kwargs.get(key)
+        claimed = sum(value) if isinstance(value, (list, tuple)) else value
+        if isinstance(claimed, (int, float)) and claimed > held:
+            raise CheckpointError(
+                f"{where}: model_kwargs {key}={value!r} asks for more layers than the {held} tensors the "
+                "checkpoint holds; the file is damaged or crafted"
+            )
+
+
+def _fits_shell(
+    build: Callable[[str, int, Mapping[str, Any]], nn.Module],
+    model_name: str,
+    classes: int,
+    kwargs: Mapping[str, Any],
+    state_dict: dict[str, torch.Tensor],
+) -> None:
+    """Build the network on the ``meta`` device (shapes only, no memory) and check the weights fit
+    before the real build allocates: a checkpoint cannot make the process allocate a network far
+    larger than the tensors it holds. Architectures that cannot be built on ``meta`` are checked
+    after the real build instead."""
+    try:
+        with torch.device("meta"):
+            shell = build(model_name, classes, kwargs)
+    except CheckpointError:
+        return
+    _check_fit(shell.state_dict(), state_dict, model_name)
+
+
+def _check_fit(own: Mapping[str, torch.Tensor], state_dict: dict[str, torch.Tensor], model_name: str) -> None:
     mismatched = [
         f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state_dict.items()
@@ -605,6 +709,10 @@ def _load_weights(net: nn.Module, state_dict: dict[str, torch.Tensor], model_nam
         if unexpected:
             parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
         raise CheckpointError(f"checkpoint does not match {model_name!r}: {'; '.join(parts)}")
+
+
+def _load_weights(net: nn.Module, state_dict: dict[str, torch.Tensor], model_name: str) -> None:
+    _check_fit(net.state_dict(), state_dict, model_name)
     net.load_state_dict(state_dict, strict=True)
 
 
@@ -675,20 +783,21 @@ def _load_file(
     fmt = find_format(raw, path)
     info = fmt.parse(raw, request)
     model_name = request.model or info.model
-    if not model_name:
-        raise CheckpointError(
-            f"'{path}' does not say which architecture it is: pass --model NAME (a timm name)"
-        )
     classes = num_classes if num_classes is not None else info.num_classes
-    if classes is None:
-        raise CheckpointError(f"'{path}' does not say how many classes it has: pass --num-classes K")
+    if not model_name or classes is None:
+        unknown = [
+            what for what, known in (("architecture", model_name), ("class count", classes)) if not known
+        ]
+        raise CheckpointError(f"'{path}' does not say its {' or '.join(unknown)}: {BARE_CHECKPOINT_FLAGS}")
     own_kwargs = request.model is None or request.model == info.model
     kwargs = checked_model_kwargs(info.model_kwargs if own_kwargs else {}, f"checkpoint '{path}'")
-    net = (fmt.build or _create)(model_name, int(classes), kwargs)
     state_dict = _strip_prefix(info.state_dict)
+    _bound_claims(kwargs, state_dict, f"checkpoint '{path}'")
     extras = dict(info.extras)
     if fmt.build is None:
         state_dict = _filtered(state_dict, model_name, extras)
+    _fits_shell(fmt.build or _create, model_name, int(classes), kwargs, state_dict)
+    net = (fmt.build or _create)(model_name, int(classes), kwargs)
     _load_weights(net, state_dict, model_name)
     config = fmt.data_config(raw, net) if fmt.data_config is not None else None
     if config is not None:
@@ -699,6 +808,37 @@ def _load_file(
         info, state_dict={}, model=model_name, num_classes=int(classes), model_kwargs=kwargs, extras=extras
     )
     return info, net
+
+
+#: What a checkpoint without metadata (a bare state_dict, a timm train.py file without ``args``) needs,
+#: said in one message wherever something is missing.
+BARE_CHECKPOINT_FLAGS = (
+    "a checkpoint without metadata needs --model NAME (a timm name) --num-classes K --dataset "
+    f"{{{','.join(DATASETS)}}} and, unless the architecture's defaults are how it was trained, --input-size N "
+    "--mean M --std S (--crop-pct, 1 for no crop); or re-save it with robust_eval.checkpoint.save_checkpoint"
+)
+
+#: Side in pixels of the images of the fixed-size data sets whose size a model's input must match.
+_DATASET_SIDES: dict[str, int] = {"cifar10": 32, "cifar100": 32}
+
+
+def _check_default_size(
+    info: CheckpointInfo, base: Mapping[str, Any], overrides: Mapping[str, Any], ds: str
+) -> None:
+    """A checkpoint that says nothing about its inputs, on a data set of a fixed side, must not run at
+    an architecture default made for other images (timm's resnet18: 224 px, bicubic, crop_pct 0.95
+    upsamples every 32 px image 7x): refuse, naming ``--input-size`` and the other flags."""
+    side = _DATASET_SIDES.get(ds)
+    if info.data_config is not None or side is None or "input_size" in overrides:
+        return
+    default = int(base["input_size"][-1])
+    if default != side:
+        raise CheckpointError(
+            f"'{info.path}' says nothing about its inputs and {info.model}'s default is {default} px "
+            f"({base.get('interpolation')}, crop_pct {base.get('crop_pct')}), but {ds} images are {side} px: "
+            f"pass --input-size {side} if it was trained on them. {BARE_CHECKPOINT_FLAGS[0].upper()}"
+            f"{BARE_CHECKPOINT_FLAGS[1:]}"
+        )
 
 
 def _resolve_dataset(ds: str | None, classes: int) -> tuple[str, bool]:
@@ -760,14 +900,16 @@ def load_checkpoint(
         info, net = _load_zoo(str(path), dataset, model_dir, threat_model)
     else:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise CheckpointError(f"checkpoint '{path}' does not exist")
         info, net = _load_file(path, ParseRequest(path, ema, model), num_classes)
         info = dataclasses.replace(info, path=str(path))
     assert info.num_classes is not None and info.path is not None
     ds, inferred = _resolve_dataset(dataset or info.dataset, info.num_classes)
     base = info.data_config if info.data_config is not None else dc.architecture_default(net)
-    config = dc.normalized_config(base, info.config_source, data_overrides or {}, info.config_detail)
+    _check_default_size(info, base, data_overrides or {}, ds)
+    where = f"checkpoint '{info.path}'"
+    config = dc.normalized_config(base, info.config_source, data_overrides or {}, info.config_detail, where)
     wrapped = InputContract(
         net,
         int(config["input_size"][-1]),
