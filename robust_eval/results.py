@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -39,8 +42,10 @@ __all__ = [
     "OODResult",
     "PerturbationsResult",
     "Presenter",
+    "ResultValueError",
     "Row",
     "SuiteResult",
+    "check_result",
     "load_suites",
     "num",
     "pct",
@@ -79,6 +84,8 @@ class Block:
 
     #: Field name -> Block type of a nested block (None stays None).
     NESTED: ClassVar[dict[str, type[Block]]] = {}
+    #: The one field a block is stored as (its JSON block is that field's value), else None.
+    STORED_AS: ClassVar[str | None] = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -668,6 +675,7 @@ class ImagenetARResult(SuiteResult):
     rank: ClassVar[int] = 70
 
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    STORED_AS: ClassVar[str | None] = "sets"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.sets)
@@ -707,6 +715,233 @@ def load_suites(suites: Mapping[str, Any]) -> dict[str, SuiteResult]:
         for name, block in suites.items()
         if name in RESULT_TYPES and isinstance(block, Mapping) and block
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# checking a stored result before anything reads it
+# ------------------------------------------------------------------------------------------------
+
+
+class ResultValueError(ValueError):
+    """A stored result holds a value of the wrong kind, outside its range, or nested too deep; the
+    message names its key as a dotted path (``suites.clean.top1_error``)."""
+
+
+#: (lowest, highest, integer): the values a number may take.
+Span = tuple[float, float, bool]
+_FRACTION: Span = (0.0, 1.0, False)
+_COUNT: Span = (0, math.inf, True)
+_NON_NEGATIVE: Span = (0.0, math.inf, False)
+
+#: Key name -> the span of every number stored under it in ``result["suites"]`` (the nearest named
+#: key of a number's path decides: ``errors.fog.3`` is an error, a fraction). Under ``normalized``
+#: the values are percentages of a baseline (:data:`NORMALIZED_SPANS`).
+VALUE_SPANS: dict[str, Span] = {
+    **dict.fromkeys(
+        (
+            # errors and error means
+            "top1_error", "top5_error", "clean_error", "adversarial_error", "errors", "top5_errors",
+            "per_corruption_mean_error", "mce_unnormalized", "extras_mean_error", "mean_error",
+            # calibration
+            "rms_calibration_error", "rms_calibration_error_reference_compatible", "ece", "mean_ece",
+            "mean_rms_calibration_error", "mean_rms_calibration_error_reference_compatible", "aurc",
+            "accuracy", "confidence", "bin_lower", "bin_upper",
+            # OOD detection
+            "auroc", "aupr", "aupr_in", "aupr_out", "fpr95", "mean_auroc", "mean_aupr", "mean_fpr95",
+            "roc_fpr", "roc_tpr",
+            # flips, attack budgets in [0, 1] pixel units
+            "flip_probability", "mfr", "eps", "alpha", "max_linf_perturbation",
+        ),
+        _FRACTION,
+    ),
+    **dict.fromkeys(
+        (
+            "n", "n_per_cell", "count", "frames", "steps", "n_in_distribution", "n_ood_per_set",
+            "bin_size", "ece_bins", "hist_in", "hist_out", "n_in", "n_out", "n_fit", "n_eval",
+        ),
+        _COUNT,
+    ),
+    **dict.fromkeys(("top5_distance", "mt5d", "nll", "temperature"), _NON_NEGATIVE),
+    "brier": (0.0, 2.0, False),
+    "severities": (1, 5, True),
+    "difficulty": (1, math.inf, True),
+}  # fmt: skip
+#: Spans under a ``normalized`` block (CE / mCE / mFR / mT5D in % of a baseline; relative mCE may
+#: be negative: a model can lose less than the baseline from clean to corrupted).
+NORMALIZED_SPANS: dict[str, Span] = {"relative_mce": (-math.inf, math.inf, False)}
+_PERCENT_OF_BASELINE: Span = _NON_NEGATIVE
+
+#: Key name -> the JSON kind a value stored under it in ``result["suites"]`` must have (presenters
+#: iterate these), where the typed result's annotation says only ``Any``.
+CONTAINER_KINDS: dict[str, type] = {
+    **dict.fromkeys(
+        ("ce", "extras_ce", "per_cell", "corrupted_mean", "attack", "per_perturbation", "by_stride"),
+        dict,
+    ),
+    **dict.fromkeys(("hist_edges", "hist_in", "hist_out", "roc_fpr", "roc_tpr", "perturbations"), list),
+}
+#: The top-level blocks of a result document and their kinds.
+TOP_LEVEL: dict[str, Any] = {
+    "checkpoint": dict[str, Any],
+    "protocol": dict[str, Any],
+    "suites": dict[str, Any],
+    "skipped": dict[str, str],
+}
+#: Deepest nesting a result document may have (robust-eval writes 7 levels).
+MAX_DEPTH = 32
+
+
+def _key(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_KIND_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "true or false", int: "an integer"}
+
+
+def _kind_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return "a number"
+    return _KIND_NAMES.get(type(value), type(value).__name__)
+
+
+def _expected(hint: Any) -> str:
+    """``hint`` in words (``float | None`` -> "a number or null")."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if hint is float:
+        return "a number"
+    base = typing.get_origin(hint) or hint
+    if isinstance(base, type) and issubclass(base, Block):
+        return "an object"
+    return _KIND_NAMES.get(base, str(hint))
+
+
+def _kind_mismatch(
+    value: Any, hint: Any, path: tuple[str | int, ...]
+) -> tuple[tuple[str | int, ...], Any] | None:
+    """(path, expected hint) of the first part of ``value`` that is not of the kind ``hint`` says,
+    or None. Ints count as floats (JSON writes 0.0 as 0); bools count as neither."""
+    if hint is Any:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if any(_kind_mismatch(value, a, path) is None for a in args):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        bad = _kind_mismatch(value, inner[0], path) if len(inner) == 1 and value is not None else None
+        return bad if bad is not None and bad[0] != path else (path, hint)
+    if hint is type(None):
+        return None if value is None else (path, hint)
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else (path, hint)
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else (path, hint)
+    if hint in (str, bool):
+        return None if isinstance(value, hint) else (path, hint)
+    if isinstance(hint, type) and issubclass(hint, Block):
+        return None if isinstance(value, Mapping) else (path, hint)
+    if origin is list:
+        if not isinstance(value, list):
+            return (path, hint)
+        return next((m for i, v in enumerate(value) if (m := _kind_mismatch(v, args[0], (*path, i)))), None)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            return (path, hint)
+        return next((m for k, v in value.items() if (m := _kind_mismatch(v, args[1], (*path, k)))), None)
+    return None
+
+
+def _check_block(cls: type[Block], data: Any, path: tuple[str | int, ...]) -> None:
+    """The stored fields of a typed block (and of its nested blocks) are of their annotated kinds."""
+    if not isinstance(data, Mapping):
+        raise ResultValueError(f"{_key(path)} is {_kind_name(data)}; expected an object")
+    hints = typing.get_type_hints(cls)
+    stored = {cls.STORED_AS: (data, path)} if cls.STORED_AS else {k: (v, (*path, k)) for k, v in data.items()}
+    for name, (value, where) in stored.items():
+        if name == "extra" or name not in hints or typing.get_origin(hints[name]) is ClassVar:
+            continue
+        bad = _kind_mismatch(value, hints[name], where)
+        if bad is not None:
+            got = _at(value, bad[0][len(where) :])
+            raise ResultValueError(f"{_key(bad[0])} is {_kind_name(got)}; expected {_expected(bad[1])}")
+        nested = cls.NESTED.get(name)
+        if nested is not None and value:
+            _check_block(nested, value, where)
+
+
+def _at(tree: Any, path: Iterable[str | int]) -> Any:
+    for part in path:
+        tree = tree[part]
+    return tree
+
+
+def _span(path: tuple[str | int, ...]) -> Span | None:
+    """The span of the number at ``path`` under ``suites`` (None: any finite number)."""
+    for part in reversed(path):
+        if part == "normalized":
+            return NORMALIZED_SPANS.get(str(path[-1]), _PERCENT_OF_BASELINE)
+        if isinstance(part, str) and part in VALUE_SPANS:
+            return VALUE_SPANS[part]
+    return None
+
+
+def _check_number(value: float, path: tuple[str | int, ...], in_suites: bool) -> None:
+    if math.isnan(value):
+        return  # "no value" (an empty reliability bin): shown as such
+    span = _span(path) if in_suites else None
+    if span is None:
+        if math.isinf(value):
+            raise ResultValueError(f"{_key(path)} = {value!r} is not a finite number")
+        return
+    low, high, integer = span
+    if integer and not isinstance(value, int):
+        raise ResultValueError(f"{_key(path)} = {value!r} is not an integer (a count)")
+    if not low <= value <= high or math.isinf(value):
+        what = "a fraction" if span == _FRACTION else f"in [{low:g}, {high:g}]"
+        raise ResultValueError(f"{_key(path)} = {value!r} is impossible: it must be {what}")
+
+
+def check_result(result: Mapping[str, Any]) -> None:
+    """Check a loaded result document before anything reads it: the top-level blocks and every
+    field of the typed suite results are of their kinds, every number is finite (NaN stands for "no
+    value") and every metric within its range (:data:`VALUE_SPANS`), nesting at most
+    :data:`MAX_DEPTH` levels.
+
+    Raises:
+        ResultValueError: naming the first offending key as a dotted path.
+    """
+    for name, hint in TOP_LEVEL.items():
+        if name in result and (bad := _kind_mismatch(result[name], hint, (name,))) is not None:
+            raise ResultValueError(
+                f"{_key(bad[0])} is {_kind_name(_at(result, bad[0]))}; expected {_expected(bad[1])}"
+            )
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), result)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise ResultValueError(f"{_key(path[:3])}... is nested deeper than {MAX_DEPTH} levels")
+        in_suites = bool(path) and path[0] == "suites"
+        if isinstance(value, Mapping):
+            stack += [((*path, k), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [((*path, i), v) for i, v in enumerate(value)]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_number(value, path, in_suites)
+        if in_suites and value is not None and isinstance(path[-1], str):
+            kind = CONTAINER_KINDS.get(path[-1]) if len(path) > 2 else None
+            if kind is not None and not isinstance(value, kind):
+                raise ResultValueError(f"{_key(path)} is {_kind_name(value)}; expected {_KIND_NAMES[kind]}")
+    for name, block in result.get("suites", {}).items():
+        if name in RESULT_TYPES:
+            _check_block(RESULT_TYPES[name], block, ("suites", name))
 
 
 def presenters(suites: Mapping[str, SuiteResult]) -> Iterator[Presenter]:
