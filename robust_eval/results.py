@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from robust_eval.constants import BENCHMARK_CORRUPTIONS, ECE_BINS, RMS_BIN_SIZE
+from robust_eval.constants import BENCHMARK_CORRUPTIONS, ECE_BINS, EXTRA_CORRUPTIONS, RMS_BIN_SIZE, SEVERITIES
 from robust_eval.markdown import md_table
 
 __all__ = [
@@ -398,24 +398,46 @@ class CorruptionsResult(SuiteResult):
         return out
 
     def plots(self, save: SaveFigure) -> None:
+        """One bar chart per set (-C, -C-bar): per corruption, one bar per severity (light = 1, dark
+        = 5); extras marked ``*`` on a grey band; the clean error as a dashed line."""
         import matplotlib.pyplot as plt
 
         parts = self._parts()
         if not parts:
             return
-        fig, axes = plt.subplots(1, len(parts), figsize=(7 * len(parts), 4.5), squeeze=False)
-        cmap = plt.get_cmap("tab20")
-        for ax, (title, part) in zip(axes[0], parts):
-            for i, c in enumerate(part.corruptions):
-                sev = sorted(int(k) for k in part.errors[c])
-                errs = [100 * part.errors[c][str(k)] for k in sev]
-                ax.plot(sev, errs, marker="o", color=cmap(i % 20), label=c)
-            ax.set_xlabel("severity")
-            ax.set_ylabel("top-1 error (%)")
-            ax.set_xticks([1, 2, 3, 4, 5])
-            ax.set_title(title)
-            ax.legend(fontsize=6, ncol=2)
+        width = max(8.0, 0.55 * max(len(part.corruptions) for _, part in parts) + 3)
+        fig, axes = plt.subplots(len(parts), 1, figsize=(width, 4.2 * len(parts)), squeeze=False)
+        for ax, (title, part) in zip(axes[:, 0], parts):
+            _severity_bars(ax, title, part, self.clean_error)
+        fig.tight_layout()
         save(fig, "corruption_errors")
+
+
+def _severity_bars(ax: Any, title: str, part: CorruptionSet, clean_error: float | None) -> None:
+    """Grouped bars of ``part.errors`` on ``ax`` (see :meth:`CorruptionsResult.plots`)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(part.corruptions)
+    x = np.arange(len(names))
+    width = 0.8 / len(SEVERITIES)
+    shades = plt.get_cmap("Blues")(np.linspace(0.35, 0.95, len(SEVERITIES)))
+    for k, s in enumerate(SEVERITIES):
+        heights = [100 * v if (v := part.errors[c].get(str(s))) is not None else np.nan for c in names]
+        ax.bar(x - 0.4 + width * (k + 0.5), heights, width, color=shades[k], label=f"severity {s}")
+    extras = [i for i, c in enumerate(names) if c in EXTRA_CORRUPTIONS]
+    if extras:
+        ax.axvspan(min(extras) - 0.5, max(extras) + 0.5, color="0.9", zorder=0, label="* extra: not in mCE")
+    if clean_error is not None:
+        ax.axhline(100 * clean_error, color="k", ls="--", lw=1, label=f"clean ({pct(clean_error, 1)}%)")
+    ax.set_xticks(x)
+    ax.set_xticklabels([c + ("*" if c in EXTRA_CORRUPTIONS else "") for c in names], rotation=45, ha="right")
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("top-1 error (%)")
+    origin = " (regenerated)" if part.origin else ""
+    ax.set_title(f"{title}{origin}: top-1 error per corruption and severity")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -680,14 +702,15 @@ class OODResult(SuiteResult):
         if not self.sets:
             return
         n = len(self.sets)
-        fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.2), squeeze=False)
+        fig, axes = plt.subplots(1, n + 1, figsize=(3.4 * (n + 1), 3.4), squeeze=False, layout="constrained")
         for ax, (name, v) in zip(axes[0], self.sets.items()):
             edges = v["hist_edges"]
             ax.stairs(v["hist_in"], edges, label="in-dist", fill=True, alpha=0.5)
             ax.stairs(v["hist_out"], edges, label=name, fill=True, alpha=0.5)
-            ax.set_title(f"{name}: AUROC {pct(v['auroc'], 1)}")
+            ax.set_title(f"{name}: AUROC {pct(v['auroc'], 1)}%")
             ax.set_xlabel("score (-max softmax)")
             ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("images")
         roc = axes[0][-1]
         for name, v in self.sets.items():
             roc.plot(v["roc_fpr"], v["roc_tpr"], label=name)

@@ -84,3 +84,49 @@ def test_mfr_with_missing_perturbations_says_it_was_not_computed(golden):
     )
     assert "over 10 perturbations" not in render_markdown(golden)
     assert "mFR / mT5D not computed: 8 of 10 perturbations missing" in render_markdown(golden)
+
+
+def _figures(result: dict) -> dict:
+    """{kind: figure} of every plot the result draws (not saved)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from robust_eval.results import load_suites, presenters
+
+    figs: dict = {}
+    for part in presenters(load_suites(result["suites"])):
+        part.plots(lambda fig, kind: figs.__setitem__(kind, fig))
+    return figs
+
+
+def test_the_c_plot_is_a_bar_chart_per_set_with_extras_marked(golden):
+    fig = _figures(golden)["corruption_errors"]
+    c_ax, bar_ax = fig.axes
+    assert c_ax.get_title() == "-C: top-1 error per corruption and severity"
+    assert bar_ax.get_title().startswith("-C-bar")
+    ticks = [t.get_text() for t in c_ax.get_xticklabels()]
+    assert ticks[:2] == ["gaussian_noise", "shot_noise"] and ticks[-4:] == [
+        "speckle_noise*",
+        "gaussian_blur*",
+        "spatter*",
+        "saturate*",
+    ]
+    legend = [t.get_text() for t in c_ax.get_legend().get_texts()]
+    assert "* extra: not in mCE" in legend and "severity 5" in legend
+    assert len(c_ax.patches) >= 19 * 5  # one bar per cell
+
+
+def test_the_c_plot_of_a_make_c_set_says_regenerated(golden):
+    golden["suites"]["corruptions"]["c"].update(regenerated=True)
+    assert _figures(golden)["corruption_errors"].axes[0].get_title().startswith("-C (regenerated)")
+
+
+def test_no_label_of_the_ood_panel_overlaps_another_panel(golden):
+    fig = _figures(golden)["ood"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    roc = fig.axes[-1]
+    label = roc.yaxis.label.get_window_extent(renderer)
+    neighbour = fig.axes[-2].get_tightbbox(renderer)
+    assert label.x0 > neighbour.x1, (label, neighbour)
+    assert fig.axes[0].get_ylabel() == "images"
