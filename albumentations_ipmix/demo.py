@@ -117,6 +117,21 @@ def _sheet_rows(
     return rows, captions, changes
 
 
+#: What the five IPMix columns show: order statistics of ``d`` over a photo's draws.
+QUANTILE_NAMES = ("minimum", "lower quartile", "median", "upper quartile", "maximum")
+
+
+def column_labels(n_ipmix: int, n_pixmix: int) -> list[str]:
+    """Header labels of the contact sheet: which draw of its row each column shows. The IPMix
+    columns are picked by their mean change ``d`` (:func:`spread_draws`): with five, the minimum,
+    the quartiles, the median and the maximum of ``d``; otherwise their rank by ``d``."""
+    if n_ipmix == 5:
+        ipmix = [f"IPMix\nd: {name}" for name in QUANTILE_NAMES]
+    else:
+        ipmix = [f"IPMix\nrank {k + 1}/{n_ipmix} by d" for k in range(n_ipmix)]
+    return ["original", *ipmix, *[f"PixMix\ndraw {k + 1}" for k in range(n_pixmix)]]
+
+
 def run(
     out: Path, size: int = 128, n_ipmix: int = 5, n_pixmix: int = 3, seed: int = 0, draws: int = 20
 ) -> Path:
@@ -138,14 +153,7 @@ def run(
     source = ipmix.transforms[0].source
     rows.append([source.fitted(i, size, size)[:size, :size] for i in range(1 + n_ipmix + n_pixmix)])
     captions.append(["mixing picture"] + [""] * (n_ipmix + n_pixmix))
-    names = (
-        ["least", "25%", "median", "75%", "most"] if n_ipmix == 5 else [str(k + 1) for k in range(n_ipmix)]
-    )
-    header = [
-        "original",
-        *[f"IPMix\n{n} changed" for n in names],
-        *[f"PixMix\ndraw {k + 1}" for k in range(n_pixmix)],
-    ]
+    header = column_labels(n_ipmix, n_pixmix)
     path = out / "contact_sheet.png"
     cv2.imwrite(
         str(path),
@@ -170,8 +178,9 @@ def main() -> None:
     path = run(args.out, size=args.size, seed=args.seed)
     print(f"contact sheet: {path}")
     print(
-        "columns: original | 5 of 20 IPMix draws, from the least to the most changed | 3 PixMix draws; "
-        "d = mean change in grey levels; last row: mixing pictures (procedural fractals)"
+        "columns: original | 5 of 20 IPMix draws: the minimum, lower quartile, median, upper quartile and "
+        "maximum of d | 3 PixMix draws; d = mean change in grey levels; last row: mixing pictures "
+        "(procedural fractals)"
     )
     print((path.parent / "contact_sheet.txt").read_text().strip())
 

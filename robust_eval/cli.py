@@ -219,6 +219,8 @@ def _print_comparison(cmp: dict[str, Any], table_rows: tuple[list[str], list[lis
     console.print(table)
     for line in cmp["protocol_mismatches"]:
         console.print(f"[red]mismatch:[/] {escape(line)}", highlight=False)
+    for line in cmp.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("check")

@@ -49,3 +49,24 @@ def test_benchmark_help_exits_cleanly(script: Path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "--smoke" in run.stdout
+
+
+def test_the_transform_table_says_what_its_last_columns_are(tmp_path: Path):
+    script = next(p for p in BENCHMARKS if p.name == "transforms.py")
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(script.parents[1]), env.get("PYTHONPATH", "")])
+    run = subprocess.run(
+        [sys.executable, str(script), "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert "| speed vs timm AugMix | ms over identity |" in lines[3]
+    assert lines[1].startswith("speed vs timm AugMix = AugMix's ms per image / this transform's")
+    assert "ms over identity = this transform's ms per image minus that of the identity" in lines[1]
+    identity = next(line for line in lines if "identity (A.NoOp)" in line)
+    assert identity.endswith("| 0.000 |")

@@ -30,6 +30,7 @@ def test_demo_writes_the_fractal_folder_and_a_labelled_contact_sheet(tmp_path):
     )
     note = (tmp_path / "contact_sheet.txt").read_text()
     assert "of 16 draws change the photo by less than one grey level" in note
+    assert note.endswith("(d < 1)\n") and note.count("\n") == 1  # one line, newline-terminated
     stamps = [p.stat().st_mtime_ns for p in pngs]
     run(tmp_path, size=48, n_ipmix=2, n_pixmix=1, draws=4)  # a second run reuses the folder
     assert [p.stat().st_mtime_ns for p in pngs] == stamps
@@ -42,3 +43,19 @@ def test_spread_draws_shows_the_range_least_changed_first():
     # sorted changes 0 1 2 3 6 9 12 20 30: minimum, quartiles, median, maximum
     assert [d for d, _ in shown] == [0, 2, 6, 12, 30]
     assert mean_change(outputs[2], original) == 30.0
+
+
+def test_the_ipmix_columns_name_the_order_statistic_of_d_they_show():
+    from albumentations_ipmix.demo import column_labels
+
+    labels = column_labels(5, 3)
+    assert labels[1:6] == [
+        "IPMix\nd: minimum",
+        "IPMix\nd: lower quartile",
+        "IPMix\nd: median",
+        "IPMix\nd: upper quartile",
+        "IPMix\nd: maximum",
+    ]
+    assert labels[6:] == ["PixMix\ndraw 1", "PixMix\ndraw 2", "PixMix\ndraw 3"]
+    assert not any("%" in label or "changed" in label for label in labels)
+    assert column_labels(2, 0)[1:] == ["IPMix\nrank 1/2 by d", "IPMix\nrank 2/2 by d"]

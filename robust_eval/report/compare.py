@@ -294,6 +294,25 @@ def _model_block(label: str, path: str, result: Mapping[str, Any]) -> dict[str, 
     }
 
 
+def same_result_warnings(
+    results: Sequence[Mapping[str, Any]], labels: Sequence[str], paths: Sequence[str | os.PathLike[str]]
+) -> list[str]:
+    """One sentence per row that repeats an earlier one: the same file given twice, or two files
+    holding the same result (their differences would all be zero, not a finding)."""
+    out = []
+    for j in range(len(results)):
+        for i in range(j):
+            same_file = Path(paths[i]).resolve() == Path(paths[j]).resolve()
+            if same_file or results[i] == results[j]:
+                what = "are the same file" if same_file else "hold identical results"
+                out.append(
+                    f"rows '{labels[i]}' and '{labels[j]}' {what} ('{paths[j]}'): every difference "
+                    "between them is zero by construction"
+                )
+                break
+    return out
+
+
 def build_comparison(
     results: Sequence[Mapping[str, Any]],
     labels: Sequence[str],
@@ -301,7 +320,8 @@ def build_comparison(
     mismatches: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ``compare.json`` document: headline metrics with differences and ratios to the reference,
-    and the per-corruption / per-severity / OOD / PGD / reliability numbers behind the plots."""
+    the per-corruption / per-severity / OOD / PGD / reliability numbers behind the plots, and
+    ``warnings`` (:func:`same_result_warnings`)."""
     metrics = []
     for m in METRICS:
         values = [m.value(r) for r in results]
@@ -325,6 +345,7 @@ def build_comparison(
         "command": "compare",
         "reference": labels[0],
         "protocol_mismatches": list(mismatches),
+        "warnings": same_result_warnings(results, labels, paths),
         "models": [_model_block(lab, p, r) for lab, p, r in zip(labels, paths, results)],
         "metrics": metrics,
     }
@@ -386,6 +407,10 @@ def _mismatch_banner(cmp: Mapping[str, Any]) -> list[str]:
     return lines + [f"> - {md_escape(d)}" for d in cmp["protocol_mismatches"]] + [""]
 
 
+def _warning_lines(cmp: Mapping[str, Any]) -> list[str]:
+    return [line for w in cmp.get("warnings", []) for line in (f"> **Warning:** {md_escape(w)}", "")]
+
+
 def _fraction_cells(models: Sequence[Mapping[str, Any]], key: str, name: str) -> list[str]:
     """Cells of ``models[i][key][name]`` (a fraction) in %, with the difference to ``models[0]``."""
     ref = models[0][key].get(name)
@@ -431,6 +456,7 @@ def render_markdown(cmp: Mapping[str, Any], plots: Mapping[str, str] | None = No
         f"# robust-eval compare: {len(cmp['models'])} models, reference {md_escape(cmp['reference'])}",
         "",
         *_mismatch_banner(cmp),
+        *_warning_lines(cmp),
         "Values in % unless noted; in parentheses the difference to the reference row (percentage points).",
         "Errors, mCE, mFR, calibration errors and FPR95: lower is better; AUROC: higher is better.",
         "",

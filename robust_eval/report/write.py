@@ -18,7 +18,14 @@ from typing import Any
 
 from robust_eval.cache import atomic_write_text
 from robust_eval.report.markdown import escape_tree, md_table, md_text
-from robust_eval.report.results import Presenter, dump_json, load_suites, presenters
+from robust_eval.report.results import (
+    Presenter,
+    ResultValueError,
+    check_result,
+    dump_json,
+    load_suites,
+    presenters,
+)
 from robust_mix.errors import RobustMixError
 from robust_mix.files import atomic_writer
 
@@ -92,20 +99,40 @@ def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Pat
     return path
 
 
-def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a result JSON written by :func:`write_result`."""
-    path = Path(path)
+def _read_result(path: Path) -> dict[str, Any]:
+    """A JSON file that says it is a robust-eval result of a schema this version reads."""
     if not path.is_file():
         raise ResultError(f"result file '{path}' does not exist")
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ResultError(f"'{path}' is not a JSON result file: {exc}") from None
+    except RecursionError:
+        raise ResultError(f"'{path}' is not a robust-eval result: its JSON is nested too deep") from None
     if not isinstance(result, dict) or result.get("tool") != "robust-eval":
         raise ResultError(f'\'{path}\' is not a robust-eval result (no "tool": "robust-eval")')
     version = result.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ResultError(f"'{path}' has schema_version {version!r}; this version reads <= {SCHEMA_VERSION}")
+    return result
+
+
+def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a result JSON written by :func:`write_result`: its kinds, and the range of
+    every metric (:func:`robust_eval.results.check_result`), so a damaged or edited file is refused
+    in one line naming the file and the key, never shown with impossible numbers.
+
+    Raises:
+        ResultError: the file is missing, not a robust-eval result, or holds a value it cannot hold.
+    """
+    path = Path(path)
+    result = _read_result(path)
+    try:
+        check_result(result)
+    except ResultValueError as exc:
+        raise ResultError(
+            f"'{path}' is damaged or was edited: {exc} (rerun robust-eval to write it again)"
+        ) from None
     return result
 
 
@@ -249,7 +276,7 @@ def check_result_target(path: str | os.PathLike[str], sha256: str, hint: str = "
     if not path.exists():
         return
     try:
-        old = load_result(path)
+        old = _read_result(path)
     except ResultError:
         raise ResultError(
             f"'{path}' exists and is not a robust-eval result; {hint} or move the file away"
