@@ -40,15 +40,15 @@ from rich.progress import (
 
 from robust_mix.cli import fail, progress, run
 from robust_mix.distributed import Shard, ShardError, barrier, detect, process_group
-from robust_mix.errors import UsageError
+from robust_mix.errors import RobustMixError, UsageError
 from robust_mix.files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
 from robust_mix.shard_parts import (
     SHARDS_DIR,
     PartsMissing,
     check_merge,
+    claim_part,
     find_complete,
     link_file,
-    open_part,
     part_dir,
     record_part,
     remove_keys,
@@ -308,11 +308,9 @@ def _generate_part(
     whole): a killed shard resumes. Under torchrun rank 0's bar shows the whole set, its own count
     times N / its share (an estimate; the ranks do not report counts while they work).
     """
-    folder = part_dir(out, shard)
-    done = open_part(folder, manifest)
     span = shard.span(manifest["count"])
     start = time.perf_counter()
-    with OutputLock(folder, "ipmix-fractals generate --shard"):
+    with claim_part(out, shard, manifest, "ipmix-fractals generate --shard") as (folder, done):
         todo = [] if done.get("pictures") else _missing(folder, manifest, span, keep=True)
         kept = len(span) - len(todo)
         scale = manifest["count"] / len(span) if shard.grouped and span else 1.0
@@ -438,6 +436,8 @@ def generate(
         fail(PROG, rerun_hint(exc, "ipmix-fractals", sys.argv[1:]))
     except FileProblem as exc:
         fail(PROG, str(exc), code=1)
+    except RobustMixError as exc:  # a shard part of another job, or not intact (robust_mix.shard_parts)
+        fail(PROG, str(exc), exc.exit_code)
 
 
 def _summary_line(

@@ -84,10 +84,9 @@ from robust_mix.files import (
 )
 from robust_mix.shard_parts import (
     check_merge,
+    claim_part,
     find_complete,
     link_tree,
-    open_part,
-    part_dir,
     record_part,
     remove_keys,
 )
@@ -517,8 +516,15 @@ def _part(plan: _Plan, shard: Shard, bar: Progress) -> dict[str, Any]:
     skipped. Under torchrun rank 0's bar shows the whole set: its own progress times N / its share
     (an estimate; ranks do not report their counts while they work).
     """
-    folder, options = part_dir(plan.root, shard), plan.options()
-    done = open_part(folder, options)
+    options = plan.options()
+    with claim_part(plan.root, shard, options, f"robust-eval --shard {shard.index}/{shard.count}") as part:
+        return _fill_part(plan, shard, bar, options, *part)
+
+
+def _fill_part(
+    plan: _Plan, shard: Shard, bar: Progress, options: dict[str, Any], folder: Path, done: dict[str, Any]
+) -> dict[str, Any]:
+    """The body of :func:`_part`, with the part locked and opened."""
     chunks = shard.span(plan.n_chunks)
     span = plan.images(chunks)
     n = len(plan.source)
