@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from rich.progress import (
 from robust_mix.cli import fail, progress, run
 from robust_mix.distributed import Shard, ShardError, barrier, detect, process_group
 from robust_mix.errors import RobustMixError, UsageError
-from robust_mix.files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
+from robust_mix.files import MAX_PIXELS, TMP_PREFIX, FileProblem, OutputLock, atomic_write
 from robust_mix.shard_parts import (
     SHARDS_DIR,
     PartsMissing,
@@ -510,14 +511,21 @@ def preview(
             raise UsageError(f"folder '{out.parent}' of OUT does not exist; create it first")
         if count > 4096:
             raise UsageError(f"--count {count} is too many for one sheet (at most 4096)")
+        cols = min(columns or math.ceil(math.sqrt(count)), count)
+        rows = math.ceil(count / cols)
+        gap = 2
+        pixels = (rows * (size + gap) + gap) * (cols * (size + gap) + gap)
+        if pixels > MAX_PIXELS:  # larger than any picture the project decodes (a bomb to a reader)
+            raise UsageError(
+                f"a {rows}x{cols} sheet of {size} px pictures is {pixels:,} pixels, more than "
+                f"{MAX_PIXELS:,}; lower --count or --size"
+            )
     except UsageError as exc:
         fail(PROG, str(exc))
-    cols = columns or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    gap = 2
     sheet = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 24, np.uint8)
     console = Console(stderr=True)
-    with _progress(console, disable=False) as progress:
+    lock = OutputLock(out.parent, "ipmix-fractals preview", name=f".{out.name}.lock")
+    with _held(lock), _progress(console, disable=False) as progress:
         task = progress.add_task("preview", total=count)
         for index in range(count):
             row, col = divmod(index, cols)
@@ -526,11 +534,24 @@ def preview(
                 kind_of(index, kind_list), seed, index, size, size
             )
             progress.advance(task)
-    try:
-        atomic_write(out, _encode_png(sheet, compression=9))
-    except FileProblem as exc:
-        fail(PROG, str(exc), code=1)
+        try:
+            atomic_write(out, _encode_png(sheet, compression=9))
+        except FileProblem as exc:
+            fail(PROG, exc)
     console.print(f"wrote a {rows}x{cols} contact sheet ({sheet.shape[1]}x{sheet.shape[0]} px) -> {out}")
+
+
+@contextlib.contextmanager
+def _held(lock: OutputLock) -> Iterator[None]:
+    """Hold ``lock``; a run that holds it already ends this one with one line (exit 2)."""
+    try:
+        lock.acquire()
+    except FileProblem as exc:
+        fail(PROG, exc)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def main() -> None:

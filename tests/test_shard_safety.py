@@ -147,3 +147,42 @@ def test_two_jobs_started_together_on_one_shard_leave_one_intact_part(tmp_path):
     merged = _fractals("generate", out, *args[:-2], "--seed", winner, "--shard", "1/2")
     assert merged.exit_code == 0
     assert _fractals("generate", out, *args[:-2], "--seed", winner, "--merge").exit_code == 0
+
+
+#: Runs a command in a real process whose n-th ``os.replace`` (or the first one moving a ``.partial``
+#: file) is hit by SIGTERM just before it renames: "killed at its first rename".
+KILL_AT_RENAME = """
+import os, runpy, signal, sys
+real, calls = os.replace, []
+def replace(src, dst, *args, **kwargs):
+    calls.append(src)
+    if not calls[1:] and WHICH == "first" or WHICH == "partial" and str(src).endswith(".partial"):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(src, dst, *args, **kwargs)
+os.replace = replace
+sys.argv = ["robust_mix", *sys.argv[1:]]
+runpy.run_module("robust_mix", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("which", ["first", "partial"])
+def test_a_merge_terminated_at_its_first_rename_leaves_no_temporary_file(tmp_path, npy_source, which):
+    src, labels = npy_source
+    out = tmp_path / "out"
+    _c_parts(out, src, labels)
+    argv = ["robust-eval", "make-c", src, out, *sharded.C_ARGS, "--labels", labels, "--name", "set"]
+    code = KILL_AT_RENAME.replace("WHICH", repr(which))
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, argv), "--no-progress", "--merge"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines() == ["robust-eval: terminated"]
+    leftovers = [p for p in out.rglob(".*") if p.name.startswith(".tmp-") or p.name.endswith(".partial")]
+    assert leftovers == []
+    assert _make_c(src, out, labels, "--merge").exit_code == 0  # the parts are intact: merge again
+    assert _make_c(src, tmp_path / "one", labels).exit_code == 0
+    assert sharded._tree(out) == sharded._tree(tmp_path / "one")
