@@ -64,6 +64,8 @@ __all__ = ["MANIFEST_NAME", "app", "main", "picture_path"]
 MANIFEST_NAME = "ipmix-fractals.json"
 #: Size limits (pixels) accepted by the commands.
 MIN_SIZE, MAX_SIZE = 16, 2048
+#: Most pictures one set holds (IPMix's published set has 13,000): a larger --count is a typo.
+MAX_COUNT = 1_000_000
 #: Prefix of the temporary files (the project-wide one; leftovers of a killed run are deleted).
 TMP_MARK = TMP_PREFIX
 
@@ -97,8 +99,8 @@ def picture_path(out: Path, kind: str, index: int) -> Path:
 
 
 def _check_common(count: int, size: int, seed: int, kinds: str) -> tuple[str, ...]:
-    if count < 1:
-        raise UsageError(f"--count must be a positive number of pictures, got {count}")
+    if not 1 <= count <= MAX_COUNT:
+        raise UsageError(f"--count must be between 1 and {MAX_COUNT:,} pictures, got {count}")
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise UsageError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
     if seed < 0:

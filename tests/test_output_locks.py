@@ -180,3 +180,24 @@ def test_exit_status_maps_machine_errors_to_1_and_the_rest_to_2():
     assert exit_status(OSError(errno.ENOSPC, "No space left on device"))[0] == 1
     assert exit_status(FileNotFoundError(errno.ENOENT, "No such file", "a.pth"))[0] == 2
     assert exit_status(ValueError("bad"))[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("generate", "OUT", "--count", "99999999999999999999"), "--count must be between 1 and 1,000,000"),
+        (("generate", "OUT", "--size", "99999999999999999999"), "--size must be between 16 and 2048"),
+        (("preview", "DIR/s.png", "--count", "4096", "--size", "2048"), "lower --count or --size"),
+    ],
+)
+def test_fractals_values_that_overflow_are_refused_at_once(tmp_path, args, fragment):
+    started = time.monotonic()
+    done = _cmd(
+        "ipmix-fractals", *(a.replace("OUT", str(tmp_path / "o")).replace("DIR", str(tmp_path)) for a in args)
+    )
+    assert done.returncode == 2 and fragment in _line(done)
+    assert (
+        time.monotonic() - started < 60
+        and not (tmp_path / "o").exists()
+        and not (tmp_path / "s.png").exists()
+    )
