@@ -220,8 +220,8 @@ class OutputLock:
     whose process is gone (a killed run, same host) is taken over; a live one makes the second run
     fail with :class:`FileProblem` naming the folder and the other run.
 
-    A folder the lock created is removed again on release if the run left it empty, so a run that
-    fails before writing anything leaves nothing behind.
+    The folders the lock created are removed again on release if the run left them empty, so a run
+    that fails before writing anything leaves nothing behind.
 
     Args:
         folder: the output folder (created if missing).
@@ -237,7 +237,7 @@ class OutputLock:
         self.command = command
         self.path = self.folder / (name or self.NAME)
         self._held = False
-        self._made_folder = False
+        self._made: list[Path] = []
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -248,7 +248,8 @@ class OutputLock:
 
     def acquire(self) -> OutputLock:
         try:
-            self._made_folder = not self.folder.exists()
+            missing = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
+            self._made = missing  # removed again, deepest first, if the run leaves them empty
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _explain(self.folder, exc, "create the folder") from None
@@ -295,9 +296,9 @@ class OutputLock:
         if self._held:
             self.path.unlink(missing_ok=True)
             self._held = False
-            if self._made_folder:
-                with contextlib.suppress(OSError):  # not empty: the run wrote something
-                    self.folder.rmdir()
+            with contextlib.suppress(OSError):  # not empty: the run wrote something
+                for folder in self._made:
+                    folder.rmdir()
 
     def __enter__(self) -> OutputLock:
         return self.acquire()
