@@ -14,12 +14,13 @@ Run ``ipmix-fractals --help`` (or ``python -m albumentations_ipmix.cli --help``)
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,8 +40,8 @@ from rich.progress import (
 
 from robust_mix.cli import Option, Range, check_options, command, fail, progress, run
 from robust_mix.distributed import Shard, ShardError, detect, process_group
-from robust_mix.errors import UsageError
-from robust_mix.files import TMP_PREFIX, FileProblem, OutputLock, atomic_write
+from robust_mix.errors import RobustMixError, UsageError
+from robust_mix.files import MAX_PIXELS, TMP_PREFIX, FileProblem, OutputLock, atomic_write
 from robust_mix.jobs import Tick, command_alive, pool_map, write_set
 from robust_mix.shard_parts import (
     SHARDS_DIR,
@@ -218,6 +219,7 @@ class _FractalSet:
     key: str = "pictures"
     settings: bool = True
     weight: int = 1
+    command: str = "ipmix-fractals generate"
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -318,6 +320,8 @@ _SHEET = inspect.Parameter(
     annotation=Annotated[Path, typer.Argument(help="Contact sheet to write (.png).")],
 )
 _SIZE = Range(MIN_SIZE, MAX_SIZE)
+#: Most pictures one set holds (IPMix's published set has 13,000): a larger --count is a typo.
+MAX_COUNT = 1_000_000
 _SIZE_MESSAGE = f"between {MIN_SIZE} and {MAX_SIZE} pixels"
 #: The options of ``generate``, declared once with their ranges (robust_mix.cli.Option).
 GENERATE_OPTIONS: tuple[Option, ...] = (
@@ -325,8 +329,8 @@ GENERATE_OPTIONS: tuple[Option, ...] = (
         "count",
         _opt(("--count", "-n"), "Number of pictures (indices 0 .. N-1)."),
         1000,
-        Range(1),
-        message="a positive number of pictures",
+        Range(1, MAX_COUNT),
+        message=f"between 1 and {MAX_COUNT:,} pictures",
     ),
     Option(
         "size",
@@ -473,6 +477,8 @@ def generate(
         fail(PROG, rerun_hint(exc, "ipmix-fractals", sys.argv[1:]))
     except FileProblem as exc:
         fail(PROG, str(exc), code=1)
+    except RobustMixError as exc:  # a shard part of another job, or not intact (robust_mix.shard_parts)
+        fail(PROG, str(exc), exc.exit_code)
 
 
 def _summary_line(
@@ -531,14 +537,21 @@ def preview(out: Path, count: int, size: int, seed: int, kinds: str, columns: in
             raise UsageError(f"folder '{out.parent}' of OUT does not exist; create it first")
         if count > 4096:
             raise UsageError(f"--count {count} is too many for one sheet (at most 4096)")
+        cols = min(columns or math.ceil(math.sqrt(count)), count)
+        rows = math.ceil(count / cols)
+        gap = 2
+        pixels = (rows * (size + gap) + gap) * (cols * (size + gap) + gap)
+        if pixels > MAX_PIXELS:  # larger than any picture the project decodes (a bomb to a reader)
+            raise UsageError(
+                f"a {rows}x{cols} sheet of {size} px pictures is {pixels:,} pixels, more than "
+                f"{MAX_PIXELS:,}; lower --count or --size"
+            )
     except UsageError as exc:
         fail(PROG, str(exc))
-    cols = columns or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    gap = 2
     sheet = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 24, np.uint8)
     console = Console(stderr=True)
-    with _progress(console, disable=False) as progress:
+    lock = OutputLock(out.parent, "ipmix-fractals preview", name=f".{out.name}.lock")
+    with _held(lock), _progress(console, disable=False) as progress:
         task = progress.add_task("preview", total=count)
         for index in range(count):
             row, col = divmod(index, cols)
@@ -547,11 +560,24 @@ def preview(out: Path, count: int, size: int, seed: int, kinds: str, columns: in
                 kind_of(index, kind_list), seed, index, size, size
             )
             progress.advance(task)
-    try:
-        atomic_write(out, _encode_png(sheet, compression=9))
-    except FileProblem as exc:
-        fail(PROG, str(exc), code=1)
+        try:
+            atomic_write(out, _encode_png(sheet, compression=9))
+        except FileProblem as exc:
+            fail(PROG, exc)
     console.print(f"wrote a {rows}x{cols} contact sheet ({sheet.shape[1]}x{sheet.shape[0]} px) -> {out}")
+
+
+@contextlib.contextmanager
+def _held(lock: OutputLock) -> Iterator[None]:
+    """Hold ``lock``; a run that holds it already ends this one with one line (exit 2)."""
+    try:
+        lock.acquire()
+    except FileProblem as exc:
+        fail(PROG, exc)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 command(app, "generate", generate, GENERATE_OPTIONS, leading=[_OUT_DIR])

@@ -186,12 +186,14 @@ def compare_cmd(
     unless --allow-mismatch."""
     from robust_eval.report.compare import ComparisonError, headline_rows, write_comparison
     from robust_eval.report.write import ResultError
+    from robust_mix.files import OutputLock
 
     names = [n.strip() for n in labels.split(",")] if labels else None
     try:
-        cmp, written = write_comparison(results, out, labels=names, allow_mismatch=allow_mismatch)
+        with OutputLock(out, "robust-eval compare"):  # one run per --out, as every command
+            cmp, written = write_comparison(results, out, labels=names, allow_mismatch=allow_mismatch)
     except (ComparisonError, ResultError, OSError) as exc:
-        fail(PROG, str(exc))
+        fail(PROG, exc)
         return
     _print_comparison(cmp, headline_rows(cmp))
     err_console.print(
@@ -274,7 +276,7 @@ def data_digits(
     try:
         status = write_digits(data_dir, ood=ood)
     except (DataLayoutError, OSError) as exc:
-        fail(PROG, str(exc))
+        fail(PROG, exc)
         return
     for path, what in status.items():
         err_console.print(f"{what} {path}", highlight=False, soft_wrap=True)

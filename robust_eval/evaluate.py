@@ -155,7 +155,7 @@ def evaluate(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None:
     except UsageError as exc:
         fail(PROG, str(exc))
     except (ValueError, OSError) as exc:  # CheckpointError, DataLayoutError, BaselineError, ResultError
-        fail(PROG, f"{exc}")
+        fail(PROG, exc)  # 1 for a full or read-only disk, else 2 (robust_mix.cli.exit_status)
 
 
 def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any], shard: Any) -> None:

@@ -424,6 +424,7 @@ class _Plan:
     force: bool
     units: list[_Job]
     write_labels: Callable[[], None]  # written with the final layout only (labels.npy)
+    command: str = "robust-eval make-c/make-p"
 
     def __post_init__(self) -> None:
         for job in self.units:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import typer
 from robust_mix.cifar import DataLayoutError
 from robust_mix.cli import fail
 from robust_mix.distributed import Shard, ShardError, detect, process_group
-from robust_mix.files import FileProblem
+from robust_mix.files import FileProblem, OutputLock
 from robust_mix.shard_parts import PartsMissing, check_merge, rerun_hint
 
 __all__ = ["main", "register"]
@@ -26,13 +27,26 @@ _USAGE_ERRORS = (ValueError, DataLayoutError, FileExistsError, FileNotFoundError
 _RUN_ERRORS = (FileProblem, RuntimeError, OSError)
 
 
-def _run(job: Callable[[Shard], dict[str, Any]], shard_text: str | None, merge: bool) -> dict[str, Any]:
+def _run(
+    job: Callable[[Shard], dict[str, Any]],
+    shard_text: str | None,
+    merge: bool,
+    out: Path | None = None,
+    command: str = "make-c",
+) -> dict[str, Any]:
     """Run ``job`` for this process's shard (``--shard``, torchrun or a SLURM array; see
-    :mod:`robust_mix.distributed`) inside the job's process group, with one-line failures."""
+    :mod:`robust_mix.distributed`) inside the job's process group, with one-line failures.
+
+    The process that writes the final layout (a single run, ``--merge``, torchrun's rank 0) locks
+    ``out`` (:class:`~robust_mix.files.OutputLock`): a second run into it refuses with one line.
+    A ``--shard`` / SLURM array task writes only its part, which :mod:`robust_mix.shard_parts` locks.
+    """
     try:
         shard = detect(shard_text)
         check_merge(shard, merge)
-        with process_group(shard, "cpu"):
+        final = out is not None and shard.is_main and (merge or not shard.partial)
+        lock = OutputLock(out, f"robust-eval {command}") if final else None
+        with process_group(shard, "cpu"), lock or contextlib.nullcontext():
             return job(shard)
     except PartsMissing as exc:
         fail("robust-eval", rerun_hint(exc, "robust-eval", sys.argv[1:]), 2)
@@ -137,6 +151,7 @@ def register(app: typer.Typer) -> None:
             ),
             shard,
             merge,
+            out,
         )
         _report(m, "corruptions")
 
@@ -185,6 +200,8 @@ def register(app: typer.Typer) -> None:
             ),
             shard,
             merge,
+            out,
+            "make-p",
         )
         _report(m, "files")
 

@@ -197,7 +197,16 @@ def write_cifar(
     train: bool = False,
     class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Write images in the official CIFAR python layout (``torchvision.datasets.CIFAR10/100`` read it).
+    """Write images in the official CIFAR python layout: the official file names, and in each file
+    the pickled dict with the official keys, so this project's reader and any code that unpickles
+    the batches as the CIFAR page describes read them.
+
+    ``torchvision.datasets.CIFAR10/100(root, download=False)`` refuses such a folder ("Dataset not
+    found or corrupted"): it checks every file of the official release against that release's MD5,
+    which files of other images cannot match (and a folder of one split lacks the other split's
+    files). With that check bypassed (``torchvision.datasets.cifar.check_integrity`` replaced by a
+    function returning True) torchvision reads them bit-exact: the same images, labels and class
+    names (tested).
 
     For the CIFAR-10 train split the images are spread over the five ``data_batch_*`` files; the meta
     file (``batches.meta`` / ``meta``) holds ``class_names`` (default ``class_<i>``). Every file is

@@ -12,7 +12,7 @@ option, one command builder, one progress factory and one failure path.
   disk). :func:`reported` turns the project's one exception base
   (:class:`robust_mix.errors.RobustMixError`, exit status from the error) and any extra types a
   command names into that line. No traceback, no box. Ctrl-C prints ``<command>: interrupted`` and
-  exits with 130.
+  exits with 130; SIGTERM unwinds the same way (temporary files removed) and exits with 143.
 
 Imports Typer and rich only (no torch): a command's ``--help`` stays fast.
 """
@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,8 +36,10 @@ from robust_mix.errors import RobustMixError, UsageError
 __all__ = [
     "Option",
     "Range",
+    "Terminated",
     "check_options",
     "command",
+    "exit_status",
     "fail",
     "one_line",
     "parameters",
@@ -50,10 +54,33 @@ def one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
-def fail(prog: str, message: object, code: int = 2) -> NoReturn:
-    """Print ``<prog>: error: <message>`` (one line) on stderr and exit with ``code``."""
+def exit_status(exc: BaseException) -> tuple[int, str]:
+    """The exit status and the one-line text a command ends with on ``exc``.
+
+    A full, read-only or forbidden disk (an ``OSError`` of :data:`robust_mix.files.MACHINE_ERRNOS`,
+    raw or as :class:`~robust_mix.files.FileProblem`) is 1 with the file named and no ``[Errno N]``;
+    any other ``OSError`` (a missing file, a folder locked by another run) is bad input, 2; another
+    project error has its ``exit_code``; anything else is 2.
+    """
+    if isinstance(exc, OSError):
+        from robust_mix.files import machine_problem  # numpy: only on this failure path
+
+        problem = machine_problem(exc)
+        return (2, str(exc)) if problem is None else (1, str(problem))
+    return (exc.exit_code if isinstance(exc, RobustMixError) else 2), str(exc)
+
+
+def fail(prog: str, message: object, code: int | None = None) -> NoReturn:
+    """Print ``<prog>: error: <message>`` (one line) on stderr and exit with ``code``.
+
+    ``message`` may be the exception that ends the command: then ``code`` (when not given) and the
+    text come from :func:`exit_status`. A plain message exits with 2 unless ``code`` says otherwise.
+    """
+    if isinstance(message, BaseException):
+        status, message = exit_status(message)
+        code = status if code is None else code
     typer.echo(f"{prog}: error: {one_line(message)}", err=True)
-    raise typer.Exit(code)
+    raise typer.Exit(2 if code is None else code)
 
 
 @contextlib.contextmanager
@@ -72,7 +99,7 @@ def reported(
     except RobustMixError as exc:
         fail(prog, exc, exc.exit_code)
     except usage as exc:
-        fail(prog, exc, 2)
+        fail(prog, exc, 1 if exit_status(exc)[0] == 1 and isinstance(exc, OSError) else 2)
     except machine as exc:
         fail(prog, exc, 1)
 
@@ -212,9 +239,43 @@ def _click_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExc
     return parse, aborts
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill``, SLURM's ``scancel``, torchrun stopping its workers) as an exception.
+
+    Python's default for SIGTERM ends the process at once, skipping every ``finally``: temporary
+    files of an atomic write or a merge stay behind. Raised instead, it unwinds the stack (like
+    ``SystemExit``, it is no ``Exception``, so only ``finally`` and ``except BaseException`` clean-ups
+    see it), so each writer removes its temporary file, and the command ends with one line and
+    status 143 (128 + SIGTERM).
+    """
+
+
+def _terminate_handler(main_pid: int) -> Callable[[int, Any], None]:
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:  # a forked worker: the default (end at once), as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated()
+
+    return handler
+
+
+def _catch_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` in this (main) process, unless someone else handles it."""
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminate_handler(os.getpid()))
+
+
 def run(app: typer.Typer, prog: str) -> NoReturn:
-    """Run a Typer app as the console command ``prog`` with the failure format of this module."""
+    """Run a Typer app as the console command ``prog`` with the failure format of this module.
+
+    SIGTERM ends the command like Ctrl-C (temporary files removed), with ``<prog>: terminated`` and
+    status 143.
+    """
     parse_errors, aborts = _click_errors()
+    _catch_sigterm()
     try:
         status = app(prog_name=prog, standalone_mode=False)
     except parse_errors as exc:
@@ -227,6 +288,9 @@ def run(app: typer.Typer, prog: str) -> NoReturn:
     except RobustMixError as exc:  # a project error no command body caught
         typer.echo(f"{prog}: error: {one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
+    except Terminated:
+        typer.echo(f"{prog}: terminated", err=True)
+        sys.exit(143)
     except aborts:
         typer.echo(f"{prog}: interrupted", err=True)
         sys.exit(130)

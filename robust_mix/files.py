@@ -42,6 +42,7 @@ from robust_mix.errors import RobustMixError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MACHINE_ERRNOS",
     "TMP_PREFIX",
     "FileProblem",
     "OutputLock",
@@ -50,6 +51,7 @@ __all__ = [
     "decode_image",
     "file_mode",
     "list_images",
+    "machine_problem",
     "preallocate",
     "resize_center_crop",
     "stem_collisions",
@@ -94,6 +96,22 @@ def file_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+#: Error numbers that are problems of the machine (a command ending on one exits with status 1).
+MACHINE_ERRNOS: frozenset[int] = frozenset(_REASONS)
+
+
+def machine_problem(exc: BaseException) -> FileProblem | None:
+    """``exc`` as a :class:`FileProblem` (one line naming the file and the fix) when it is an
+    ``OSError`` of the machine (full, read-only or forbidden disk: :data:`MACHINE_ERRNOS`); None for
+    anything else (a missing file is bad input, not a machine problem)."""
+    if not isinstance(exc, OSError) or exc.errno not in MACHINE_ERRNOS:
+        return None
+    if isinstance(exc, FileProblem):
+        return exc
+    where = exc.filename if exc.filename is not None else "the output"
+    return FileProblem(exc.errno, f"cannot write '{os.fsdecode(where)}': {_REASONS[exc.errno]}")
 
 
 def _explain(path: Path, exc: OSError, action: str = "write") -> FileProblem:
@@ -202,18 +220,24 @@ class OutputLock:
     whose process is gone (a killed run, same host) is taken over; a live one makes the second run
     fail with :class:`FileProblem` naming the folder and the other run.
 
+    The folders the lock created are removed again on release if the run left them empty, so a run
+    that fails before writing anything leaves nothing behind.
+
     Args:
         folder: the output folder (created if missing).
         command: the name shown to the user, e.g. ``"timm train"``.
+        name: the lock file's name in ``folder`` (default ``.lock``); a command that writes one file
+            locks that file alone with ``.<file name>.lock``.
     """
 
     NAME = ".lock"
 
-    def __init__(self, folder: str | os.PathLike[str], command: str) -> None:
+    def __init__(self, folder: str | os.PathLike[str], command: str, name: str | None = None) -> None:
         self.folder = Path(folder)
         self.command = command
-        self.path = self.folder / self.NAME
+        self.path = self.folder / (name or self.NAME)
         self._held = False
+        self._made: list[Path] = []
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -224,6 +248,8 @@ class OutputLock:
 
     def acquire(self) -> OutputLock:
         try:
+            missing = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
+            self._made = missing  # removed again, deepest first, if the run leaves them empty
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _explain(self.folder, exc, "create the folder") from None
@@ -270,6 +296,9 @@ class OutputLock:
         if self._held:
             self.path.unlink(missing_ok=True)
             self._held = False
+            with contextlib.suppress(OSError):  # not empty: the run wrote something
+                for folder in self._made:
+                    folder.rmdir()
 
     def __enter__(self) -> OutputLock:
         return self.acquire()

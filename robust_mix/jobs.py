@@ -39,9 +39,8 @@ from typing import Any, Literal, Protocol, TypeVar
 from robust_mix.distributed import Shard, barrier
 from robust_mix.shard_parts import (
     check_merge,
+    claim_part,
     find_complete,
-    open_part,
-    part_dir,
     record_part,
     remove_keys,
 )
@@ -142,8 +141,12 @@ class SetWriter(Protocol):
         """After the final layout is complete (the set's manifest)."""
         ...
 
+    #: the command that writes the set, named when another run finds its part locked
+    command: str
+
     def lock(self, folder: Path) -> contextlib.AbstractContextManager[Any]:
-        """Held while ``folder`` (root or part) is written; ``contextlib.nullcontext()`` for none."""
+        """Held while the final layout ``folder`` is written; ``contextlib.nullcontext()`` for none
+        (a shard's part is locked by :func:`robust_mix.shard_parts.claim_part`)."""
         ...
 
     def progress(self, enabled: bool) -> Any:
@@ -200,13 +203,16 @@ def write_part(writer: SetWriter, shard: Shard, bar: Any) -> Outcome:
     torchrun rank 0's bar shows the whole set: its own progress times N / its share (an estimate;
     ranks do not report their counts while they work).
     """
-    folder, options = part_dir(writer.root, shard), writer.options()
-    done = open_part(folder, options)
+    options = writer.options()
     chunks = shard.span(writer.split)
     span = writer.item_span(chunks)
     scale = writer.items / len(span) if shard.grouped and span else 1.0
     shown = writer.items if shard.grouped else len(span)
-    with writer.lock(folder):
+    # the part is locked while this shard writes, and refused if another job (other options) made it
+    with claim_part(writer.root, shard, options, f"{writer.command} --shard {shard.index}/{shard.count}") as (
+        folder,
+        done,
+    ):
         for unit in writer.units:
             total = unit.weight * shown
             if unit.status() == "keep" or done.get(unit.key) == _plain(unit.settings):

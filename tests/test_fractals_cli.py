@@ -153,7 +153,7 @@ def test_refuses_to_resume_with_different_parameters(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["-n", "0"], "--count must be a positive"),
+        (["-n", "0"], "--count must be between 1 and"),
         (["-s", "8"], "--size must be between"),
         (["--seed", "-3"], "--seed must be a non-negative"),
         (["--kinds", "ifs,fern"], "unknown fractal kind(s) 'fern'"),

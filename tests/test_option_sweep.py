@@ -29,7 +29,7 @@ from robust_eval.cli import app as eval_app
 from robust_mix.cli import run
 
 NEVER_VALID = ("abc", "nan", "inf", "-inf", "-1")
-MAYBE_VALID = ("0", "1000000000")
+MAYBE_VALID = ("0", "1000000000", "99999999999999999999", "1e308")
 BOGUS_TEXT = "bogus"
 
 # required positional arguments per command path, chosen to fail after the options are checked

@@ -245,7 +245,7 @@ def test_bad_shard_options_exit_2_with_one_line(tmp_path, npy_source, extra, env
     assert not (tmp_path / "out").exists() and not (tmp_path / "fr").exists()
 
 
-def test_a_rerun_of_a_finished_shard_skips_it_and_a_changed_one_starts_over(tmp_path, npy_source):
+def test_a_rerun_of_a_finished_shard_skips_it_and_another_job_is_refused(tmp_path, npy_source):
     src, labels = npy_source
     out = tmp_path / "out"
     assert _make_c(src, out, labels, "--shard", "1/2").exit_code == 0
@@ -253,9 +253,10 @@ def test_a_rerun_of_a_finished_shard_skips_it_and_a_changed_one_starts_over(tmp_
     stamp = (part / "contrast.npy").stat().st_mtime_ns
     assert _make_c(src, out, labels, "--shard", "1/2").exit_code == 0
     assert (part / "contrast.npy").stat().st_mtime_ns == stamp  # kept
-    assert _make_c(src, out, labels, "--shard", "1/2", "--seed", 3).exit_code == 0
-    assert json.loads((part / PART_MANIFEST).read_text())["options"]["seed"] == 3
-    assert (part / "contrast.npy").stat().st_mtime_ns != stamp
+    other = _make_c(src, out, labels, "--shard", "1/2", "--seed", 3)  # another job: refused, not deleted
+    assert other.exit_code == 2 and "part of another job (seed 0 (this run: 3))" in _one_line(other)
+    assert json.loads((part / PART_MANIFEST).read_text())["options"]["seed"] == 0
+    assert (part / "contrast.npy").stat().st_mtime_ns == stamp
 
 
 # --------------------------------------------------------------------------------------------------
