@@ -208,8 +208,8 @@ def affine(x: torch.Tensor, coeffs: torch.Tensor, fill: torch.Tensor | None = No
         values, grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     if offset is not None:
-        out = out + offset
-    return torch.round(out).clamp(0, 255).to(torch.uint8)
+        out += offset
+    return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _shear_x(v: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -413,10 +413,10 @@ class BatchIPMix(_WithBank):
         coef = coef.to(torch.float32)
         y = y.view(bsz, k, ch, h, w)
         if images.dtype == torch.uint8:
-            acc = image_coef * x8.to(torch.float32)
+            acc = x8.to(torch.float32).mul_(image_coef)
             for i in range(k):
-                acc = acc + coef[:, i].view(-1, 1, 1, 1) * y[:, i].to(torch.float32)
-            return torch.round(acc).clamp(0, 255).to(torch.uint8)
+                acc += y[:, i].to(torch.float32).mul_(coef[:, i].view(-1, 1, 1, 1))
+            return acc.round_().clamp_(0, 255).to(torch.uint8)
         acc = image_coef * images.to(torch.float32)
         for i in range(k):
             acc = acc + (coef[:, i] / 255.0).view(-1, 1, 1, 1) * y[:, i].to(torch.float32)
