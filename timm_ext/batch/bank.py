@@ -10,6 +10,7 @@ import torch
 from albumentations_ipmix.functional import match_channels
 from albumentations_ipmix.sources import MixingSource, MixingSourceError, as_source, fit_shape
 
+from . import kernels as K
 from .random import uniform
 
 __all__ = ["DEFAULT_BANK_SIZE", "PictureBank"]
@@ -87,11 +88,8 @@ class PictureBank:
         index = (u[:, 0] * n).to(torch.int64)
         top = (u[:, 1] * (fh - height + 1)).to(torch.int64)
         left = (u[:, 2] * (fw - width + 1)).to(torch.int64)
-        rows = (top[:, None] + torch.arange(height, device=device)).view(batch, 1, height, 1)
-        cols = (left[:, None] + torch.arange(width, device=device)).view(batch, 1, 1, width)
-        pics = bank[index]
-        pics = pics.gather(2, rows.expand(batch, channels, height, fw))
-        return pics.gather(3, cols.expand(batch, channels, height, width))
+        index = K.window_index(index, top, left, (channels, fh, fw), (height, width))
+        return bank.reshape(-1).index_select(0, index.view(-1)).view(batch, channels, height, width)
 
     def __repr__(self) -> str:
         return f"PictureBank(fractals={self.fractals!r}, size={self.size})"

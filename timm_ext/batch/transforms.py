@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from albumentations_ipmix import functional as AF
-from albumentations_ipmix.ops import AUGMIX_OPS, OpContext, float_param, int_param
+from albumentations_ipmix.ops import AUGMIX_OPS, IMAGE_OPS, OpContext, float_param, int_param
 
 from . import kernels as K
 from .bank import DEFAULT_BANK_SIZE, PictureBank
@@ -35,6 +35,19 @@ __all__ = ["STRATEGIES", "TIMM_AUGMIX_OPS", "BatchAugMix", "BatchIPMix", "BatchP
 Strategy = Literal["group", "mask"]
 #: Ways to evaluate per-sample ops on a batch (see the module docstring).
 STRATEGIES: tuple[str, ...] = ("group", "mask")
+
+#: Ops that need a statistic of the whole image (computed once per batch of originals) and then
+#: act pointwise, so that a patch partner is computed on its window only: statistic and application.
+_WINDOW_STATS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "equalize": lambda x: K.equalize_luts(K.histograms(x)),
+    "autocontrast": K.histograms,
+    "contrast": K.mean_luma,
+}
+_WINDOW_APPLY: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "equalize": lambda region, luts, mag: K.apply_luts(region, luts),
+    "autocontrast": lambda region, hist, mag: K.apply_luts(region, K.autocontrast_luts(hist, mag)),
+    "contrast": lambda region, mean, mag: K.blend_lut(region, mean, mag),
+}
 
 
 def apply_ops(
@@ -209,7 +222,9 @@ class BatchIPMix(_WithBank):
         return AF.IPMIX_ALL_OPS if self.all_ops else AF.IPMIX_OPS
 
     def _boxes(self, u: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Patch boxes ``[..., 4]`` (top, left, h, w) from uniforms ``u[..., 0:5]``, clipped to the image."""
+        """Patch boxes ``[..., 6]`` (top, left, h, w, window h, window w) from uniforms ``u[..., 0:6]``,
+        clipped to the image; the window is the ``s x s`` square at (top, left) that holds the box
+        (clipped to the image when ``s`` exceeds it)."""
         sizes = torch.tensor(self.patch_sizes or AF.default_patch_sizes(height, width), device=u.device)
         s = sizes[(u[..., 0] * len(sizes)).to(torch.int64)]
         top = (u[..., 1] * ((height - s).clamp_min(0) + 1)).to(torch.int64)
@@ -218,9 +233,8 @@ class BatchIPMix(_WithBank):
         square = shapes[(u[..., 3] * len(self.patch_shapes)).to(torch.int64)]
         box_h = torch.where(square, s, 2 + (u[..., 4] * (s - 1)).to(torch.int64))
         box_w = torch.where(square, s, 2 + (u[..., 5] * (s - 1)).to(torch.int64))
-        return torch.stack(
-            [top, left, torch.minimum(box_h, height - top), torch.minimum(box_w, width - left)], -1
-        )
+        box_h, box_w = torch.minimum(box_h, height - top), torch.minimum(box_w, width - left)
+        return torch.stack([top, left, box_h, box_w, s.clamp_max(height), s.clamp_max(width)], -1)
 
     def _mix(
         self,
@@ -232,7 +246,7 @@ class BatchIPMix(_WithBank):
         keep: torch.Tensor,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """Mixing op ``self.mixing_ops[op[n]]`` of rows ``y`` and ``partner`` (uint8), whole images."""
+        """Mixing op ``self.mixing_ops[op[n]]`` of rows ``y`` and ``partner`` (uint8), whole images or windows."""
         gen_device = generator.device if generator is not None else y.device
         c, h, w = y.shape[1:]
 
@@ -249,7 +263,7 @@ class BatchIPMix(_WithBank):
                 ys: torch.Tensor, ps: torch.Tensor, aa: torch.Tensor, bb: torch.Tensor, kk: torch.Tensor
             ) -> torch.Tensor:
                 u = torch.rand((ys.shape[0], mask_channels, h, w), generator=generator, device=gen_device)
-                return torch.where(u.to(ys.device) < kk.view(-1, 1, 1, 1).to(torch.float32), ys, ps)
+                return K.select(u.to(ys.device) < kk.view(-1, 1, 1, 1).to(torch.float32), ys, ps)
 
             return masked
 
@@ -263,6 +277,81 @@ class BatchIPMix(_WithBank):
                 mixed = mixer(name)(y[rows], partner[rows], a[rows], b[rows], keep[rows])
                 out.index_copy_(0, rows, mixed)
         return out
+
+    def _patch_step_whole(self, y, x8, pictures, sample, rows, j, boxes, mix_op, a, b, keep,
+                          partner_is_op, p_i, p_m, generator) -> None:  # fmt: skip
+        """Patch step ``j`` of chain rows ``rows`` on whole images, masked to the box (``"mask"``)."""
+        h, w = y.shape[2:]
+        src = x8[sample[rows]]
+        partner_op = torch.where(partner_is_op[rows, j], p_i[rows, j], -1)
+        partner = torch.where(
+            partner_is_op[rows, j].view(-1, 1, 1, 1),
+            self._ops(src, partner_op, p_m[rows, j], self.image_ops),
+            pictures[sample[rows]],
+        )
+        mixed = self._mix(y[rows], partner, mix_op[rows, j], a[rows, j], b[rows, j], keep[rows, j], generator)
+        top, left, bh, bw = (v.view(-1, 1, 1, 1) for v in boxes[rows, j, :4].unbind(-1))
+        ys, xs = (
+            torch.arange(h, device=y.device).view(1, 1, h, 1),
+            torch.arange(w, device=y.device).view(1, 1, 1, w),
+        )
+        inside = (ys >= top) & (ys < top + bh) & (xs >= left) & (xs < left + bw)
+        y.index_copy_(0, rows, K.select(inside, mixed, y[rows]))
+
+    def _partner_windows(self, x8, pictures, samples, top, left, window, use_op, op, magnitude, stats):
+        """The partners' windows ``[G, C, sh, sw]``: the mixing picture's, or op ``op`` applied to the
+        original and cut to the window. Pointwise ops run on the window alone (equalize, autocontrast
+        and contrast with the whole original's histogram / mean luma); the others on the whole original."""
+        shape = tuple(x8.shape[1:])
+        out = pictures.reshape(-1).index_select(0, K.window_index(samples, top, left, shape, window).view(-1))
+        out = out.view(-1, shape[0], *window)
+        for k, name in enumerate(self.image_ops):
+            sel = (use_op & (op == k)).nonzero().squeeze(1)
+            if sel.numel() == 0:
+                continue
+            rows, mag = samples[sel], magnitude[sel]
+            index = K.window_index(rows, top[sel], left[sel], shape, window)
+            if name in _WINDOW_STATS or (IMAGE_OPS[name].pointwise and name in K.BATCH_KERNELS):
+                region = x8.reshape(-1)[index.view(-1)].view(index.shape)
+                if name in _WINDOW_STATS:
+                    if name not in stats:
+                        stats[name] = _WINDOW_STATS[name](x8)
+                    result = _WINDOW_APPLY[name](region, stats[name][rows], mag)
+                else:
+                    result = K.BATCH_KERNELS[name](region, mag, None)
+            else:
+                whole = K.BATCH_KERNELS[name](x8.index_select(0, rows), mag, None)
+                local = torch.arange(sel.numel(), device=x8.device)
+                result = whole.reshape(-1)[K.window_index(local, top[sel], left[sel], shape, window).view(-1)]
+            out.index_copy_(0, sel, result.view(-1, *out.shape[1:]))
+        return out
+
+    def _patch_step_windows(self, y, x8, pictures, sample, rows, j, window, boxes, mix_op, a, b, keep,
+                            partner_is_op, p_i, p_m, stats, generator) -> None:  # fmt: skip
+        """Patch step ``j`` of chain rows ``rows`` whose boxes share the window size ``window``: only
+        the ``sh x sw`` windows are gathered, mixed, cut to the box and scattered back."""
+        c = y.shape[1]
+        top, left, bh, bw = boxes[rows, j, :4].unbind(-1)
+        flat = K.window_index(rows, top, left, tuple(y.shape[1:]), window).view(-1)
+        region = y.view(-1)[flat].view(-1, c, *window)
+        partner = self._partner_windows(
+            x8,
+            pictures,
+            sample[rows],
+            top,
+            left,
+            window,
+            partner_is_op[rows, j],
+            p_i[rows, j],
+            p_m[rows, j],
+            stats,
+        )
+        mixed = self._mix(region, partner, mix_op[rows, j], a[rows, j], b[rows, j], keep[rows, j], generator)
+        dev = y.device
+        inside = (torch.arange(window[0], device=dev).view(1, 1, -1, 1) < bh.view(-1, 1, 1, 1)) & (
+            torch.arange(window[1], device=dev).view(1, 1, 1, -1) < bw.view(-1, 1, 1, 1)
+        )
+        y.view(-1).index_copy_(0, flat, K.select(inside, mixed, region).view(-1))
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """IPMix every image of ``images`` with its own draws from ``generator``; same dtype, shape, device."""
@@ -300,31 +389,23 @@ class BatchIPMix(_WithBank):
 
         y = x8.repeat_interleave(k, dim=0)  # row r = sample r // k, chain r % k
         sample = torch.arange(bsz * k, device=dev) // k
-        ys, xs = torch.arange(h, device=dev).view(1, 1, h, 1), torch.arange(w, device=dev).view(1, 1, 1, w)
+        stats: dict[str, torch.Tensor] = {}
         for j in range(t):
             active = n_steps > j
             y = self._ops(y, torch.where(active & image_level, op_i[:, j], -1), op_m[:, j], self.image_ops)
             rows = (active & ~image_level).nonzero().squeeze(1)
             if rows.numel() == 0:
                 continue
-            src = x8[sample[rows]]
-            partner_op = torch.where(partner_is_op[rows, j], p_i[rows, j], -1)
-            partner = torch.where(
-                partner_is_op[rows, j].view(-1, 1, 1, 1),
-                self._ops(src, partner_op, p_m[rows, j], self.image_ops),
-                pictures[sample[rows]],
-            )
-            mixed = self._mix(
-                y[rows], partner, mix_op[rows, j], a[rows, j], b[rows, j], keep[rows, j], generator
-            )
-            top, left, bh, bw = boxes[rows, j].unbind(-1)
-            inside = (
-                (ys >= top.view(-1, 1, 1, 1))
-                & (ys < (top + bh).view(-1, 1, 1, 1))
-                & (xs >= left.view(-1, 1, 1, 1))
-                & (xs < (left + bw).view(-1, 1, 1, 1))
-            )
-            y.index_copy_(0, rows, torch.where(inside, mixed, y[rows]))
+            if self.strategy == "mask":
+                self._patch_step_whole(y, x8, pictures, sample, rows, j, boxes, mix_op, a, b, keep,
+                                       partner_is_op, p_i, p_m, generator)  # fmt: skip
+                continue
+            sizes = boxes[rows, j, 4] * (w + 1) + boxes[rows, j, 5]
+            for key in sizes.unique().tolist():
+                group = rows[sizes == key]
+                window = (key // (w + 1), key % (w + 1))
+                self._patch_step_windows(y, x8, pictures, sample, group, j, window, boxes, mix_op, a, b, keep,
+                                         partner_is_op, p_i, p_m, stats, generator)  # fmt: skip
 
         used = (n_steps > 0).view(bsz, k).to(torch.float64)
         coef = m.view(-1, 1) * weights * used
@@ -332,10 +413,10 @@ class BatchIPMix(_WithBank):
         coef = coef.to(torch.float32)
         y = y.view(bsz, k, ch, h, w)
         if images.dtype == torch.uint8:
-            acc = image_coef * x8.to(torch.float32)
+            acc = x8.to(torch.float32).mul_(image_coef)
             for i in range(k):
-                acc = acc + coef[:, i].view(-1, 1, 1, 1) * y[:, i].to(torch.float32)
-            return torch.round(acc).clamp(0, 255).to(torch.uint8)
+                acc += y[:, i].to(torch.float32).mul_(coef[:, i].view(-1, 1, 1, 1))
+            return acc.round_().clamp_(0, 255).to(torch.uint8)
         acc = image_coef * images.to(torch.float32)
         for i in range(k):
             acc = acc + (coef[:, i] / 255.0).view(-1, 1, 1, 1) * y[:, i].to(torch.float32)
