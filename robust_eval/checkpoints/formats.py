@@ -29,7 +29,7 @@ is not a timm model also gives the row a ``build`` function.
 Constructor arguments stored in a checkpoint (``model_kwargs``) reach the model builder only through
 an allow-list of architecture arguments with JSON-scalar values (:data:`ARCHITECTURE_KWARGS`): a
 file cannot make timm open a second file (``checkpoint_path``), download (``pretrained``) or pass
-objects. Where the normalization comes from is recorded (:mod:`robust_eval.data_config`). Anything
+objects. Where the normalization comes from is recorded (:mod:`robust_eval.checkpoints.data_config`). Anything
 else that needs arbitrary unpickling is refused: there is no escape hatch.
 """
 
@@ -116,7 +116,7 @@ class CheckpointInfo:
 
     A parser fills what the file says (``None`` = the file does not say); :func:`load_checkpoint`
     returns it resolved: ``model`` / ``num_classes`` / ``dataset`` known, ``data_config`` the
-    normalized input contract (:func:`robust_eval.data_config.normalized_config`), ``path`` /
+    normalized input contract (:func:`robust_eval.checkpoints.data_config.normalized_config`), ``path`` /
     ``sha256`` / ``ema`` set and ``state_dict`` emptied (the weights are in the model).
 
     Attributes:
@@ -126,7 +126,7 @@ class CheckpointInfo:
         num_classes: output classes.
         dataset: one of ``robust_mix.checkpoint.DATASETS``.
         data_config: input size / mean / std / interpolation / crop_pct, when the file says.
-        config_source, config_detail: where ``data_config`` comes from (``robust_eval.data_config.SOURCES``).
+        config_source, config_detail: where ``data_config`` comes from (``robust_eval.checkpoints.data_config.SOURCES``).
         model_kwargs: extra constructor arguments (checked against :data:`ARCHITECTURE_KWARGS`).
         extras: further JSON-native facts recorded in the result (``train_args``, ``class_names``, ...).
         dataset_inferred_from_classes: ``dataset`` was guessed from the class count.
@@ -311,7 +311,7 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(
             f"refusing to load '{path}': it needs arbitrary unpickling ({hint.strip()}). Only tensors, "
             "numbers, strings, lists, dicts and argparse.Namespace are loaded; re-save the weights with "
-            "torch.save(model.state_dict()) or robust_eval.checkpoint.save_checkpoint"
+            "torch.save(model.state_dict()) or robust_mix.checkpoint.save_checkpoint"
         ) from None
     except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
         reason = str(exc).strip() or type(exc).__name__
@@ -581,7 +581,7 @@ def _unknown_format(raw: Mapping[str, Any], path: Path) -> CheckpointError:
         f"'{path}' matches no known checkpoint format (top-level keys: {keys}"
         + (f"; parameters like {params}" if params else "")
         + "): save {'state_dict': ...} or a bare state_dict and pass --model NAME --num-classes K "
-        "(and --mean/--std), or use robust_eval.checkpoint.save_checkpoint"
+        "(and --mean/--std), or use robust_mix.checkpoint.save_checkpoint"
     )
 
 
@@ -815,7 +815,7 @@ def _load_file(
 BARE_CHECKPOINT_FLAGS = (
     "a checkpoint without metadata needs --model NAME (a timm name) --num-classes K --dataset "
     f"{{{','.join(DATASETS)}}} and, unless the architecture's defaults are how it was trained, --input-size N "
-    "--mean M --std S (--crop-pct, 1 for no crop); or re-save it with robust_eval.checkpoint.save_checkpoint"
+    "--mean M --std S (--crop-pct, 1 for no crop); or re-save it with robust_mix.checkpoint.save_checkpoint"
 )
 
 #: Side in pixels of the images of the fixed-size data sets whose size a model's input must match.
@@ -878,7 +878,7 @@ def load_checkpoint(
         dataset: override / supply the data set (defaults to the checkpoint's, else by class count).
         ema: use ``state_dict_ema`` (timm train.py and this project's format).
         device: where the wrapped model is put (eval mode).
-        data_overrides: fields from :func:`robust_eval.data_config.parse_overrides` (the flags).
+        data_overrides: fields from :func:`robust_eval.checkpoints.data_config.parse_overrides` (the flags).
         model_dir: RobustBench's local layout ``model_dir/<dataset>/<threat_model>/``.
         threat_model: see ``model_dir``.
 

@@ -59,7 +59,7 @@ class ProtocolMismatch(ComparisonError):
 
 
 def typed(result: Mapping[str, Any]) -> dict[str, SuiteResult]:
-    """The typed suite results of a loaded result file (:func:`robust_eval.results.load_suites`)."""
+    """The typed suite results of a loaded result file (:func:`robust_eval.report.results.load_suites`)."""
     suites = result.get("suites", {})
     return load_suites(suites) if isinstance(suites, Mapping) else {}
 
@@ -71,7 +71,7 @@ class Metric:
 
     key: str
     label: str
-    suite: str  # key of the typed result (robust_eval.results.RESULT_TYPES)
+    suite: str  # key of the typed result (robust_eval.report.results.RESULT_TYPES)
     read: Callable[[Any], Any]  # typed suite result -> the number (None when absent)
     percent: bool  # a fraction in [0, 1], shown (and differenced) in % / percentage points
     lower_is_better: bool = True

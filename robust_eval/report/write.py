@@ -119,7 +119,7 @@ def _read_result(path: Path) -> dict[str, Any]:
 
 def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a result JSON written by :func:`write_result`: its kinds, and the range of
-    every metric (:func:`robust_eval.results.check_result`), so a damaged or edited file is refused
+    every metric (:func:`robust_eval.report.results.check_result`), so a damaged or edited file is refused
     in one line naming the file and the key, never shown with impossible numbers.
 
     Raises:
@@ -137,7 +137,7 @@ def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------
-# numbers for people: a loop over the typed suite results (robust_eval.results)
+# numbers for people: a loop over the typed suite results (robust_eval.report.results)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -184,7 +184,7 @@ def render_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None =
     the summary table, the skipped suites, each suite's own section, the protocol.
 
     Every string of ``result`` (names and messages that may come from a checkpoint or a file) is
-    rendered as literal text (:func:`robust_eval.markdown.md_text`).
+    rendered as literal text (:func:`robust_eval.report.markdown.md_text`).
     """
     plots = plots or {}
     data_config = md_text(json.dumps(result.get("checkpoint", {}).get("data_config")))
