@@ -68,7 +68,7 @@ DEFAULT_AA: dict[str, str] = {
 }
 AA_PREFIX: dict[str, str] = {"ipmix": "ipmix", "pixmix": "pixmix", "augmix": "augmix", "randaugment": "rand"}
 RESUME_KIND = "timm_ext.train.resume"
-RESUME_FORMAT_VERSION = 2
+RESUME_FORMAT_VERSION = 3  # 3: per-rank random states
 RUN_FILES: tuple[str, ...] = ("last.pth", "final.pth", "best.pth", "metrics.csv", "args.yaml")
 
 

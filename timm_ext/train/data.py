@@ -389,7 +389,13 @@ def build_loaders(
     if data.val is not None and len(data.val) > 0:
         data.val.transform = eval_transform(cfg, data_cfg)
         val_set = Shard(data.val, rank, world) if world > 1 else data.val
+        # its own generator: a loader without one draws its workers' base seed from the global torch
+        # stream when its first iterator starts, in epoch 1 of a run but in the first epoch after a resume
         val_loader = torch.utils.data.DataLoader(
-            val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kwargs
+            val_set,
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            generator=torch.Generator().manual_seed(cfg.seed + rank),
+            **loader_kwargs,
         )
     return Loaders(train_loader, val_loader, sampler, aa)

@@ -19,7 +19,7 @@ from torch import nn
 from .checks import validate as validate_config
 from .config import RESUME_FORMAT_VERSION, RESUME_KIND, TrainConfig, TrainError, TrainInterrupted
 from .setup import Run, check_output, init_processes, output_dir, restore, setup
-from .state import load_resume_state, rng_state, torch_write_errors, write_metrics
+from .state import gather_rng_states, load_resume_state, torch_write_errors, write_metrics
 
 __all__ = ["EpochProgress", "Run", "train", "train_one_epoch", "validate"]
 
@@ -222,8 +222,10 @@ def _weights_extra(run: Run, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
-    """best.pth (when validation top-1 improved), last.pth and metrics.csv, each written atomically."""
+def _save_epoch(run: Run, epoch: int, row: dict[str, Any], rng: list[dict[str, Any]]) -> None:
+    """best.pth (when validation top-1 improved), last.pth and metrics.csv, each written atomically.
+
+    ``rng``: every rank's random state (:func:`~timm_ext.train.state.gather_rng_states`)."""
     from robust_mix.checkpoint import atomic_save, save_checkpoint
 
     out_dir, method = run.out_dir, run.method
@@ -245,8 +247,7 @@ def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
         "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
         "ema": run.ema.module.state_dict() if run.ema is not None else None,
-        "rng": rng_state(),
-        "mix_rng": run.mixer.state_dict() if run.mixer is not None else None,
+        "rng": rng,  # one entry per rank
         "history": run.history,
         "best": run.best,
         "train_args": run.cfg.to_dict(),
@@ -307,8 +308,9 @@ def _epochs(run: Run) -> dict[str, Any]:
         row = train_one_epoch(run, epoch)
         _evaluate_epoch(run, row)
         run.history.append(row)
+        rng = gather_rng_states(run.mixer)  # every rank's, after validation: where the next epoch starts
         if run.primary:
-            _save_epoch(run, epoch, row)
+            _save_epoch(run, epoch, row, rng)
             _report_epoch(run, row)
     if run.primary:
         weights = run.method.eval_model().state_dict()

@@ -17,7 +17,7 @@ from .data import Data, Loaders, build_loaders, load_data
 from .device_mixing import DeviceMixing, mix_device
 from .features import FeatureError
 from .methods import TrainMethod, create_method
-from .state import set_rng_state
+from .state import own_rng_state, set_rng_state
 
 __all__ = ["Run", "check_output", "init_processes", "output_dir", "restore", "setup"]
 
@@ -266,10 +266,11 @@ def restore(run: Run, state: dict[str, Any]) -> None:
         run.ema.module.load_state_dict(state["ema"])
     run.start_epoch, run.num_updates = int(state["epoch"]), int(state["num_updates"])
     run.history, run.best = list(state["history"]), dict(state["best"])
-    if state.get("world_size", 1) == run.world:
-        set_rng_state(state["rng"])
-        if run.mixer is not None and state.get("mix_rng") is not None:
-            run.mixer.load_state_dict(state["mix_rng"])
+    own = own_rng_state(state, run.rank, run.world)
+    if own is not None:  # each rank continues its own streams
+        set_rng_state(own["global"])
+        if run.mixer is not None and own.get("mix") is not None:
+            run.mixer.load_state_dict(own["mix"])
     # the schedule is rebuilt from this run's settings (so --epochs can be raised) and fast-forwarded
     run.scheduler.step(run.start_epoch)
     if cfg.sched_on_updates:

@@ -22,7 +22,9 @@ from .config import RESUME_KIND, TrainConfig, TrainError, config_from_dict
 
 __all__ = [
     "augmentation_adapters",
+    "gather_rng_states",
     "load_resume_state",
+    "own_rng_state",
     "reseed_augmentations",
     "reseed_worker",
     "resume_settings",
@@ -60,6 +62,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states(mixer: Any = None) -> list[dict[str, Any]]:
+    """Every rank's random state, in rank order (a collective: every rank calls it, at the same point).
+
+    Each entry holds the process's global generators (:func:`rng_state`) under ``"global"`` and the
+    ``--mix-device`` generator (or None) under ``"mix"``. Each rank draws from its own streams (its
+    seed adds its rank, and dropout, crops in the main process and timm's Mixup draw from them), so a
+    resume state must carry all of them: restoring rank 0's on every rank was why a resumed torchrun
+    run drifted from an uninterrupted one.
+    """
+    from robust_mix.distributed import all_gather_object
+
+    mine = {"global": rng_state(), "mix": mixer.state_dict() if mixer is not None else None}
+    return all_gather_object(mine)
+
+
+def own_rng_state(state: dict[str, Any], rank: int, world: int) -> dict[str, Any] | None:
+    """This rank's entry of a resume state's random states (see :func:`gather_rng_states`); None when
+    the run had another number of processes (the streams then start afresh from the seed).
+
+    Format 2 files hold one process's ``rng`` dict and ``mix_rng``: they resume a one-process run.
+    """
+    saved = state.get("rng")
+    if isinstance(saved, dict):  # format 2
+        saved = [{"global": saved, "mix": state.get("mix_rng")}] if state.get("world_size", 1) == 1 else []
+    if not isinstance(saved, list) or len(saved) != world or state.get("world_size", 1) != world:
+        return None
+    return saved[rank]
 
 
 def load_resume_state(path: str | os.PathLike[str]) -> dict[str, Any]:
