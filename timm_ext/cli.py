@@ -124,7 +124,10 @@ def _options() -> list[Option]:
             flags = [f"{long}/--no-{long[2:]}", *flags[1:]]
         py_type: Any = Optional[kind] if optional else kind  # noqa: UP045
         annotation = Annotated[py_type, typer.Option(*flags, help=f.metadata["help"], show_default=True)]
-        default = f.default if f.default is not MISSING else None
+        if f.default is not MISSING:
+            default = f.default
+        else:
+            default = f.default_factory() if f.default_factory is not MISSING else None
         options.append(Option(f.name, annotation, default, range=f.metadata.get("range")))
     return options
 

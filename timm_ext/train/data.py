@@ -237,6 +237,12 @@ def train_transforms(
         final = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
     if device_mixing:
         final = T.Compose([T.PILToTensor()])  # uint8 [C, H, W]: mixed and normalised on the device
+    elif cfg.reprob > 0:  # timm's random erasing on the normalised tensor, last (as create_transform)
+        from timm.data.random_erasing import RandomErasing
+
+        final.transforms.append(
+            RandomErasing(cfg.reprob, mode=cfg.remode, max_count=cfg.recount, device="cpu")
+        )
     if cfg.aug == "cutout":
         final.transforms.append(Cutout(cfg.cutout_size or max(1, size // 2)))
     return primary, secondary, final
@@ -281,17 +287,19 @@ class EpochTagged(torch.utils.data.Sampler):
     def __init__(self, sampler: torch.utils.data.Sampler) -> None:
         self.sampler = sampler
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Serve ``epoch``, leaving out its first ``skip`` indices (a resume from recovery.pth)."""
+        self.epoch, self.skip = int(epoch), int(skip)
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, int(i)) for i in self.sampler)
+        return ((self.epoch, int(i)) for n, i in enumerate(self.sampler) if n >= self.skip)
 
     def __len__(self) -> int:
-        return len(self.sampler)  # type: ignore[arg-type]
+        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
 
 
 class EpochSeeded(torch.utils.data.Dataset):

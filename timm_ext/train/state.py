@@ -21,8 +21,10 @@ from robust_mix.files import FileProblem, atomic_write
 from .config import RESUME_KIND, TrainConfig, TrainError, config_from_dict
 
 __all__ = [
+    "StopRequest",
     "augmentation_adapters",
     "gather_rng_states",
+    "interrupt_between_batches",
     "load_resume_state",
     "own_rng_state",
     "reseed_augmentations",
@@ -30,7 +32,9 @@ __all__ = [
     "resume_settings",
     "rng_state",
     "set_rng_state",
+    "summary_rows",
     "torch_write_errors",
+    "write_csv",
     "write_metrics",
 ]
 
@@ -176,15 +180,77 @@ _CSV_COLUMNS = (
 )
 
 
-def write_metrics(path: Path, history: list[dict[str, Any]], extra_columns: Sequence[str] = ()) -> None:
-    """Write ``metrics.csv`` atomically: the standard columns, then the method's ``extra_columns``."""
-    columns = [*_CSV_COLUMNS, *extra_columns]
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Write ``rows`` (``columns`` in order, None as empty) to a CSV file atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    for row in history:
+    for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
     atomic_write(path, buf.getvalue())
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]], extra_columns: Sequence[str] = ()) -> None:
+    """Write ``metrics.csv`` atomically: the standard columns, then the method's ``extra_columns``."""
+    write_csv(path, history, [*_CSV_COLUMNS, *extra_columns])
+
+
+def summary_rows(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, columns) of ``summary.csv`` as timm's ``train.py`` writes it (``update_summary``): ``epoch``
+    (0-based, as timm counts), ``train_loss``, then ``eval_loss``, ``eval_top1``, ``eval_top5`` when
+    the run validates, and ``lr``."""
+    validated = any(row.get("val_top1") is not None for row in history)
+    columns = ["epoch", "train_loss", *(["eval_loss", "eval_top1", "eval_top5"] if validated else []), "lr"]
+    rows = [
+        {
+            "epoch": int(row["epoch"]) - 1,
+            "train_loss": row["train_loss"],
+            "eval_loss": row.get("val_loss"),
+            "eval_top1": row.get("val_top1"),
+            "eval_top5": row.get("val_top5"),
+            "lr": row["lr"],
+        }
+        for row in history
+    ]
+    return rows, columns
+
+
+class StopRequest:
+    """Whether Ctrl-C asked the run to stop (see :func:`interrupt_between_batches`)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def check(self) -> None:
+        """Raise :class:`KeyboardInterrupt` when a stop was requested (call between batches)."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_between_batches() -> Iterator[StopRequest]:
+    """Ctrl-C stops the run at the next batch boundary: the first SIGINT only records the request
+    (:meth:`StopRequest.check` raises it after the step in progress, so a stop never waits for more
+    than one batch and never leaves a half-applied update); a second SIGINT raises at once. Outside
+    the main thread (where signals cannot be handled) nothing is installed."""
+    import signal
+    import threading
+
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        if request.requested:
+            raise KeyboardInterrupt
+        request.requested = True
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def augmentation_adapters(obj: Any, _seen: set[int] | None = None) -> Iterator[Any]:
