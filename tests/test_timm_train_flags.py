@@ -15,6 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import numpy as np
 import pytest
 import torch
 from test_timm_train import _assert_one_line_error, _invoke, tiny_model_dir, write_digits  # noqa: F401
@@ -269,3 +270,58 @@ def test_first_ctrl_c_stops_between_batches_second_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _image_root(root: Path, splits: tuple[str, ...]) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(8 if split == "train" else 3 + len(split)):  # each split its own size
+                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+                    root / split / label / f"{i}.png"
+                )
+    return root
+
+
+@pytest.mark.parametrize(
+    ("splits", "validated"),
+    [(("train", "val", "test"), "test"), (("train", "validation"), "validation"), (("train",), None)],
+)
+def test_validation_split_is_robust_evals_held_out_split(tmp_path, splits, validated):
+    """One rule for both commands: the first of test/, val/, validation/ (robust_mix.files.EVAL_SPLITS)."""
+    from robust_eval.data.images import EVAL_SPLITS as EVAL_SIDE
+    from robust_mix.files import EVAL_SPLITS
+    from timm_ext.train.data import load_data
+
+    assert EVAL_SIDE is EVAL_SPLITS
+    root = _image_root(tmp_path / "data", splits)
+    data = load_data(TrainConfig(dataset="imagefolder", data_dir=str(root)))
+    if validated is None:
+        assert data.val is None
+    else:
+        assert len(data.val) == 2 * (3 + len(validated))
+
+
+@pytest.mark.usefixtures("tiny_model_dir")
+def test_no_validation_split_is_said_and_a_drivers_resume_hint_replaces_the_advice(tmp_path, monkeypatch):
+    import timm_ext.train.loop as loop
+    from timm_ext.cli import RESUME_HINT_ENV
+
+    root = _image_root(tmp_path / "data", ("train",))
+    args = [
+        "--dataset", "imagefolder", "--data-dir", str(root), "--model", "timm_ext_test_tinynet", "--img-size", "16",
+        "-b", "8", "-j", "0", "--epochs", "2", "--device", "cpu", "--no-progress", "--output", str(tmp_path / "o"),
+    ]  # fmt: skip
+
+    def interrupt(*_args, **_kwargs) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv(RESUME_HINT_ENV, "run make demo again")
+    monkeypatch.setattr(loop, "_report_epoch", interrupt)
+    result = _invoke(*args)
+    assert result.exit_code == 130
+    assert "no validation split (test/, val/, validation/ under --data-dir)" in result.output
+    assert "interrupted; run make demo again" in result.output and "--resume" not in result.output

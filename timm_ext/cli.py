@@ -32,6 +32,10 @@ from robust_mix.cli import Option, command, fail, run
 from .train import TrainConfig, TrainError, config_from_dict, field_kind, load_config_file
 from .train.config import TrainInterrupted
 
+#: Environment variable a driver script sets to replace the "continue with: timm train --resume ..."
+#: advice printed on Ctrl-C (``make demo``: "run make demo again").
+RESUME_HINT_ENV = "TIMM_TRAIN_RESUME_HINT"
+
 app = typer.Typer(
     name="timm",
     help="timm extras from robust-mix: train CIFAR/ImageNet models with IPMix, PixMix, AugMix, AdAutoMix, ...",
@@ -98,7 +102,9 @@ def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> No
     except FileProblem as exc:  # the folder is another run's (2), or cannot be written (1)
         fail("timm", exc, code=2 if exc.errno == errno.EBUSY else 1)
     except TrainInterrupted as exc:
-        if exc.saved:
+        if os.environ.get(RESUME_HINT_ENV):  # a driver that reruns this command itself (make demo)
+            hint = os.environ[RESUME_HINT_ENV]
+        elif exc.saved:
             hint = f"continue with: timm train --resume {shlex.quote(str(exc.out_dir))}"
         else:
             hint = f"no checkpoint was written yet; start again with: {_command_line(ctx)}"

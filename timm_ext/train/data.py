@@ -160,8 +160,11 @@ def load_data(cfg: TrainConfig) -> Data:
             native_size=int(x_train.shape[1]) if x_train.shape[1] == x_train.shape[2] else None,
         )
 
-    train_root = root / "train" if (root / "train").is_dir() else root
-    val_root = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+    from robust_mix.files import EVAL_SPLITS, TRAIN_SPLIT
+
+    train_root = root / TRAIN_SPLIT if (root / TRAIN_SPLIT).is_dir() else root
+    # the held-out split robust-eval evaluates is the one validated on: first of test/, val/, validation/
+    val_root = next((root / n for n in EVAL_SPLITS if (root / n).is_dir()), None)
     if not train_root.is_dir():
         raise TrainError(f"image folder '{train_root}' does not exist; expected <dir>/<class>/<image>")
     train_set = ImageFolderDataset(train_root)

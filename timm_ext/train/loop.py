@@ -375,6 +375,13 @@ def _announce(run: Run) -> None:
         f"{' + JSD' if cfg.jsd else ''}, {run.world} process(es) on {run.device.type}, "
         f"epochs {run.start_epoch + 1}..{cfg.epochs}"
     )
+    if run.loaders.val is None:
+        from robust_mix.files import EVAL_SPLITS
+
+        run.console.print(
+            f"no validation split ({', '.join(n + '/' for n in EVAL_SPLITS)} under --data-dir): no validation "
+            "metrics, no best.pth"
+        )
     if run.start_epoch >= cfg.epochs:
         run.console.print(
             f"nothing to do: the run already completed {run.start_epoch} of {cfg.epochs} epochs"
