@@ -325,3 +325,17 @@ def test_no_validation_split_is_said_and_a_drivers_resume_hint_replaces_the_advi
     assert result.exit_code == 130
     assert "no validation split (test/, val/, validation/ under --data-dir)" in result.output
     assert "interrupted; run make demo again" in result.output and "--resume" not in result.output
+
+
+@pytest.mark.slow
+def test_gpu_smoke_script_dry_mode_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu_smoke.sh --dry: the GPU script's steps and flags, CPU-sized."""
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "WORK": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_smoke.sh"), "--dry"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "img/s" in done.stdout.splitlines()[-1]
+    assert len(_rows(tmp_path / "run" / "metrics.csv")) == 2
