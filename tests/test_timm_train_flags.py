@@ -271,6 +271,17 @@ def test_first_ctrl_c_stops_between_batches_second_at_once():
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
+    def failing_loader():
+        yield 1
+        raise RuntimeError("DataLoader worker (pid 1) exited unexpectedly")
+
+    with interrupt_between_batches() as stop:
+        with pytest.raises(RuntimeError, match="exited unexpectedly"):  # no stop requested: an error
+            list(stop.guard(failing_loader()))
+        stop.requested = True  # the workers got the terminal's Ctrl-C too: the interruption
+        with pytest.raises(KeyboardInterrupt):
+            list(stop.guard(failing_loader()))
+
 
 def _image_root(root: Path, splits: tuple[str, ...]) -> Path:
     from PIL import Image

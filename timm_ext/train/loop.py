@@ -180,7 +180,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         EpochProgress(run.console, label, batches, cfg.log_interval, show) as bar,
         interrupt_between_batches() as stop,
     ):
-        for step, (x, y) in enumerate(run.loaders.train):
+        for step, (x, y) in enumerate(stop.guard(run.loaders.train)):
             if isinstance(x, (list, tuple)):
                 x = torch.cat(list(x), dim=0)
             if run.mixer is not None:  # --mix-device: views mixed and normalised on the device

@@ -9,7 +9,7 @@ import errno
 import io
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +225,21 @@ class StopRequest:
         """Raise :class:`KeyboardInterrupt` when a stop was requested (call between batches)."""
         if self.requested:
             raise KeyboardInterrupt
+
+    def guard(self, batches: Iterable[Any]) -> Iterator[Any]:
+        """``batches`` (a loader); once a stop was requested, a loader failure (its workers got the
+        terminal's Ctrl-C too and stopped) is the interruption, not an error."""
+        iterator = iter(batches)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError:
+                if self.requested:
+                    raise KeyboardInterrupt from None
+                raise
+            yield batch
 
 
 @contextlib.contextmanager
