@@ -142,7 +142,12 @@ def _invoke(step: Step) -> None:
     import typer.main
 
     if step.program == "timm":
-        from timm_ext.cli import app
+        from timm_ext.cli import RESUME_HINT_ENV, app
+
+        # on Ctrl-C the trainer's own advice (timm train --resume RUN) would skip the study's other steps
+        os.environ[RESUME_HINT_ENV] = (
+            "run `make demo` (or this digits_study.py command) again: it continues here"
+        )
     else:
         from robust_eval.cli import app
     code = typer.main.get_command(app).main(args=step.argv, prog_name=step.program, standalone_mode=False)

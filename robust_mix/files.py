@@ -41,9 +41,11 @@ import numpy as np
 from robust_mix.errors import RobustMixError
 
 __all__ = [
+    "EVAL_SPLITS",
     "IMAGE_EXTENSIONS",
     "MACHINE_ERRNOS",
     "TMP_PREFIX",
+    "TRAIN_SPLIT",
     "FileProblem",
     "OutputLock",
     "atomic_write",
@@ -64,6 +66,11 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 #: Prefix of temporary files; listers skip them, and a command may delete its own leftovers.
+#: Held-out split folders of an image-folder root, in the order they are looked for: the one rule of
+#: ``robust-eval`` (what it evaluates) and ``timm train`` (what it validates on).
+EVAL_SPLITS: tuple[str, ...] = ("test", "val", "validation")
+#: The training split folder of an image-folder root.
+TRAIN_SPLIT = "train"
 TMP_PREFIX = ".tmp-"
 
 #: Largest picture decoded, in pixels (Pillow's own default bomb limit, 89.5 MPixel).

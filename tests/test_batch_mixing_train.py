@@ -95,7 +95,7 @@ def test_device_mixing_jsd_killed_and_resumed_equals_uninterrupted(tmp_path, pho
     assert result.exit_code == 0, result.output
     a = torch.load(tmp_path / "straight" / "last.pth", weights_only=True)
     b = torch.load(tmp_path / "split" / "last.pth", weights_only=True)
-    assert torch.equal(a["mix_rng"]["generator"], b["mix_rng"]["generator"])
+    assert torch.equal(a["rng"][0]["mix"]["generator"], b["rng"][0]["mix"]["generator"])
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
 

@@ -84,3 +84,77 @@ def test_ipmix_killed_and_resumed_equals_uninterrupted(digits_192, photos, tmp_p
     b = torch.load(tmp_path / "split" / "last.pth", weights_only=True)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+# ------------------------------------------------------------------------------------------------
+# torchrun: 2 gloo processes on the CPU, the first run killed (SIGKILL) right after epoch 1
+# ------------------------------------------------------------------------------------------------
+_KILLABLE_LAUNCHER = """
+import os, signal, sys
+
+if os.environ.get("KILL_AFTER_EPOCH"):  # rank 0 dies right after writing that epoch's last.pth
+    import timm_ext.train.loop as loop
+
+    report = loop._report_epoch
+
+    def report_then_die(run, row):
+        report(run, row)
+        if row["epoch"] == int(os.environ["KILL_AFTER_EPOCH"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    loop._report_epoch = report_then_die
+from timm_ext.cli import main
+
+main()
+"""
+
+
+def _torchrun_train(launcher: Path, args: list[str], kill_after: int | None = None):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    if kill_after is not None:
+        env["KILL_AFTER_EPOCH"] = str(kill_after)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(launcher)]
+    return subprocess.run([*cmd, "train", *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("aug", "workers", "epochs"),
+    [("ipmix", "1", "3"), ("adautomix", "0", "2")],
+)
+def test_torchrun_killed_and_resumed_equals_uninterrupted(tmp_path, aug, workers, epochs):
+    """Each rank draws from its own streams (dropout, crops, mixing): a resume state holds every rank's,
+    and the validation loader never draws from the global stream (its first iterator starts in another
+    epoch after a resume). Before: the ranks all took rank 0's state and the weights drifted apart."""
+    data = write_digits(tmp_path / "data", 128, 32)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(_KILLABLE_LAUNCHER)
+
+    def args(out: Path) -> list[str]:
+        return [
+            "--data-dir", str(data), "--model", "test_resnet", "--img-size", "32", "--drop", "0.1",
+            "--aug", aug, "-b", "16", "-j", workers, "--lr", "0.05", "--device", "cpu", "--no-progress",
+            "--epochs", epochs, "--output", str(out),
+        ]  # fmt: skip
+
+    straight = _torchrun_train(launcher, args(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = _torchrun_train(launcher, args(tmp_path / "split"), kill_after=1)
+    assert killed.returncode != 0
+    first = torch.load(tmp_path / "split" / "last.pth", weights_only=True)
+    assert first["epoch"] == 1 and first["world_size"] == 2 and len(first["rng"]) == 2
+    resumed = _torchrun_train(launcher, [*args(tmp_path / "split"), "--resume", str(tmp_path / "split")])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = torch.load(tmp_path / "straight" / "last.pth", weights_only=True)
+    b = torch.load(tmp_path / "split" / "last.pth", weights_only=True)
+    assert a["epoch"] == b["epoch"] == int(epochs)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for name, part in a["method"].items():  # AdAutoMix: generator, mix heads, teacher
+        for key, value in part.items():
+            assert torch.equal(value, b["method"][name][key]), f"{name}.{key}"
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]

@@ -39,6 +39,10 @@ from .train.config import (
     load_config_file,
 )
 
+#: Environment variable a driver script sets to replace the "continue with: timm train --resume ..."
+#: advice printed on Ctrl-C (``make demo``: "run make demo again").
+RESUME_HINT_ENV = "TIMM_TRAIN_RESUME_HINT"
+
 app = typer.Typer(
     name="timm",
     help="timm extras from robust-mix: train CIFAR/ImageNet models with IPMix, PixMix, AugMix, AdAutoMix, ...",
@@ -108,7 +112,9 @@ def _train(ctx: typer.Context, config: Path | None = None, **options: Any) -> No
     except FileProblem as exc:  # the folder is another run's (2), or cannot be written (1)
         fail("timm", exc, code=2 if exc.errno == errno.EBUSY else 1)
     except TrainInterrupted as exc:
-        if exc.saved:
+        if os.environ.get(RESUME_HINT_ENV):  # a driver that reruns this command itself (make demo)
+            hint = os.environ[RESUME_HINT_ENV]
+        elif exc.saved:
             hint = f"continue with: timm train --resume {shlex.quote(str(exc.out_dir))}"
         else:
             hint = f"no checkpoint was written yet; start again with: {_command_line(ctx)}"
@@ -134,7 +140,10 @@ def _options() -> list[Option]:
             flags = [f"{long}/--no-{long[2:]}", *flags[1:]]
         py_type: Any = Optional[kind] if optional else kind  # noqa: UP045
         annotation = Annotated[py_type, typer.Option(*flags, help=f.metadata["help"], show_default=True)]
-        default = f.default if f.default is not MISSING else None
+        if f.default is not MISSING:
+            default = f.default
+        else:
+            default = f.default_factory() if f.default_factory is not MISSING else None
         options.append(Option(f.name, annotation, default, range=f.metadata.get("range")))
     return options
 

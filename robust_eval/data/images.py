@@ -8,12 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from robust_mix.cifar import DataLayoutError
-from robust_mix.files import FileProblem, decode_image, list_images
-
-#: Held-out split folders of an image-folder root, in the order they are looked for.
-EVAL_SPLITS: tuple[str, ...] = ("test", "val", "validation")
-#: The training split folder (what ``timm train`` reads from an image-folder root).
-TRAIN_SPLIT = "train"
+from robust_mix.files import EVAL_SPLITS, TRAIN_SPLIT, FileProblem, decode_image, list_images
 
 __all__ = [
     "EVAL_SPLITS",

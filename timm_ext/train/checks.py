@@ -68,6 +68,7 @@ def validate(cfg: TrainConfig) -> None:
     _check_views(cfg)
     _check_mix_device(cfg)
     _check_adautomix(cfg)
+    _check_timm_flags(cfg)
     if cfg.data_dir is None:
         raise TrainError("--data-dir is required (the folder holding the training data)")
     if not Path(cfg.data_dir).is_dir():
@@ -187,3 +188,19 @@ def _check_adautomix(cfg: TrainConfig) -> None:
         )
     if cfg.batch_size < 2:
         raise TrainError(f"--aug {cfg.aug} mixes images within a batch: --batch-size must be >= 2")
+
+
+def _check_timm_flags(cfg: TrainConfig) -> None:
+    """Combinations of the flags named after timm's ``train.py``."""
+    from .loggers import check_loggers
+
+    if cfg.split_bn and cfg.aug_splits < 2:
+        raise TrainError(
+            "--split-bn keeps one BatchNorm per augmentation split: it needs --aug-splits >= 2 (or --jsd)"
+        )
+    if cfg.grad_accum_steps > 1 and cfg.aug in _ADAUTOMIX_AUGS:
+        raise TrainError(
+            f"--grad-accum-steps cannot be combined with --aug {cfg.aug}: its steps (random draws, adversarial "
+            "parity, teacher EMA) are optimizer updates; drop --grad-accum-steps"
+        )
+    check_loggers(cfg)

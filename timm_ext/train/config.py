@@ -68,8 +68,16 @@ DEFAULT_AA: dict[str, str] = {
 }
 AA_PREFIX: dict[str, str] = {"ipmix": "ipmix", "pixmix": "pixmix", "augmix": "augmix", "randaugment": "rand"}
 RESUME_KIND = "timm_ext.train.resume"
-RESUME_FORMAT_VERSION = 2
-RUN_FILES: tuple[str, ...] = ("last.pth", "final.pth", "best.pth", "metrics.csv", "args.yaml")
+RESUME_FORMAT_VERSION = 3  # 3: per-rank random states
+RUN_FILES: tuple[str, ...] = (
+    "last.pth",
+    "final.pth",
+    "best.pth",
+    "metrics.csv",
+    "summary.csv",
+    "args.yaml",
+    "recovery.pth",
+)
 
 
 class TrainError(ValueError, RobustMixError):
@@ -83,6 +91,15 @@ class TrainInterrupted(KeyboardInterrupt):
     def __init__(self, out_dir: Path, saved: bool) -> None:
         super().__init__(str(out_dir))
         self.out_dir, self.saved = out_dir, saved
+
+
+def default_workers(preferred: int = 4) -> int:
+    """``--workers`` default: ``preferred``, or the CPU cores this process may use when fewer (>= 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(preferred, cores))
 
 
 def _opt(
@@ -158,6 +175,66 @@ class TrainConfig:
             range=Range(0.0, 1.0, high_open=True),
         ),
     )
+    drop_path: float | None = field(
+        default=None,
+        metadata=_opt(
+            "Stochastic depth rate (timm's --drop-path; models that take drop_path_rate).",
+            "--drop-path",
+            range=Range(0.0, 1.0, high_open=True),
+        ),
+    )
+    channels_last: bool = field(
+        default=False,
+        metadata=_opt(
+            "Model and batches in channels-last memory format (timm's --channels-last).", "--channels-last"
+        ),
+    )
+    torchcompile: bool = field(
+        default=False,
+        metadata=_opt(
+            "torch.compile the training network (timm's --torchcompile; the backend is --torchcompile-backend).",
+            "--torchcompile",
+        ),
+    )
+    torchcompile_backend: str = field(
+        default="inductor",
+        metadata=_opt(
+            "torch.compile backend: inductor | cudagraphs | aot_eager | eager.",
+            "--torchcompile-backend",
+            choices=("inductor", "cudagraphs", "aot_eager", "eager"),
+        ),
+    )
+    torchcompile_mode: str | None = field(
+        default=None,
+        metadata=_opt(
+            "torch.compile mode (timm's --torchcompile-mode).",
+            "--torchcompile-mode",
+            choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        ),
+    )
+    split_bn: bool = field(
+        default=False,
+        metadata=_opt(
+            "One BatchNorm per --aug-splits view (timm's --split-bn: SplitBatchNorm2d; the clean view's is "
+            "the one saved in best.pth / final.pth).",
+            "--split-bn",
+        ),
+    )
+    sync_bn: bool = field(
+        default=False,
+        metadata=_opt(
+            "SyncBatchNorm across processes under torchrun (timm's --sync-bn; CUDA only).", "--sync-bn"
+        ),
+    )
+    dist_bn: str = field(
+        default="reduce",
+        metadata=_opt(
+            "BatchNorm statistics after each epoch under torchrun: reduce (average over ranks) | broadcast "
+            "(rank 0's) | none or '' (each rank its own) (timm's --dist-bn).",
+            "--dist-bn",
+            choices=("reduce", "broadcast", "none", ""),
+        ),
+    )
     # augmentation
     aug: str = field(
         default="none",
@@ -209,12 +286,73 @@ class TrainConfig:
     smoothing: float = field(
         default=0.0, metadata=_opt("Label smoothing.", "--smoothing", range=Range(0.0, 1.0, high_open=True))
     )
-    mixup: float = field(
-        default=1.0, metadata=_opt("Mixup alpha for --aug mixup.", "--mixup", range=Range(0.0, low_open=True))
+    mixup: float | None = field(
+        default=None,
+        metadata=_opt(
+            "MixUp alpha (timm's --mixup). Default 1.0 with --aug mixup; with --aug cutmix, a value turns MixUp "
+            "on beside CutMix (--mixup-switch-prob picks one per batch).",
+            "--mixup",
+            range=Range(0.0),
+        ),
     )
-    cutmix: float = field(
+    cutmix: float | None = field(
+        default=None,
+        metadata=_opt(
+            "CutMix alpha (timm's --cutmix). Default 1.0 with --aug cutmix; with --aug mixup, a value turns "
+            "CutMix on beside MixUp.",
+            "--cutmix",
+            range=Range(0.0),
+        ),
+    )
+    mixup_prob: float = field(
         default=1.0,
-        metadata=_opt("CutMix alpha for --aug cutmix.", "--cutmix", range=Range(0.0, low_open=True)),
+        metadata=_opt(
+            "Probability of mixing a batch (timm's --mixup-prob).", "--mixup-prob", range=Range(0.0, 1.0)
+        ),
+    )
+    mixup_switch_prob: float = field(
+        default=0.5,
+        metadata=_opt(
+            "Probability of CutMix instead of MixUp when both are on (timm's --mixup-switch-prob).",
+            "--mixup-switch-prob",
+            range=Range(0.0, 1.0),
+        ),
+    )
+    mixup_mode: str = field(
+        default="batch",
+        metadata=_opt(
+            "batch | pair | elem: one draw per batch, pair of samples or sample (timm's --mixup-mode).",
+            "--mixup-mode",
+            choices=("batch", "pair", "elem"),
+        ),
+    )
+    mixup_off_epoch: int = field(
+        default=0,
+        metadata=_opt(
+            "Stop mixing from this epoch on (1-based count of epochs done; 0 = never; timm's --mixup-off-epoch).",
+            "--mixup-off-epoch",
+            range=Range(0),
+        ),
+    )
+    reprob: float = field(
+        default=0.0,
+        metadata=_opt(
+            "Random erasing probability per image (timm's --reprob; every view, as timm without --resplit).",
+            "--reprob",
+            range=Range(0.0, 1.0),
+        ),
+    )
+    remode: str = field(
+        default="pixel",
+        metadata=_opt(
+            "Random erasing fill: const (zeros) | rand (one normal colour) | pixel (normal noise per pixel).",
+            "--remode",
+            choices=("const", "rand", "pixel"),
+        ),
+    )
+    recount: int = field(
+        default=1,
+        metadata=_opt("Most random-erasing boxes per image (timm's --recount).", "--recount", range=Range(1)),
     )
     cutout_size: int | None = field(
         default=None,
@@ -284,6 +422,14 @@ class TrainConfig:
         default=0.1,
         metadata=_opt("Decay factor (step/multistep).", "--decay-rate", range=Range(0.0, 1.0, low_open=True)),
     )
+    grad_accum_steps: int = field(
+        default=1,
+        metadata=_opt(
+            "Batches whose gradients add up to one optimizer update (timm's --grad-accum-steps).",
+            "--grad-accum-steps",
+            range=Range(1),
+        ),
+    )
     clip_grad: float | None = field(
         default=None,
         metadata=_opt(
@@ -306,10 +452,62 @@ class TrainConfig:
         default=0.9998,
         metadata=_opt("EMA decay per update.", "--model-ema-decay", range=Range(0.0, 1.0, high_open=True)),
     )
+    model_ema_warmup: bool = field(
+        default=False,
+        metadata=_opt(
+            "Warm the EMA decay up over the first updates (timm's --model-ema-warmup).", "--model-ema-warmup"
+        ),
+    )
+    # checkpoints and logs
+    eval_metric: str = field(
+        default="top1",
+        metadata=_opt(
+            "Validation metric that picks best.pth and --checkpoint-hist: top1 | top5 (higher is better) | loss.",
+            "--eval-metric",
+            choices=("top1", "top5", "loss"),
+        ),
+    )
+    checkpoint_hist: int = field(
+        default=0,
+        metadata=_opt(
+            "Keep the N best epochs by --eval-metric as checkpoint-<epoch>.pth (timm's --checkpoint-hist; "
+            "timm's default is 10, here 0: best.pth is the best one).",
+            "--checkpoint-hist",
+            range=Range(0),
+        ),
+    )
+    recovery_interval: int = field(
+        default=0,
+        metadata=_opt(
+            "Write recovery.pth every N updates within an epoch (timm's --recovery-interval; 0 = off); "
+            "--resume recovery.pth continues after its last update (not bitwise: last.pth at epoch ends is).",
+            "--recovery-interval",
+            range=Range(0),
+        ),
+    )
+    log_wandb: bool = field(
+        default=False,
+        metadata=_opt(
+            "Log epoch rows to Weights & Biases (needs wandb installed; timm's --log-wandb).", "--log-wandb"
+        ),
+    )
+    log_tensorboard: bool = field(
+        default=False,
+        metadata=_opt(
+            "Log epoch rows to TensorBoard under <output>/tensorboard (needs tensorboard installed).",
+            "--log-tensorboard",
+        ),
+    )
     # system
     workers: int = field(
-        default=4,
-        metadata=_opt("DataLoader worker processes per training process.", "-j", "--workers", range=Range(0)),
+        default_factory=lambda: default_workers(),
+        metadata=_opt(
+            "DataLoader worker processes per training process (default: 4, or the CPU cores this process may "
+            "use when fewer).",
+            "-j",
+            "--workers",
+            range=Range(0),
+        ),
     )
     seed: int = field(
         default=42,

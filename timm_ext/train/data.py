@@ -160,8 +160,11 @@ def load_data(cfg: TrainConfig) -> Data:
             native_size=int(x_train.shape[1]) if x_train.shape[1] == x_train.shape[2] else None,
         )
 
-    train_root = root / "train" if (root / "train").is_dir() else root
-    val_root = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+    from robust_mix.files import EVAL_SPLITS, TRAIN_SPLIT
+
+    train_root = root / TRAIN_SPLIT if (root / TRAIN_SPLIT).is_dir() else root
+    # the held-out split robust-eval evaluates is the one validated on: first of test/, val/, validation/
+    val_root = next((root / n for n in EVAL_SPLITS if (root / n).is_dir()), None)
     if not train_root.is_dir():
         raise TrainError(f"image folder '{train_root}' does not exist; expected <dir>/<class>/<image>")
     train_set = ImageFolderDataset(train_root)
@@ -237,6 +240,12 @@ def train_transforms(
         final = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
     if device_mixing:
         final = T.Compose([T.PILToTensor()])  # uint8 [C, H, W]: mixed and normalised on the device
+    elif cfg.reprob > 0:  # timm's random erasing on the normalised tensor, last (as create_transform)
+        from timm.data.random_erasing import RandomErasing
+
+        final.transforms.append(
+            RandomErasing(cfg.reprob, mode=cfg.remode, max_count=cfg.recount, device="cpu")
+        )
     if cfg.aug == "cutout":
         final.transforms.append(Cutout(cfg.cutout_size or max(1, size // 2)))
     return primary, secondary, final
@@ -281,17 +290,19 @@ class EpochTagged(torch.utils.data.Sampler):
     def __init__(self, sampler: torch.utils.data.Sampler) -> None:
         self.sampler = sampler
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Serve ``epoch``, leaving out its first ``skip`` indices (a resume from recovery.pth)."""
+        self.epoch, self.skip = int(epoch), int(skip)
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, int(i)) for i in self.sampler)
+        return ((self.epoch, int(i)) for n, i in enumerate(self.sampler) if n >= self.skip)
 
     def __len__(self) -> int:
-        return len(self.sampler)  # type: ignore[arg-type]
+        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
 
 
 class EpochSeeded(torch.utils.data.Dataset):
@@ -389,7 +400,13 @@ def build_loaders(
     if data.val is not None and len(data.val) > 0:
         data.val.transform = eval_transform(cfg, data_cfg)
         val_set = Shard(data.val, rank, world) if world > 1 else data.val
+        # its own generator: a loader without one draws its workers' base seed from the global torch
+        # stream when its first iterator starts, in epoch 1 of a run but in the first epoch after a resume
         val_loader = torch.utils.data.DataLoader(
-            val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kwargs
+            val_set,
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            generator=torch.Generator().manual_seed(cfg.seed + rank),
+            **loader_kwargs,
         )
     return Loaders(train_loader, val_loader, sampler, aa)

@@ -18,8 +18,17 @@ from torch import nn
 
 from .checks import validate as validate_config
 from .config import RESUME_FORMAT_VERSION, RESUME_KIND, TrainConfig, TrainError, TrainInterrupted
+from .loggers import EpochLoggers
 from .setup import Run, check_output, init_processes, output_dir, restore, setup
-from .state import load_resume_state, rng_state, torch_write_errors, write_metrics
+from .state import (
+    gather_rng_states,
+    interrupt_between_batches,
+    load_resume_state,
+    summary_rows,
+    torch_write_errors,
+    write_csv,
+    write_metrics,
+)
 
 __all__ = ["EpochProgress", "Run", "train", "train_one_epoch", "validate"]
 
@@ -62,24 +71,32 @@ def validate(
     }
 
 
-def _optimizer_step(run: Run, loss: torch.Tensor) -> None:
+def _backward(run: Run, loss: torch.Tensor, need_update: bool) -> None:
+    """Back-propagate one batch's (already divided) loss; on the last batch of an accumulation, clip
+    and step the optimizer (timm's ``NativeScaler(need_update=...)`` with AMP)."""
     cfg, optimizer = run.cfg, run.optimizer
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    optimizer.zero_grad(set_to_none=True)
     if run.scaler is not None:
-        run.scaler(loss, optimizer, clip_grad=cfg.clip_grad, parameters=params)
+        run.scaler(loss, optimizer, clip_grad=cfg.clip_grad, parameters=params, need_update=need_update)
     else:
         loss.backward()
-        if cfg.clip_grad is not None:
-            nn.utils.clip_grad_norm_(params, cfg.clip_grad)
-        optimizer.step()
+        if need_update:
+            if cfg.clip_grad is not None:
+                nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+            optimizer.step()
+    if need_update:
+        optimizer.zero_grad(set_to_none=True)
+        _after_update(run)
+
+
+def _after_update(run: Run) -> None:
     run.num_updates += 1
     if run.ema is not None:
         run.ema.update(run.method.model, step=run.num_updates)
     run.method.after_update(run.num_updates, run.cfg.epochs * run.updates_per_epoch)
-    if cfg.sched_on_updates:
+    if run.cfg.sched_on_updates:
         run.scheduler.step_update(num_updates=run.num_updates)
-    run.method.adjust_lr(optimizer)
+    run.method.adjust_lr(run.optimizer)
 
 
 class EpochProgress:
@@ -145,29 +162,49 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         TrainError: the loss became NaN or infinite.
     """
     cfg, device, method = run.cfg, run.device, run.method
-    run.loaders.sampler.set_epoch(epoch)
+    run.loaders.sampler.set_epoch(epoch, skip=run.skip_batches * cfg.batch_size)
+    run.skip_batches = 0
+    method.start_epoch(epoch)
     run.net.train()
+    run.optimizer.zero_grad(set_to_none=True)
+    batches, accum = len(run.loaders.train), cfg.grad_accum_steps
+    last_group = batches - batches % accum  # the first batch of a shorter final accumulation
+    memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
     t0 = time.perf_counter()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, correct, n, images
     extra = {name: torch.zeros((), dtype=torch.float64, device=device) for name in method.step_stats}
     soft_targets = False
     show = run.primary and cfg.progress and run.console.is_terminal
     label = f"epoch {epoch + 1}/{cfg.epochs}"
-    with EpochProgress(run.console, label, run.updates_per_epoch, cfg.log_interval, show) as bar:
-        for step, (x, y) in enumerate(run.loaders.train):
+    with (
+        EpochProgress(run.console, label, batches, cfg.log_interval, show) as bar,
+        interrupt_between_batches() as stop,
+    ):
+        for step, (x, y) in enumerate(stop.guard(run.loaders.train)):
             if isinstance(x, (list, tuple)):
                 x = torch.cat(list(x), dim=0)
             if run.mixer is not None:  # --mix-device: views mixed and normalised on the device
                 x = run.mixer(x)
+                if run.erasing is not None:
+                    x = run.erasing(x)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(cfg, device):
-                out = method.step(run.net, x, y, run.num_updates)
-            if not torch.isfinite(out.loss):
-                raise TrainError(
-                    f"the loss became {out.loss.item()} at epoch {epoch + 1}, batch {step + 1}; lower --lr "
-                    "or turn off --amp"
-                )
-            _optimizer_step(run, out.loss)
+            x = x.contiguous(memory_format=memory)
+            need_update = step + 1 == batches or (step + 1) % accum == 0
+            group = batches % accum if step >= last_group else accum  # batches in this accumulation
+            sync = run.ddp.no_sync() if run.ddp is not None and not need_update else contextlib.nullcontext()
+            with sync:
+                with _autocast(cfg, device):
+                    out = method.step(run.net, x, y, run.num_updates)
+                if not torch.isfinite(out.loss):
+                    raise TrainError(
+                        f"the loss became {out.loss.item()} at epoch {epoch + 1}, batch {step + 1}; lower --lr "
+                        "or turn off --amp"
+                    )
+                _backward(run, out.loss / group if group > 1 else out.loss, need_update)
+            stop.check()
+            every = cfg.recovery_interval
+            if need_update and every and run.num_updates % every == 0 and step + 1 < batches:
+                _save_recovery(run, epoch, step + 1)  # (an epoch's end writes last.pth instead)
             n = len(y)
             soft_targets = out.logits is None
             with torch.no_grad():
@@ -212,32 +249,67 @@ def _evaluate_epoch(run: Run, row: dict[str, Any]) -> None:
         row["online_val_top1"] = validate(online, *args)["top1"]
 
 
+def _eval_weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state_dict as a plain timm model holds it: ``--split-bn``'s auxiliary BatchNorms
+    (one per augmented view, ``*.aux_bn.*``) are dropped; the main one is what evaluation uses."""
+    return {k: v for k, v in module.state_dict().items() if ".aux_bn." not in f".{k}"}
+
+
 def _weights_extra(run: Run, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {"epoch": epoch, "metrics": row}
     if run.ema is not None:
-        extra["state_dict_ema"] = run.ema.module.state_dict()
+        extra["state_dict_ema"] = _eval_weights(run.ema.module)
     online = run.method.online_model()
     if online is not None:
-        extra["state_dict_online"] = online.state_dict()
+        extra["state_dict_online"] = _eval_weights(online)
     return extra
 
 
-def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
-    """best.pth (when validation top-1 improved), last.pth and metrics.csv, each written atomically."""
-    from robust_mix.checkpoint import atomic_save, save_checkpoint
+def _save_weights(run: Run, path: Path, epoch: int, row: dict[str, Any]) -> None:
+    """A robust-eval checkpoint of the evaluated model (best.pth, final.pth, checkpoint-N.pth)."""
+    from robust_mix.checkpoint import save_checkpoint
 
-    out_dir, method = run.out_dir, run.method
-    if row["val_top1"] is not None and row["val_top1"] > run.best["top1"]:
-        run.best = {"top1": row["val_top1"], "epoch": epoch + 1}
-        weights = method.eval_model().state_dict()
-        with torch_write_errors(out_dir / "best.pth"):
-            save_checkpoint(
-                out_dir / "best.pth", weights, **run.ckpt_meta, **_weights_extra(run, epoch + 1, row)
-            )
-    state = {
+    weights = _eval_weights(run.method.eval_model())
+    with torch_write_errors(path):
+        save_checkpoint(path, weights, **run.ckpt_meta, **_weights_extra(run, epoch, row))
+
+
+def _metric(run: Run, row: dict[str, Any]) -> float | None:
+    """The epoch's ``--eval-metric``, signed so that larger is better (None without validation)."""
+    value = row.get(f"val_{run.cfg.eval_metric}")
+    if value is None:
+        return None
+    return -float(value) if run.cfg.eval_metric == "loss" else float(value)
+
+
+def _keep_best(run: Run, epoch: int, row: dict[str, Any]) -> None:
+    """best.pth when the epoch beats the best so far, and ``--checkpoint-hist``: the N best epochs as
+    checkpoint-<epoch>.pth (ties keep the earlier epoch, as timm's CheckpointSaver)."""
+    score = _metric(run, row)
+    if score is None:
+        return
+    if run.best["value"] is None or score > run.best["value"]:
+        run.best = {"value": score, "epoch": epoch}
+        _save_weights(run, run.out_dir / "best.pth", epoch, row)
+    keep = run.cfg.checkpoint_hist
+    if not keep:
+        return
+    ranked = sorted([*run.checkpoints, {"value": score, "epoch": epoch}], key=lambda c: -c["value"])
+    if {"value": score, "epoch": epoch} in ranked[:keep]:
+        _save_weights(run, run.out_dir / f"checkpoint-{epoch}.pth", epoch, row)
+    for dropped in ranked[keep:]:
+        (run.out_dir / f"checkpoint-{dropped['epoch']}.pth").unlink(missing_ok=True)
+    run.checkpoints = ranked[:keep]
+
+
+def _resume_state(run: Run, epochs_done: int, rng: list[dict[str, Any]], batch: int = 0) -> dict[str, Any]:
+    """What last.pth (``batch = 0``) or recovery.pth (``batch`` batches into the next epoch) holds."""
+    method = run.method
+    return {
         "kind": RESUME_KIND,
         "format_version": RESUME_FORMAT_VERSION,
-        "epoch": epoch + 1,
+        "epoch": epochs_done,
+        "batch": batch,
         "num_updates": run.num_updates,
         "world_size": run.world,
         "model": method.model.state_dict(),
@@ -245,15 +317,39 @@ def _save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
         "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
         "ema": run.ema.module.state_dict() if run.ema is not None else None,
-        "rng": rng_state(),
-        "mix_rng": run.mixer.state_dict() if run.mixer is not None else None,
+        "rng": rng,  # one entry per rank
         "history": run.history,
         "best": run.best,
+        "checkpoints": run.checkpoints,
         "train_args": run.cfg.to_dict(),
     }
+
+
+def _save_recovery(run: Run, epoch: int, batches_done: int) -> None:
+    """``--recovery-interval``: recovery.pth, ``batches_done`` batches into 0-based ``epoch``."""
+    from robust_mix.checkpoint import atomic_save
+
+    rng = gather_rng_states(run.mixer)  # a collective: every rank
+    if run.primary:
+        path = run.out_dir / "recovery.pth"
+        with torch_write_errors(path):
+            atomic_save(_resume_state(run, epoch, rng, batch=batches_done), path)
+
+
+def _save_epoch(run: Run, epoch: int, row: dict[str, Any], rng: list[dict[str, Any]]) -> None:
+    """best.pth / checkpoint-N.pth (by ``--eval-metric``), last.pth, metrics.csv and summary.csv, each
+    written atomically; a recovery.pth of this epoch is superseded and goes.
+
+    ``rng``: every rank's random state (:func:`~timm_ext.train.state.gather_rng_states`)."""
+    from robust_mix.checkpoint import atomic_save
+
+    out_dir = run.out_dir
+    _keep_best(run, epoch + 1, row)
     with torch_write_errors(out_dir / "last.pth"):
-        atomic_save(state, out_dir / "last.pth")
-    write_metrics(out_dir / "metrics.csv", run.history, method.csv_columns)
+        atomic_save(_resume_state(run, epoch + 1, rng), out_dir / "last.pth")
+    (out_dir / "recovery.pth").unlink(missing_ok=True)
+    write_metrics(out_dir / "metrics.csv", run.history, run.method.csv_columns)
+    write_csv(out_dir / "summary.csv", *summary_rows(run.history))
     if not run.args_saved:
         # written with the first resume state, never before: a run killed in its first epoch leaves a
         # folder the same command can reuse
@@ -279,6 +375,13 @@ def _announce(run: Run) -> None:
         f"{' + JSD' if cfg.jsd else ''}, {run.world} process(es) on {run.device.type}, "
         f"epochs {run.start_epoch + 1}..{cfg.epochs}"
     )
+    if run.loaders.val is None:
+        from robust_mix.files import EVAL_SPLITS
+
+        run.console.print(
+            f"no validation split ({', '.join(n + '/' for n in EVAL_SPLITS)} under --data-dir): no validation "
+            "metrics, no best.pth"
+        )
     if run.start_epoch >= cfg.epochs:
         run.console.print(
             f"nothing to do: the run already completed {run.start_epoch} of {cfg.epochs} epochs"
@@ -297,24 +400,36 @@ def _report_epoch(run: Run, row: dict[str, Any]) -> None:
     )
 
 
+def _distribute_bn(run: Run) -> None:
+    """``--dist-bn``: BatchNorm statistics averaged over ranks (reduce) or rank 0's (broadcast), for the
+    model and its EMA, before validation (timm's ``distribute_bn``)."""
+    if not run.distributed or run.cfg.dist_bn not in ("reduce", "broadcast"):
+        return
+    from timm.utils import distribute_bn
+
+    reduce = run.cfg.dist_bn == "reduce"
+    distribute_bn(run.method.network, run.world, reduce)
+    if run.ema is not None:
+        distribute_bn(run.ema, run.world, reduce)
+
+
 def _epochs(run: Run) -> dict[str, Any]:
     """Train and evaluate the remaining epochs, then write ``final.pth``; returns the last row."""
-    from robust_mix.checkpoint import save_checkpoint
-
     cfg, out_dir = run.cfg, run.out_dir
     row: dict[str, Any] = run.history[-1] if run.history else {}
     for epoch in range(run.start_epoch, cfg.epochs):
         row = train_one_epoch(run, epoch)
+        _distribute_bn(run)
         _evaluate_epoch(run, row)
         run.history.append(row)
+        rng = gather_rng_states(run.mixer)  # every rank's, after validation: where the next epoch starts
         if run.primary:
-            _save_epoch(run, epoch, row)
+            _save_epoch(run, epoch, row, rng)
             _report_epoch(run, row)
+            if run.loggers is not None:
+                run.loggers.log(row)
     if run.primary:
-        weights = run.method.eval_model().state_dict()
-        extra = _weights_extra(run, max(cfg.epochs, run.start_epoch), row)
-        with torch_write_errors(out_dir / "final.pth"):
-            save_checkpoint(out_dir / "final.pth", weights, **run.ckpt_meta, **extra)
+        _save_weights(run, out_dir / "final.pth", max(cfg.epochs, run.start_epoch), row)
         names = ", ".join(n for n in ("final.pth", "best.pth", "last.pth") if (out_dir / n).exists())
         run.console.print(f"checkpoints in {out_dir}/ ({names}), metrics in metrics.csv")
     return row
@@ -359,7 +474,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 del resume_state
             if run.primary:
                 _announce(run)
-            return _epochs(run)
+                run.loggers = EpochLoggers(cfg, out_dir) if cfg.log_wandb or cfg.log_tensorboard else None
+            try:
+                return _epochs(run)
+            finally:
+                if run.loggers is not None:
+                    run.loggers.close()
     except KeyboardInterrupt:
         _remove_if_empty(out_dir, created)
         raise TrainInterrupted(out_dir, (out_dir / "last.pth").is_file()) from None

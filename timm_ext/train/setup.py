@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from .data import Data, Loaders, build_loaders, load_data
 from .device_mixing import DeviceMixing, mix_device
 from .features import FeatureError
 from .methods import TrainMethod, create_method
-from .state import set_rng_state
+from .state import own_rng_state, set_rng_state
 
 __all__ = ["Run", "check_output", "init_processes", "output_dir", "restore", "setup"]
 
@@ -46,9 +44,15 @@ class Run:
     start_epoch: int = 0
     num_updates: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"top1": -math.inf, "epoch": 0})
+    best: dict[str, Any] = field(default_factory=lambda: {"value": None, "epoch": 0})  # by --eval-metric
     args_saved: bool = False  # args.yaml is written with this invocation's first last.pth
     mixer: DeviceMixing | None = None  # --mix-device: batched mixing in the transfer step
+    erasing: Any = None  # --reprob with --mix-device: timm's RandomErasing on the device batches
+    ddp: nn.Module | None = None  # the DDP wrapper (no_sync between accumulated batches)
+    skip_batches: int = 0  # batches of the first epoch already done (a resume from recovery.pth)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # --checkpoint-hist: kept epochs
+    loggers: Any = None  # --log-wandb / --log-tensorboard (primary process)
+    updates: int = 0  # optimizer updates per epoch (batches / --grad-accum-steps, rounded up)
 
     @property
     def distributed(self) -> bool:
@@ -60,7 +64,8 @@ class Run:
 
     @property
     def updates_per_epoch(self) -> int:
-        return len(self.loaders.train)
+        """Optimizer updates in a full epoch (the last one may accumulate fewer batches)."""
+        return self.updates
 
 
 def output_dir(cfg: TrainConfig) -> Path:
@@ -131,14 +136,19 @@ def _build_model(
     from timm.data import resolve_data_config
 
     model_kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": cfg.drop}
-    model = create_model(cfg, **model_kwargs)
+    if cfg.drop_path is not None:
+        model_kwargs["drop_path_rate"] = cfg.drop_path
+    try:
+        model = create_model(cfg, **model_kwargs)
+    except TypeError as exc:  # e.g. --drop-path for a model without stochastic depth
+        raise TrainError(f"--model {cfg.model}: {str(exc).splitlines()[0]}") from None
     base_cfg = resolve_data_config({}, model=model)
     extra_model_kwargs: dict[str, Any] = {}
     img_size = cfg.img_size or data.native_size or int(base_cfg["input_size"][-1])
-    if img_size != int(base_cfg["input_size"][-1]):
-        with contextlib.suppress(TypeError):  # ViTs need their input size; conv nets take any
-            model = create_model(cfg, img_size=img_size, **model_kwargs)
-            extra_model_kwargs["img_size"] = img_size
+    if img_size != int(base_cfg["input_size"][-1]) and _takes_img_size(model):
+        # ViTs are built for their input size; conv nets take any (and have no such argument)
+        model = create_model(cfg, img_size=img_size, **model_kwargs)
+        extra_model_kwargs["img_size"] = img_size
     data_cfg = dict(base_cfg)
     data_cfg["input_size"] = (3, img_size, img_size)
     if cfg.interpolation:
@@ -146,6 +156,37 @@ def _build_model(
     if cfg.dataset != "imagefolder":
         data_cfg["crop_pct"] = 1.0
     return model.to(device), data_cfg, extra_model_kwargs
+
+
+def _takes_img_size(model: nn.Module) -> bool:
+    """Whether the model's class is built for one input size (``img_size`` argument: ViTs, Swin)."""
+    import inspect
+
+    try:
+        return "img_size" in inspect.signature(type(model).__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _convert_norms(cfg: TrainConfig, model: nn.Module, world: int, device: torch.device) -> nn.Module:
+    """``--split-bn`` (timm's SplitBatchNorm2d, one BN per view) and ``--sync-bn`` (under torchrun).
+
+    Raises:
+        TrainError: ``--sync-bn`` with several CPU processes (torch's SyncBatchNorm runs on GPUs only).
+    """
+    if cfg.split_bn:
+        from timm.layers.split_batchnorm import convert_splitbn_model
+
+        model = convert_splitbn_model(model, max(cfg.aug_splits, 2))
+    if cfg.sync_bn and world > 1:
+        if device.type != "cuda":
+            raise TrainError(
+                "--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on the CPU); drop it"
+            )
+        from timm.layers import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model)
+    return model
 
 
 def _build_optimization(cfg: TrainConfig, method: TrainMethod, device: torch.device, updates: int) -> tuple:
@@ -179,7 +220,11 @@ def _build_optimization(cfg: TrainConfig, method: TrainMethod, device: torch.dev
     method.adjust_lr(optimizer)
     use_scaler = cfg.amp and device.type == "cuda" and cfg.amp_dtype == "float16"
     scaler = NativeScaler(device=device.type) if use_scaler else None
-    ema = ModelEmaV3(method.model, decay=cfg.model_ema_decay) if cfg.model_ema else None
+    ema = (
+        ModelEmaV3(method.model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)
+        if cfg.model_ema
+        else None
+    )
     return optimizer, scheduler, scaler, ema
 
 
@@ -206,17 +251,24 @@ def setup(cfg: TrainConfig, info: dict[str, Any], out_dir: Path) -> Run:
             f"--num-classes {num_classes} is smaller than the {data.num_classes} classes of the data"
         )
     model, data_cfg, model_kwargs = _build_model(cfg, data, num_classes, device)
+    model = _convert_norms(cfg, model, world, device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     try:
         method = create_method(cfg, model, num_classes, rank)
     except FeatureError as exc:
         raise TrainError(f"--model {cfg.model}: {exc}") from exc
     loaders = build_loaders(cfg, data, data_cfg, rank, world, device)
-    optimizer, scheduler, scaler, ema = _build_optimization(cfg, method, device, len(loaders.train))
+    updates = -(-len(loaders.train) // cfg.grad_accum_steps)
+    optimizer, scheduler, scaler, ema = _build_optimization(cfg, method, device, updates)
     net = method.network
+    ddp = None
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(
+        net = ddp = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if cfg.torchcompile:
+        net = torch.compile(net, backend=cfg.torchcompile_backend, mode=cfg.torchcompile_mode)
     from rich.console import Console
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -227,6 +279,11 @@ def setup(cfg: TrainConfig, info: dict[str, Any], out_dir: Path) -> Run:
         views = cfg.aug_splits if cfg.aug_splits > 1 else 1
         mean, std = data_cfg["mean"], data_cfg["std"]
         mixer = DeviceMixing(loaders.aa, views, mean, std, mixing_on, device, cfg.seed, rank, cfg.fractals)
+    erasing = None
+    if cfg.reprob > 0 and mixer is not None:  # the workers hand over uint8: erase after normalising
+        from timm.data.random_erasing import RandomErasing
+
+        erasing = RandomErasing(cfg.reprob, mode=cfg.remode, max_count=cfg.recount, device=str(device))
     return Run(
         cfg,
         device,
@@ -244,6 +301,9 @@ def setup(cfg: TrainConfig, info: dict[str, Any], out_dir: Path) -> Run:
         meta,
         console,
         mixer=mixer,
+        erasing=erasing,
+        ddp=ddp,
+        updates=updates,
     )
 
 
@@ -262,10 +322,15 @@ def restore(run: Run, state: dict[str, Any]) -> None:
         run.ema.module.load_state_dict(state["ema"])
     run.start_epoch, run.num_updates = int(state["epoch"]), int(state["num_updates"])
     run.history, run.best = list(state["history"]), dict(state["best"])
-    if state.get("world_size", 1) == run.world:
-        set_rng_state(state["rng"])
-        if run.mixer is not None and state.get("mix_rng") is not None:
-            run.mixer.load_state_dict(state["mix_rng"])
+    if "top1" in run.best:  # format 2: best by top-1
+        run.best = {"value": run.best["top1"], "epoch": run.best["epoch"]}
+    run.checkpoints = list(state.get("checkpoints") or [])
+    run.skip_batches = int(state.get("batch") or 0)  # recovery.pth: batches of this epoch done
+    own = own_rng_state(state, run.rank, run.world)
+    if own is not None:  # each rank continues its own streams
+        set_rng_state(own["global"])
+        if run.mixer is not None and own.get("mix") is not None:
+            run.mixer.load_state_dict(own["mix"])
     # the schedule is rebuilt from this run's settings (so --epochs can be raised) and fast-forwarded
     run.scheduler.step(run.start_epoch)
     if cfg.sched_on_updates:

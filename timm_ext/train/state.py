@@ -9,7 +9,7 @@ import errno
 import io
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,20 @@ from robust_mix.seeding import derive_seed, derive_seeds, find_transforms
 from .config import RESUME_KIND, TrainConfig, TrainError, config_from_dict
 
 __all__ = [
+    "StopRequest",
     "augmentation_adapters",
+    "gather_rng_states",
+    "interrupt_between_batches",
     "load_resume_state",
+    "own_rng_state",
     "reseed_augmentations",
     "reseed_worker",
     "resume_settings",
     "rng_state",
     "set_rng_state",
+    "summary_rows",
     "torch_write_errors",
+    "write_csv",
     "write_metrics",
 ]
 
@@ -61,6 +67,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states(mixer: Any = None) -> list[dict[str, Any]]:
+    """Every rank's random state, in rank order (a collective: every rank calls it, at the same point).
+
+    Each entry holds the process's global generators (:func:`rng_state`) under ``"global"`` and the
+    ``--mix-device`` generator (or None) under ``"mix"``. Each rank draws from its own streams (its
+    seed adds its rank, and dropout, crops in the main process and timm's Mixup draw from them), so a
+    resume state must carry all of them: restoring rank 0's on every rank was why a resumed torchrun
+    run drifted from an uninterrupted one.
+    """
+    from robust_mix.distributed import all_gather_object
+
+    mine = {"global": rng_state(), "mix": mixer.state_dict() if mixer is not None else None}
+    return all_gather_object(mine)
+
+
+def own_rng_state(state: dict[str, Any], rank: int, world: int) -> dict[str, Any] | None:
+    """This rank's entry of a resume state's random states (see :func:`gather_rng_states`); None when
+    the run had another number of processes (the streams then start afresh from the seed).
+
+    Format 2 files hold one process's ``rng`` dict and ``mix_rng``: they resume a one-process run.
+    """
+    saved = state.get("rng")
+    if isinstance(saved, dict):  # format 2
+        saved = [{"global": saved, "mix": state.get("mix_rng")}] if state.get("world_size", 1) == 1 else []
+    if not isinstance(saved, list) or len(saved) != world or state.get("world_size", 1) != world:
+        return None
+    return saved[rank]
 
 
 def load_resume_state(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -146,15 +181,92 @@ _CSV_COLUMNS = (
 )
 
 
-def write_metrics(path: Path, history: list[dict[str, Any]], extra_columns: Sequence[str] = ()) -> None:
-    """Write ``metrics.csv`` atomically: the standard columns, then the method's ``extra_columns``."""
-    columns = [*_CSV_COLUMNS, *extra_columns]
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Write ``rows`` (``columns`` in order, None as empty) to a CSV file atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    for row in history:
+    for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
     atomic_write(path, buf.getvalue())
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]], extra_columns: Sequence[str] = ()) -> None:
+    """Write ``metrics.csv`` atomically: the standard columns, then the method's ``extra_columns``."""
+    write_csv(path, history, [*_CSV_COLUMNS, *extra_columns])
+
+
+def summary_rows(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, columns) of ``summary.csv`` as timm's ``train.py`` writes it (``update_summary``): ``epoch``
+    (0-based, as timm counts), ``train_loss``, then ``eval_loss``, ``eval_top1``, ``eval_top5`` when
+    the run validates, and ``lr``."""
+    validated = any(row.get("val_top1") is not None for row in history)
+    columns = ["epoch", "train_loss", *(["eval_loss", "eval_top1", "eval_top5"] if validated else []), "lr"]
+    rows = [
+        {
+            "epoch": int(row["epoch"]) - 1,
+            "train_loss": row["train_loss"],
+            "eval_loss": row.get("val_loss"),
+            "eval_top1": row.get("val_top1"),
+            "eval_top5": row.get("val_top5"),
+            "lr": row["lr"],
+        }
+        for row in history
+    ]
+    return rows, columns
+
+
+class StopRequest:
+    """Whether Ctrl-C asked the run to stop (see :func:`interrupt_between_batches`)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def check(self) -> None:
+        """Raise :class:`KeyboardInterrupt` when a stop was requested (call between batches)."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def guard(self, batches: Iterable[Any]) -> Iterator[Any]:
+        """``batches`` (a loader); once a stop was requested, a loader failure (its workers got the
+        terminal's Ctrl-C too and stopped) is the interruption, not an error."""
+        iterator = iter(batches)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError:
+                if self.requested:
+                    raise KeyboardInterrupt from None
+                raise
+            yield batch
+
+
+@contextlib.contextmanager
+def interrupt_between_batches() -> Iterator[StopRequest]:
+    """Ctrl-C stops the run at the next batch boundary: the first SIGINT only records the request
+    (:meth:`StopRequest.check` raises it after the step in progress, so a stop never waits for more
+    than one batch and never leaves a half-applied update); a second SIGINT raises at once. Outside
+    the main thread (where signals cannot be handled) nothing is installed."""
+    import signal
+    import threading
+
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        if request.requested:
+            raise KeyboardInterrupt
+        request.requested = True
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def augmentation_adapters(obj: Any) -> list[Any]:

@@ -65,6 +65,9 @@ class TrainMethod:
         0-based global step (it fixes the random draws of methods that need them)."""
         raise NotImplementedError
 
+    def start_epoch(self, epoch: int) -> None:
+        """Called before every training epoch (0-based ``epoch``)."""
+
     def after_update(self, num_updates: int, total_updates: int) -> None:
         """Called after every optimizer step with the number of steps done (EMA updates, ...)."""
 
