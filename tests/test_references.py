@@ -171,3 +171,106 @@ def test_paper_rows_fill_percent_values_as_fractions():
     assert doc["suites"]["corruptions"]["summary"]["mce_unnormalized"] == pytest.approx(0.283)
     assert doc["suites"]["calibration"]["rms_calibration_error"] == pytest.approx(0.049)
     assert references.reference_table()[-1][0] == reference_names()[-1]
+
+
+# ------------------------------------------------------------------------------------------------
+# robust-eval compare --reference
+# ------------------------------------------------------------------------------------------------
+
+
+def _result(dataset: str, n: int, cell_error: float, clean: float) -> dict:
+    """A generated result as `robust-eval all` writes it: -C cells all ``cell_error`` on ``n`` images."""
+    from robust_eval.constants import BENCHMARK_CORRUPTIONS
+
+    errors = {c: {str(s): cell_error for s in range(1, 6)} for c in BENCHMARK_CORRUPTIONS}
+    normalized = {"baseline": "alexnet", "mce": 50.0} if dataset == "imagenet" else None
+    return {
+        "schema_version": 1,
+        "tool": "robust-eval",
+        "command": "all",
+        "checkpoint": {"path": "runs/m/final.pth", "sha256": "ab" * 32, "model": "m", "dataset": dataset},
+        "protocol": {"subset": None, "seed": 0, "baseline": None},
+        "suites": {
+            "clean": {"n": n, "top1_error": clean, "top5_error": 0.0},
+            "corruptions": {
+                "c": {
+                    "corruptions": list(BENCHMARK_CORRUPTIONS),
+                    "errors": errors,
+                    "n_per_cell": dict.fromkeys(BENCHMARK_CORRUPTIONS, n),
+                },
+                "summary": {"mce_unnormalized": cell_error, "normalized": normalized},
+            },
+        },
+        "skipped": {},
+    }
+
+
+def _write(tmp_path, name: str, doc: dict):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "all.json").write_text(json.dumps(doc))
+    return folder / "all.json"
+
+
+def test_compare_reference_puts_published_rows_beside_a_result(tmp_path):
+    from typer.testing import CliRunner
+
+    from robust_eval.cli import app
+
+    mine = _write(tmp_path, "mine", _result("cifar10", 10000, 0.10, 0.05))
+    out = tmp_path / "cmp"
+    args = ["compare", str(mine), "--out", str(out)]
+    args += [
+        "--reference",
+        "robustbench:cifar10/Hendrycks2020AugMix_WRN",
+        "--reference",
+        "paper:augmix/cifar10-wrn40_2",
+    ]
+    got = CliRunner().invoke(app, args)
+    assert got.exit_code == 0, got.output
+    cmp = json.loads((out / "compare.json").read_text())
+    assert [m["label"] for m in cmp["models"]] == [
+        "mine",
+        "robustbench:cifar10/Hendrycks2020AugMix_WRN",
+        "paper:augmix/cifar10-wrn40_2",
+    ]
+    assert cmp["protocol_mismatches"] == []  # same test set, same 15 x 5 cells of 10,000 images
+    mce = next(m for m in cmp["metrics"] if m["key"] == "mce")
+    assert mce["values"][0] == pytest.approx(10.0)
+    assert round(mce["values"][1], 2) == round(100 - 88.82, 2)
+    assert mce["values"][2] == pytest.approx(11.2)
+    assert mce["differences"][2] == pytest.approx(1.2)
+    md = (out / "compare.md").read_text()
+    assert "published numbers" in md and "RobustBench/robustbench" in md and "1912.02781" in md
+
+
+def test_compare_reference_names_what_differs_on_imagenet(tmp_path):
+    from robust_eval.compare import ProtocolMismatch, write_comparison
+
+    mine = _write(tmp_path, "mine", _result("imagenet", 50000, 0.45, 0.24))
+    ref = "robustbench:imagenet/Hendrycks2020AugMix"
+    with pytest.raises(ProtocolMismatch, match=r"clean test size differs: 50000 .* vs 5000"):
+        write_comparison([mine], tmp_path / "c1", references=[ref])
+    cmp, _ = write_comparison([mine], tmp_path / "c2", references=[ref], allow_mismatch=True)
+    text = " | ".join(cmp["protocol_mismatches"])
+    assert "images per -C cell differs: [50000]" in text and "[5000]" in text
+    assert "mCE normalized by differs" in text and "AlexNet (RobustBench)" in text
+    metrics = {m["key"]: m["values"] for m in cmp["metrics"]}
+    assert round(metrics["mce_normalized"][1], 2) == 64.17
+    assert round(metrics["mce_3dcc"][1], 2) == 64.64
+
+
+def test_compare_reference_list_and_unknown_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from robust_eval.cli import app
+
+    listed = CliRunner().invoke(app, ["compare", "--reference", "list"])
+    assert listed.exit_code == 0
+    assert "timm:resnet50.am_in1k@224" in listed.output and "paper:ipmix/cifar10-mean4" in listed.output
+    mine = _write(tmp_path, "mine", _result("cifar10", 10000, 0.1, 0.05))
+    bad = CliRunner().invoke(
+        app, ["compare", str(mine), "--reference", "robustbench:nope", "--out", str(tmp_path / "o")]
+    )
+    assert bad.exit_code == 2
+    assert "unknown reference 'robustbench:nope'" in bad.output
