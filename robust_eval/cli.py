@@ -162,9 +162,9 @@ def report_cmd(
 @app.command("compare")
 def compare_cmd(
     results: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(help="Result JSON files (robust-eval all/...); the first is the reference row."),
-    ],
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", help="Folder for compare.md, compare.json and plots/compare-*.png.")
     ] = Path("robust-eval-compare"),
@@ -179,20 +179,34 @@ def compare_cmd(
             help="Compare results measured under different protocols (the table is marked).",
         ),
     ] = False,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reference",
+            help="Published numbers to put beside the results (robustbench:..., timm:..., paper:...; "
+            "repeatable); 'list' prints the shipped names with their provenance.",
+        ),
+    ] = None,
 ) -> None:
     """Compare models side by side: every headline metric with its difference to the first (reference)
     row, per-corruption and per-OOD-set tables, and plots. Refuses results measured under different
     protocols (data, corruption/perturbation lists, PGD settings, normalization, regenerated -C)
     unless --allow-mismatch."""
+    from robust_eval.references import UnknownReference, print_reference_list
     from robust_eval.report.compare import ComparisonError, headline_rows, write_comparison
     from robust_eval.report.write import ResultError
     from robust_mix.files import OutputLock
 
+    if reference and "list" in reference:
+        print_reference_list(Console(width=200))
+        return
     names = [n.strip() for n in labels.split(",")] if labels else None
     try:
         with OutputLock(out, "robust-eval compare"):  # one run per --out, as every command
-            cmp, written = write_comparison(results, out, labels=names, allow_mismatch=allow_mismatch)
-    except (ComparisonError, ResultError, OSError) as exc:
+            cmp, written = write_comparison(
+                results or [], out, labels=names, allow_mismatch=allow_mismatch, references=reference or ()
+            )
+    except (ComparisonError, ResultError, UnknownReference, OSError) as exc:
         fail(PROG, exc)
         return
     _print_comparison(cmp, headline_rows(cmp))

@@ -124,6 +124,16 @@ def _detector_metrics() -> tuple[Metric, ...]:
     )
 
 
+#: ImageNet test sets of the imagenet_ar block (ImageNet-A / -R; V2, Sketch, ReaL in timm's reference rows).
+_IMAGENET_SETS = (
+    ("imagenet-a", "ImageNet-A"),
+    ("imagenet-r", "ImageNet-R"),
+    ("imagenet-v2-matched-frequency", "ImageNet-V2"),
+    ("imagenet-sketch", "ImageNet-Sketch"),
+    ("imagenet-real", "ReaL"),
+)
+
+
 def _calibration(r: Any, when: str, key: str) -> Any:
     """Extended calibration metric (``--calibration-extras``) before / after temperature scaling."""
     return _get(r.extra, "extended", when, key)
@@ -148,6 +158,26 @@ METRICS = (
             ("ece", "ECE (%)", True),
         )
         if not (key == "ece" and when == "before")
+    ),
+    *(
+        Metric(
+            f"{key}_error",
+            f"{label} err. (%)",
+            "imagenet_ar",
+            lambda r, k=key: _get(r.sets, k, "top1_error"),
+            True,
+        )
+        for key, label in _IMAGENET_SETS
+    ),
+    Metric(
+        "c_3dcc_error", "3DCC err. (%)", "corruptions", lambda r: _get(r.extra, "c_3dcc", "mean_error"), True
+    ),
+    Metric(
+        "mce_3dcc",
+        "3DCC mCE norm.",
+        "corruptions",
+        lambda r: _get(r.extra, "c_3dcc", "normalized", "mce"),
+        False,
     ),
 )
 
@@ -217,6 +247,14 @@ PROTOCOL_FACTS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("OOD protocol", lambda r: _get(r, "protocol", "ood")),
     ("OOD sets", _ood_sets),
     ("mCE/mFR normalization baseline", lambda r: _get(r, "protocol", "baseline", "name")),
+    (
+        "mCE normalized by",
+        lambda r: _get(getattr(_field(r, "corruptions", "summary"), "normalized", None), "baseline"),
+    ),
+    (
+        "images per -C cell",
+        lambda r: sorted(set(c.n_per_cell.values())) if (c := _c_set(r)) and c.n_per_cell else None,
+    ),
     ("normalization source", lambda r: _get(r, "protocol", "normalization_source")),
 )
 
@@ -291,6 +329,7 @@ def _model_block(label: str, path: str, result: Mapping[str, Any]) -> dict[str, 
             "adversarial_error": _field(result, "adversarial", "adversarial_error"),
         },
         "skipped": dict(result.get("skipped", {})),
+        "reference": result.get("reference"),  # provenance of a published row (robust_eval.references)
     }
 
 
@@ -482,6 +521,8 @@ def render_markdown(cmp: Mapping[str, Any], plots: Mapping[str, str] | None = No
             f"- **{md_escape(m['label'])}**: result {md_escape(m['result'])}, checkpoint "
             f"{md_escape(ck.get('path'))} ({md_escape(ck.get('model'))}, sha256 {md_escape(str(ck.get('sha256'))[:12])})"
         )
+        if m.get("reference"):
+            out.append(f"  - published numbers: {md_escape(json.dumps(m['reference'], default=str))}")
         for suite, reason in m["skipped"].items():
             out.append(f"  - skipped {md_escape(suite)}: {md_escape(reason)}")
     return "\n".join(out) + "\n"
@@ -527,6 +568,7 @@ def write_comparison(
     out: str | os.PathLike[str],
     labels: Sequence[str] | None = None,
     allow_mismatch: bool = False,
+    references: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Load the results, check their protocols, write compare.json / compare.md / plots into ``out``.
 
@@ -536,18 +578,24 @@ def write_comparison(
     Raises:
         ProtocolMismatch: protocols differ and ``allow_mismatch`` is false (nothing is written).
         ComparisonError: fewer than one result, wrong label count, or output files in the way.
-        robust_eval.report.ResultError: a result file is missing or not a robust-eval result.
+        robust_eval.references.UnknownReference: a name in ``references`` is not shipped.
+        robust_eval.report.write.ResultError: a result file is missing or not a robust-eval result.
     """
+    from robust_eval.references import reference_result
     from robust_eval.report.compare_plots import make_comparison_plots
     from robust_eval.report.write import load_result
 
     paths = [Path(p) for p in paths]
-    if not paths:
+    if not paths and not references:
         raise ComparisonError("give at least one result JSON (the first is the reference row)")
     results = [load_result(p) for p in paths]
     labels = list(labels) if labels else default_labels(paths)
     if len(labels) != len(paths):
         raise ComparisonError(f"--labels has {len(labels)} names for {len(paths)} result files")
+    published = [reference_result(name) for name in references]  # after the files: beside them
+    results += published
+    labels += [doc["reference"]["name"] for doc in published]
+    paths += [Path(doc["reference"]["name"]) for doc in published]
     mismatches = protocol_differences(results, labels)
     if mismatches and not allow_mismatch:
         more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""

@@ -1,0 +1,1 @@
+"""Package data of :mod:`robust_eval.references` (published numbers; see docs/ood_and_references.md)."""
