@@ -21,6 +21,7 @@ from robust_eval import baseline_cmd, generate_cli
 from robust_eval.constants import ECE_BINS, PGD_ALPHA_255, PGD_EPS_255, PGD_STEPS, RMS_BIN_SIZE
 from robust_eval.evaluate import PROG, err_console, evaluate, resolve_data_dir
 from robust_eval.options import (
+    ATTACK_OPTIONS,
     CALIBRATION_OPTIONS,
     COMMON_OPTIONS,
     CORRUPTION_OPTIONS,
@@ -83,6 +84,7 @@ _register(
         *PERTURBATION_OPTIONS,
         *SAVE_BASELINE_OPTIONS,
         *PGD_OPTIONS,
+        *ATTACK_OPTIONS,
         *OOD_OPTIONS,
         *CALIBRATION_OPTIONS,
     ],
@@ -108,9 +110,11 @@ _register(
 _register(
     "adversarial",
     ("adversarial",),
-    PGD_OPTIONS,
+    [*PGD_OPTIONS, *ATTACK_OPTIONS],
     "Error under L-inf PGD (torchattacks) on the clean test set in [0, 1] space; defaults are the "
-    f"PixMix/IPMix protocol: eps {PGD_EPS_255:g}/255, step {PGD_ALPHA_255:g}/255, {PGD_STEPS} steps, random start.",
+    f"PixMix/IPMix protocol: eps {PGD_EPS_255:g}/255, step {PGD_ALPHA_255:g}/255, {PGD_STEPS} steps, random start. "
+    "--attack autoattack: torchattacks' standard AutoAttack with RobustBench's eps (8/255 CIFAR, 4/255 ImageNet) "
+    "on the first --n-examples test examples.",
 )
 _register(
     "calibration",

@@ -144,3 +144,15 @@ IMAGENET_C_PROTOCOLS: tuple[str, ...] = ("resize_crop", "center_crop")
 PGD_EPS_255: float = 2.0
 PGD_ALPHA_255: float = 0.5
 PGD_STEPS: int = 20
+#: Adversarial attacks of ``robust-eval adversarial --attack`` (the default first).
+ATTACKS: tuple[str, ...] = ("pgd", "autoattack")
+#: AutoAttack L-inf budget in 1/255 units by data set: RobustBench's leaderboards (8/255 on
+#: CIFAR-10/100 Linf, 4/255 on ImageNet Linf); any other data set gets the CIFAR value.
+AUTOATTACK_EPS_255: dict[str, float] = {"cifar10": 8.0, "cifar100": 8.0, "imagenet": 4.0}
+AUTOATTACK_EPS_255_OTHER: float = 8.0
+#: AutoAttack examples by data set, RobustBench's leaderboard convention (the FIRST n of the test
+#: split: 10,000 on CIFAR-10/100, 5,000 on ImageNet); any other data set: every example.
+AUTOATTACK_N_EXAMPLES: dict[str, int] = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 5_000}
+#: Target classes of APGD-T and FAB-T in AutoAttack's standard version (Croce & Hein 2020; fewer
+#: when the model has fewer classes).
+AUTOATTACK_TARGET_CLASSES: int = 9

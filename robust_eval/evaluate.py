@@ -96,6 +96,19 @@ def _progress(enabled: bool, suites: Sequence[str], console: Console | None = No
         yield _Bars(bars, suites)
 
 
+def _autoattack_protocol(ctx: Any) -> dict[str, Any]:
+    """``attack`` and ``autoattack`` (eps, first-N examples asked for, n_classes) when the adversarial
+    suite runs AutoAttack; nothing for PGD (whose settings stay under ``pgd``)."""
+    if ctx.attack != "autoattack":
+        return {}
+    from robust_eval.suites import autoattack_plan
+
+    return {
+        "attack": ctx.attack,
+        "autoattack": {"version": "standard", "norm": "Linf", **autoattack_plan(ctx)},
+    }
+
+
 def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str, Any]:
     from robust_eval import constants
     from robust_eval.baselines import ALEXNET_CLEAN_ERROR, ALEXNET_IMAGENET_C_ERRORS
@@ -124,7 +137,8 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
         "perturbations": list(ctx.perturbation_list),
         "perturbations_default": not ctx.perturbations,
         "generate_corruptions": ctx.generate,
-        "pgd": ctx.pgd.as_dict(),
+        "pgd": ctx.pgd.as_dict() if ctx.attack == "pgd" else None,
+        **_autoattack_protocol(ctx),
         "calibration": {"rms_bin_size": constants.RMS_BIN_SIZE, "ece_bins": constants.ECE_BINS},
         "ood": {
             "score": "-max softmax",
@@ -212,6 +226,7 @@ def _check_options(opts: dict[str, Any]) -> None:
         )
     _perturbation_list(opts.get("perturbations"))
     _ood_scores(opts)
+    _attack_settings(opts)
     _overrides(opts)
 
 
@@ -255,6 +270,17 @@ def _perturbation_list(text: str | None) -> tuple[str, ...] | None:
     if unknown:
         raise UsageError(f"--perturbations: unknown {unknown}; known: {', '.join((*TP, *VP))}")
     return perturbations
+
+
+def _attack_settings(opts: dict[str, Any]) -> tuple[str, Any]:
+    """``--attack`` (pgd | autoattack) and AutoAttack's settings (None = RobustBench's per data set)."""
+    from robust_eval.constants import ATTACKS
+
+    attack = _option(opts, "attack")
+    if attack not in ATTACKS:
+        raise UsageError(f"--attack must be one of {', '.join(ATTACKS)}, got {attack!r}")
+    eps = opts.get("autoattack_eps")
+    return attack, (None if eps is None else eps / 255, opts.get("n_examples"))
 
 
 def _ood_scores(opts: dict[str, Any]) -> tuple[str, ...]:
@@ -318,6 +344,7 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
         steps=_option(opts, "steps"),
         random_start=_option(opts, "random_start"),
     )
+    attack, autoattack = _attack_settings(opts)
     return S.Context(
         model=model,
         metadata=metadata,
@@ -330,6 +357,8 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
         split=opts.get("split"),
         seed=_option(opts, "seed"),
         pgd=pgd,
+        attack=attack,
+        autoattack=S.AutoAttackSettings(*autoattack),
         perturbations=_perturbation_list(opts.get("perturbations")),
         generate=opts.get("generate", False),
         imagenet_c_protocol=_option(opts, "imagenet_c_protocol"),

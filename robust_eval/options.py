@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from robust_eval.constants import (
+    ATTACKS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_SEED,
@@ -210,6 +211,36 @@ PGD_OPTIONS: tuple[Option, ...] = (
     Option("steps", Steps, PGD_STEPS, range=Range(1)),
     Option("random_start", RandomStart, True),
 )
+Attack = Annotated[
+    str,
+    typer.Option(
+        "--attack",
+        help="Adversarial attack: pgd (PixMix/IPMix protocol, --eps/--alpha/--steps) or autoattack "
+        "(torchattacks' standard AutoAttack, L-inf, RobustBench's eps and first --n-examples).",
+    ),
+]
+AutoattackEps = Annotated[
+    float | None,
+    typer.Option(
+        "--autoattack-eps",
+        help="AutoAttack L-inf budget in 1/255 units (default RobustBench's: 8 on CIFAR-10/100 and other "
+        "sets, 4 on ImageNet).",
+    ),
+]
+NExamples = Annotated[
+    int | None,
+    typer.Option(
+        "--n-examples",
+        help="AutoAttack: the first N clean test examples (default RobustBench's: 10000 CIFAR-10/100, "
+        "5000 ImageNet, all elsewhere).",
+    ),
+]
+#: The attack choice and AutoAttack's settings (the adversarial suite beside PGD_OPTIONS).
+ATTACK_OPTIONS: tuple[Option, ...] = (
+    Option("attack", Attack, ATTACKS[0]),
+    Option("autoattack_eps", AutoattackEps, range=Range(0.0, 255.0, low_open=True), unit="in 1/255 units"),
+    Option("n_examples", NExamples, range=Range(1)),
+)
 OodScores = Annotated[
     str | None,
     typer.Option(
@@ -237,6 +268,7 @@ ALL_OPTIONS: tuple[Option, ...] = (
     *PERTURBATION_OPTIONS,
     *SAVE_BASELINE_OPTIONS,
     *PGD_OPTIONS,
+    *ATTACK_OPTIONS,
 )
 
 

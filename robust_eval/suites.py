@@ -27,6 +27,11 @@ from robust_eval import data as rdata
 from robust_eval.cache import CellCache, fingerprint
 from robust_eval.constants import (
     ALL_CORRUPTIONS,
+    ATTACKS,
+    AUTOATTACK_EPS_255,
+    AUTOATTACK_EPS_255_OTHER,
+    AUTOATTACK_N_EXAMPLES,
+    AUTOATTACK_TARGET_CLASSES,
     BENCHMARK_CORRUPTIONS,
     CIFAR_CBAR_CORRUPTIONS,
     CIFAR_P_PERTURBATIONS,
@@ -66,6 +71,7 @@ from robust_mix.errors import RobustMixError
 
 __all__ = [
     "SUITES",
+    "AutoAttackSettings",
     "Context",
     "PGDSettings",
     "Suite",
@@ -107,6 +113,16 @@ class PGDSettings:
         return {"eps": self.eps, "alpha": self.alpha, "steps": self.steps, "random_start": self.random_start}
 
 
+@dataclass
+class AutoAttackSettings:
+    """torchattacks' standard AutoAttack (L-inf). ``None`` = RobustBench's leaderboard value for the
+    data set (:func:`autoattack_plan`): eps in [0, 1] pixel units, ``n_examples`` = the first N
+    examples of the clean test split."""
+
+    eps: float | None = None
+    n_examples: int | None = None
+
+
 class _NoProgress:
     def advance(self, n: int = 1) -> None:
         pass
@@ -138,6 +154,9 @@ class Context:
     split: str | None = None
     seed: int = DEFAULT_SEED
     pgd: PGDSettings = field(default_factory=PGDSettings)
+    #: Attack of the adversarial suite (robust_eval.constants.ATTACKS): "pgd" or "autoattack".
+    attack: str = ATTACKS[0]
+    autoattack: AutoAttackSettings = field(default_factory=AutoAttackSettings)
     #: -P list averaged into mFR / mT5D; None = the data set's default (:func:`default_perturbations`).
     perturbations: tuple[str, ...] | None = None
     generate: bool = False
@@ -914,7 +933,7 @@ def _pgd_batch(ctx: Context, attack: Any, x: torch.Tensor, y: torch.Tensor, seed
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         with torch.enable_grad():
-            adv = attack(x, y)
+            adv = attack(x, y).detach()
     with torch.inference_mode():
         logits_clean = ctx.model(x).float().cpu().numpy()
         logits_adv = ctx.model(adv).float().cpu().numpy()
@@ -931,19 +950,80 @@ def _pgd_batch(ctx: Context, attack: Any, x: torch.Tensor, y: torch.Tensor, seed
     }
 
 
+def autoattack_plan(ctx: Context, n_available: int | None = None) -> dict[str, Any]:
+    """The AutoAttack settings of this run, resolved: eps (RobustBench's 8/255 on CIFAR-10/100, 4/255
+    on ImageNet, unless given), the first ``n_examples`` of the clean test split (RobustBench's
+    10,000 / 5,000, all elsewhere, at most ``n_available``), and ``n_classes`` as passed to
+    torchattacks, which reads it only as "attack n_classes - 1 target classes" in APGD-T and FAB-T:
+    min(model classes, 10), i.e. AutoAttack's 9 target classes (fewer for a smaller label set)."""
+    aa = ctx.autoattack
+    eps = (
+        aa.eps if aa.eps is not None else AUTOATTACK_EPS_255.get(ctx.dataset, AUTOATTACK_EPS_255_OTHER) / 255
+    )
+    n = aa.n_examples if aa.n_examples is not None else AUTOATTACK_N_EXAMPLES.get(ctx.dataset)
+    if n_available is not None:
+        n = n_available if n is None else min(n, n_available)
+    model_classes = int(ctx.metadata.get("num_classes") or 10)
+    return {
+        "eps": eps,
+        "n_examples": n,
+        "eps_default": aa.eps is None,
+        "n_examples_default": aa.n_examples is None,
+        "selection": "first n_examples of the clean test split (RobustBench's convention)",
+        "model_classes": model_classes,
+        "n_classes": min(model_classes, AUTOATTACK_TARGET_CLASSES + 1),
+    }
+
+
+def autoattack_attack(model: torch.nn.Module, eps: float, n_classes: int, seed: int) -> Any:
+    """torchattacks' standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; L-inf) on the [0, 1]-input
+    wrapper with the number of classes explicit (torchattacks' default is 10) and a fixed seed
+    (its default, the clock, is not reproducible)."""
+    import torchattacks
+
+    return torchattacks.AutoAttack(
+        model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed
+    )
+
+
+def autoattack_components(attack: Any) -> list[dict[str, Any]]:
+    """What the built AutoAttack runs, read from its component attacks (for the result block)."""
+    out = []
+    for a in attack._autoattack.attacks:
+        row: dict[str, Any] = {"name": type(a).__name__}
+        for key in ("loss", "steps", "n_restarts", "n_target_classes", "n_queries"):
+            if hasattr(a, key):
+                row[key] = getattr(a, key)
+        if getattr(a, "multi_targeted", None) is not None:
+            row["multi_targeted"] = bool(a.multi_targeted)
+        out.append(row)
+    return out
+
+
+def _batch_attack(ctx: Context, seed: int) -> Any:
+    """The attack of one batch: PGD (its random start drawn under ``seed``), or AutoAttack built with
+    ``seed`` (its components reseed torch themselves)."""
+    if ctx.attack == "autoattack":
+        plan = autoattack_plan(ctx)
+        return autoattack_attack(ctx.model, plan["eps"], plan["n_classes"], seed)
+    return pgd_attack(ctx.model, ctx.pgd)
+
+
 def _pgd_chunk(ctx: Context, source: rdata.ImageSource, chunk: int, bar: Any) -> dict[str, Any]:
-    """PGD over one chunk of examples. Batch ``b``'s random start is seeded by (seed, chunk, b) alone,
-    so under torchrun each rank attacks its block of the chunk's batches and the gathered totals equal
-    one process's (sums of whole counts and a max: order-free)."""
+    """The attack over one chunk of examples. Batch ``b``'s random start is seeded by (seed, chunk, b)
+    alone, so under torchrun each rank attacks its block of the chunk's batches and the gathered totals
+    equal one process's (sums of whole counts and a max: order-free)."""
     assert source.labels is not None
-    attack = pgd_attack(ctx.model, ctx.pgd)
     plan = BatchPlan(len(source), ctx.batch_size, ctx.shard, per_rank=len(source))
     mine = plan.my_batches()
     local = []
     for b, (start, images) in zip(mine, _batches(source, ctx.batch_size, mine)):
         x = _to_tensor(images, ctx.device)
+        if ctx.attack == "autoattack":
+            x = x.contiguous()  # torchattacks' FAB .view()s the input gradient, which takes x's strides
         y = torch.from_numpy(source.labels[start : start + len(images)]).to(ctx.device)
-        local.append(_pgd_batch(ctx, attack, x, y, ctx.seed * 1_000_003 + chunk * 1009 + b))
+        seed = ctx.seed * 1_000_003 + chunk * 1009 + b
+        local.append(_pgd_batch(ctx, _batch_attack(ctx, seed), x, y, seed))
         bar.advance(len(images))
     per_batch = list(gathered(plan, local))  # one window: the whole chunk
     bar.advance(len(source) - sum(v["n"] for v in local))  # the other ranks' blocks
@@ -956,13 +1036,39 @@ def _pgd_chunk(ctx: Context, source: rdata.ImageSource, chunk: int, bar: Any) ->
     }
 
 
+def _attack_block(ctx: Context, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the result's ``attack`` block, the options keying its cached chunks)."""
+    if ctx.attack != "autoattack":
+        block = {"name": "PGD (torchattacks, L-inf, untargeted, cross-entropy)", **ctx.pgd.as_dict()}
+        return block, {"pgd": ctx.pgd.as_dict()}
+    import torchattacks
+
+    plan = autoattack_plan(ctx, n)
+    built = autoattack_attack(ctx.model, plan["eps"], plan["n_classes"], ctx.seed)
+    block = {
+        "name": f"AutoAttack (torchattacks {torchattacks.__version__}, standard, L-inf)",
+        "kind": "autoattack",
+        "version": "standard",
+        "norm": "Linf",
+        **plan,
+        "components": autoattack_components(built),
+    }
+    return block, {"autoattack": {k: plan[k] for k in ("eps", "n_examples", "n_classes")}}
+
+
 def _adversarial_result(ctx: Context) -> AdversarialResult:
-    """PGD L-inf error on the clean test set (fractions), cached in chunks of 1000 examples."""
+    """Error under PGD (or AutoAttack, ``ctx.attack``) on the clean test set (fractions), cached in
+    chunks of 1000 examples. AutoAttack takes the first ``n_examples`` (:func:`autoattack_plan`)."""
     source, where = clean_source(ctx)
+    attack, keyed = _attack_block(ctx, len(source))
+    if ctx.attack == "autoattack":
+        source = source.head(attack["n_examples"])
+        where = f"{where}, first {attack['n_examples']}"
     totals = {"n": 0, "clean_errors": 0, "adversarial_errors": 0}
     max_linf, box_ok = 0.0, True
-    options = ctx.options(pgd=ctx.pgd.as_dict(), seed=ctx.seed, batch_size=ctx.batch_size)
-    with ctx.track(f"PGD-{ctx.pgd.steps}", len(source)) as bar:
+    options = ctx.options(**keyed, seed=ctx.seed, batch_size=ctx.batch_size)
+    title = "AutoAttack" if ctx.attack == "autoattack" else f"PGD-{ctx.pgd.steps}"
+    with ctx.track(title, len(source)) as bar:
         for chunk, start in enumerate(range(0, len(source), PGD_CHUNK)):
             stop = min(start + PGD_CHUNK, len(source))
             part = source.subset(np.arange(start, stop))
@@ -980,7 +1086,7 @@ def _adversarial_result(ctx: Context) -> AdversarialResult:
     n = totals["n"]
     return AdversarialResult(
         source=where,
-        attack={"name": "PGD (torchattacks, L-inf, untargeted, cross-entropy)", **ctx.pgd.as_dict()},
+        attack=attack,
         n=n,
         clean_error=totals["clean_errors"] / n,
         adversarial_error=totals["adversarial_errors"] / n,

@@ -10,6 +10,7 @@ concern; every public name is re-exported here (``from robust_eval.data import X
 - :mod:`~robust_eval.data.sources`: :class:`ImageSource` (``batch``, ``subset``, ``sample``) and its kinds;
 - :mod:`~robust_eval.data.corruptions`: -C / -C-bar sets, severities, ``make-c`` manifests;
 - :mod:`~robust_eval.data.perturbations`: -P arrays and ImageNet-P videos;
+- :mod:`~robust_eval.data.imagenet_sets`: ImageNet-V2 (class-index folders) and ReaL labels;
 - :mod:`~robust_eval.data.ood`: the OOD sets (synthetic and the real sets of the CIFAR protocol);
 - :mod:`~robust_eval.data.layouts`: the one table of layouts (places, "put X at Y" hints, validators,
   readers) behind the location functions and ``robust-eval data check``.
@@ -23,6 +24,13 @@ from robust_eval.data.corruptions import (
     load_corruption_cell,
     load_corruption_labels,
     severity_folders,
+)
+from robust_eval.data.imagenet_sets import (
+    IMAGENET_CLASSES,
+    IMAGENET_VAL_IMAGES,
+    list_class_index_folders,
+    load_real_labels,
+    real_labels_of,
 )
 from robust_eval.data.images import (
     EVAL_SPLITS,
@@ -99,6 +107,8 @@ __all__ = [
     "CIFAR_FOLDERS",
     "CIFAR_TITLES",
     "EVAL_SPLITS",
+    "IMAGENET_CLASSES",
+    "IMAGENET_VAL_IMAGES",
     "LAYOUTS",
     "OOD_SET_PLACES",
     "PROTOCOL_OOD_SETS",
@@ -130,6 +140,7 @@ __all__ = [
     "generated_set",
     "generator_manifest",
     "imagefolder_split",
+    "list_class_index_folders",
     "list_image_files",
     "list_imagefolder",
     "list_ood_sets",
@@ -140,6 +151,7 @@ __all__ = [
     "load_npy_images",
     "load_perturbation",
     "load_perturbation_array",
+    "load_real_labels",
     "load_svhn",
     "ood_source",
     "other_cifar",
@@ -148,6 +160,7 @@ __all__ = [
     "read_image",
     "read_image_pil",
     "read_video",
+    "real_labels_of",
     "recorded_data_dir",
     "reference_resize_crop",
     "resize_center_crop",

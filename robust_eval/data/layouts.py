@@ -42,6 +42,7 @@ from robust_eval.data.corruptions import (
     load_corruption_cell,
     severity_folders,
 )
+from robust_eval.data.imagenet_sets import IMAGENET_CLASSES, list_class_index_folders, load_real_labels
 from robust_eval.data.images import (
     EVAL_SPLITS,
     TRAIN_SPLIT,
@@ -347,6 +348,21 @@ def _validate_svhn(path: Path) -> Verdict:
     return "present", f"{x[3]} images 32x32"
 
 
+def _validate_class_index_tree(folder: Path) -> Verdict:
+    """ImageNet-V2 matched-frequency: folders 0..999 named by class index."""
+    paths, _, n = list_class_index_folders(folder)
+    if n != IMAGENET_CLASSES:
+        return "malformed", f"{n} class-index folders, expected {IMAGENET_CLASSES}"
+    return "present", f"{n} classes, {len(paths)} images"
+
+
+def _validate_real(path: Path) -> Verdict:
+    """ReaL's real.json: 50,000 label lists (an empty list: the image has no ReaL label)."""
+    real = load_real_labels(path)
+    labelled = sum(1 for v in real if v)
+    return "present", f"{len(real)} images, {labelled} with a ReaL label"
+
+
 # ------------------------------------------------------------------------------------------------
 # the table
 # ------------------------------------------------------------------------------------------------
@@ -436,6 +452,39 @@ LAYOUTS: dict[str, Layout] = {
     "imagenet-a": _tree_layout("imagenet-a", "ImageNet-A (<wnid>/*.jpg, 200 classes)", 200),
     "imagenet-r": _tree_layout("imagenet-r", "ImageNet-R (<wnid>/*.jpg, 200 classes)", 200),
     "imagenet-o": _tree_layout("imagenet-o", "ImageNet-O (<wnid>/*.jpg, 200 classes)", 200),
+    "imagenet-real": Layout(
+        "imagenet-real",
+        ("imagenet/real.json", "imagenet-real/real.json", "real.json"),
+        "ReaL's real.json (google-research/reassessed-imagenet; 50,000 label lists in validation file order)",
+        _validate_real,
+        load_real_labels,
+        file=True,
+    ),
+    "imagenet-v2-matched-frequency": Layout(
+        "imagenet-v2-matched-frequency",
+        (
+            "imagenetv2-matched-frequency-format-val",
+            "imagenet-v2-matched-frequency",
+            "imagenetv2-matched-frequency",
+        ),
+        "ImageNet-V2 matched-frequency as released (<class index 0..999>/*.jpeg)",
+        _validate_class_index_tree,
+        list_class_index_folders,
+    ),
+    "imagenet-sketch": Layout(
+        "imagenet-sketch",
+        ("imagenet-sketch", "ImageNet-Sketch", "sketch"),
+        "ImageNet-Sketch as released (sketch/<wnid>/*.JPEG, 1000 class folders)",
+        partial(_validate_tree, classes=IMAGENET_CLASSES),
+        list_imagefolder,
+    ),
+    "stylized-imagenet": Layout(
+        "stylized-imagenet",
+        ("stylized-imagenet", "Stylized-ImageNet", "stylized_imagenet"),
+        "Stylized-ImageNet's val/<wnid>/*.JPEG (1000 class folders; or the wnid folders directly)",
+        partial(_validate_split_tree, classes=IMAGENET_CLASSES),
+        list_imagefolder,
+    ),
     "ood:textures": Layout(
         "ood: Textures (DTD)",
         ("dtd/images", "ood/dtd/images", "ood/textures"),

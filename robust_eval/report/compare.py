@@ -84,6 +84,11 @@ class Metric:
         return float(node) * (100.0 if self.percent else 1.0)
 
 
+def _attacked(r: Any, kind: str) -> float | None:
+    """The adversarial error when the suite ran attack ``kind`` (pgd | autoattack), else None."""
+    return r.adversarial_error if r.kind == kind else None
+
+
 def _summary(c: CorruptionsResult) -> CorruptionSummary:
     return c.summary or CorruptionSummary()
 
@@ -99,7 +104,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("c_bar_error", "C-bar err. (%)", "corruptions", lambda r: r.c_bar and r.c_bar.mean_error, True),
     Metric("mfr", "mFR (%)", "perturbations", lambda r: r.mfr, True),
     Metric("mt5d", "mT5D", "perturbations", lambda r: r.mt5d, False),
-    Metric("pgd_error", "PGD err. (%)", "adversarial", lambda r: r.adversarial_error, True),
+    Metric("pgd_error", "PGD err. (%)", "adversarial", lambda r: _attacked(r, "pgd"), True),
+    Metric(
+        "autoattack_error", "AutoAttack err. (%)", "adversarial", lambda r: _attacked(r, "autoattack"), True
+    ),
     Metric("rms_calibration", "RMS cal. (%)", "calibration", lambda r: r.rms_calibration_error, True),
     Metric("ece", "ECE (%)", "calibration", lambda r: r.ece, True),
     Metric("ood_auroc", "OOD AUROC (%)", "ood", lambda r: r.mean_auroc, True, lower_is_better=False),
@@ -243,6 +251,8 @@ PROTOCOL_FACTS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("perturbation list", lambda r: _get(r, "protocol", "perturbations")),
     ("perturbations measured", lambda r: _field(r, "perturbations", "perturbations")),
     ("PGD settings", lambda r: _get(r, "protocol", "pgd")),
+    ("adversarial attack", lambda r: _field(r, "adversarial", "kind")),
+    ("AutoAttack settings", lambda r: _get(r, "protocol", "autoattack")),
     ("calibration settings", lambda r: _get(r, "protocol", "calibration")),
     ("OOD protocol", lambda r: _get(r, "protocol", "ood")),
     ("OOD sets", _ood_sets),

@@ -527,13 +527,15 @@ class PerturbationsResult(SuiteResult):
 
 @dataclass
 class AdversarialResult(SuiteResult):
-    """Error under L-inf PGD on the clean test set (fractions); budgets in [0, 1] pixel units."""
+    """Error under L-inf PGD (or AutoAttack: ``attack["kind"]``) on the clean test set (fractions);
+    budgets in [0, 1] pixel units."""
 
     suite: ClassVar[str] = "adversarial"
     rank: ClassVar[int] = 40
 
     source: str | None = None
-    #: {name, eps, alpha, steps, random_start}
+    #: PGD: {name, eps, alpha, steps, random_start}; AutoAttack: {name, kind: "autoattack", eps,
+    #: n_examples, n_classes, components, ...} (robust_eval.suites.autoattack_plan)
     attack: dict[str, Any] = field(default_factory=dict)
     n: int = 0
     clean_error: float | None = None
@@ -541,13 +543,31 @@ class AdversarialResult(SuiteResult):
     max_linf_perturbation: float = 0.0
     inside_unit_box: bool = True
 
+    @property
+    def kind(self) -> str:
+        """Which attack: "pgd" (results before AutoAttack say nothing) or "autoattack"."""
+        return str(self.attack.get("kind", "pgd"))
+
     def summary_rows(self) -> list[Row]:
         eps = self.attack["eps"] * 255
+        if self.kind == "autoattack":
+            return [("AutoAttack error (%)", pct(self.adversarial_error), f"eps {eps:g}/255, first {self.n}")]
         note = f"eps {eps:g}/255, {self.attack['steps']} steps"
         return [("PGD error (%)", pct(self.adversarial_error), note)]
 
     def markdown(self, plots: Mapping[str, str]) -> list[str]:
         a = self.attack
+        if self.kind == "autoattack":
+            parts = ", ".join(c.get("name", "?") for c in a.get("components", []))
+            return [
+                "## Adversarial (AutoAttack)",
+                "",
+                f"{a['name']}: {parts}; eps {a['eps'] * 255:g}/255, {a.get('n_classes')} classes passed "
+                f"(model {a.get('model_classes')}), on the first {self.n} clean test images in [0, 1]: error "
+                f"{pct(self.adversarial_error)}% (clean {pct(self.clean_error)}%). Largest perturbation "
+                f"{self.max_linf_perturbation * 255:.3f}/255; inside [0, 1]: {self.inside_unit_box}.",
+                "",
+            ]
         return [
             "## Adversarial (PGD)",
             "",
