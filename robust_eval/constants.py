@@ -144,3 +144,9 @@ IMAGENET_C_PROTOCOLS: tuple[str, ...] = ("resize_crop", "center_crop")
 PGD_EPS_255: float = 2.0
 PGD_ALPHA_255: float = 0.5
 PGD_STEPS: int = 20
+#: Mixed precision of the forward passes (``--amp``): off (float32, the default), bf16 or fp16
+#: (CUDA only; on the CPU mixed precision is bf16).
+AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
+#: Where image files are decoded (``--decode``): cpu (Pillow, the default), gpu (nvJPEG through
+#: ``torchvision.io.decode_jpeg(device="cuda")``), auto (gpu on a CUDA device, else cpu).
+DECODERS: tuple[str, ...] = ("cpu", "gpu", "auto")
