@@ -8,8 +8,9 @@ workers (Pillow, as ``--decode cpu``) and joined to the batch.
 
 Pixels differ from the CPU path's (Pillow / libjpeg-turbo, then OpenCV's resize) in two ways, both
 bounded in ``tests/test_eval_speed.py``: nvJPEG's inverse DCT and chroma upsampling round differently
-from libjpeg-turbo's (a level or two on some pixels), and the shrink is torch's adaptive average pool
-where OpenCV's ``INTER_AREA`` weights partial pixels exactly (they agree at integer factors). A run
+from libjpeg-turbo's (a level or two on some pixels), and the resize is computed in float32 on the
+device where OpenCV uses fixed-point arithmetic (an area shrink) or its own kernels (enlarging),
+which moves some pixels by a level. A run
 with ``--decode gpu`` records it (``protocol.speed.decode``) and caches its cells apart.
 """
 
@@ -54,8 +55,8 @@ def resize_center_crop_tensor(
     """:func:`robust_mix.files.resize_center_crop` on a uint8 ``(C, H, W)`` tensor, on its device.
 
     The geometry is the same (shorter side to ``round(size / crop_pct)``, sizes rounded alike, center
-    crop ``size x size``); the shrink is an adaptive average pool (OpenCV's ``INTER_AREA`` at integer
-    factors), enlarging uses torch's kernel of ``interpolation``. Returns uint8 ``(size, size, C)``.
+    crop ``size x size``); the shrink averages areas exactly (OpenCV's ``INTER_AREA``, in float32
+    where OpenCV rounds to fixed point), enlarging uses torch's kernel of ``interpolation``. Returns uint8 ``(size, size, C)``.
     """
     if size < 1 or not 0 < crop_pct <= 1:
         raise ValueError(f"size must be >= 1 and crop_pct in (0, 1], got {size}, {crop_pct}")
@@ -65,8 +66,10 @@ def resize_center_crop_tensor(
         scale = short / min(h, w)
         nh, nw = max(short, round(h * scale)), max(short, round(w * scale))
         x = image.unsqueeze(0).float()
-        if scale < 1:
-            x = torch.nn.functional.adaptive_avg_pool2d(x, (nh, nw))
+        if scale < 1:  # area average: every output pixel the exact mean of the input area it covers
+            x = torch.einsum(
+                "oh,nchw,pw->ncop", _area_weights(nh, h, x.device), x, _area_weights(nw, w, x.device)
+            )
         else:
             mode = _ENLARGE.get(interpolation, "bilinear")
             corners = None if mode == "nearest" else False
@@ -75,6 +78,17 @@ def resize_center_crop_tensor(
         h, w = nh, nw
     top, left = (h - size) // 2, (w - size) // 2
     return image[:, top : top + size, left : left + size].permute(1, 2, 0).contiguous()
+
+
+def _area_weights(n_out: int, n_in: int, device: torch.device) -> torch.Tensor:
+    """``(n_out, n_in)`` float32 weights of an area shrink along one axis: the overlap of output
+    pixel ``o``'s span ``[o * s, (o + 1) * s)`` (``s = n_in / n_out``) with input pixel ``j``, over ``s``
+    (rows sum to 1; OpenCV's ``INTER_AREA``)."""
+    s = n_in / n_out
+    edges = torch.arange(n_out + 1, dtype=torch.float64, device=device) * s
+    j = torch.arange(n_in, dtype=torch.float64, device=device)[None]
+    overlap = torch.minimum(edges[1:, None], j + 1) - torch.maximum(edges[:-1, None], j)
+    return (overlap.clamp_(min=0) / s).float()
 
 
 class _FileBytes(torch.utils.data.Dataset):  # type: ignore[type-arg]
