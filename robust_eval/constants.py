@@ -156,3 +156,9 @@ AUTOATTACK_N_EXAMPLES: dict[str, int] = {"cifar10": 10_000, "cifar100": 10_000, 
 #: Target classes of APGD-T and FAB-T in AutoAttack's standard version (Croce & Hein 2020; fewer
 #: when the model has fewer classes).
 AUTOATTACK_TARGET_CLASSES: int = 9
+#: Mixed precision of the forward passes (``--amp``): off (float32, the default), bf16 or fp16
+#: (CUDA only; on the CPU mixed precision is bf16).
+AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
+#: Where image files are decoded (``--decode``): cpu (Pillow, the default), gpu (nvJPEG through
+#: ``torchvision.io.decode_jpeg(device="cuda")``), auto (gpu on a CUDA device, else cpu).
+DECODERS: tuple[str, ...] = ("cpu", "gpu", "auto")

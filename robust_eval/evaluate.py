@@ -151,6 +151,7 @@ def _protocol(ctx: Any, opts: dict[str, Any], suites: Sequence[str]) -> dict[str
             "alexnet_clean_error": ALEXNET_CLEAN_ERROR,
         },
         "baseline": ctx.baseline.to_dict() if ctx.baseline is not None else None,
+        **({"speed": ctx.speed.protocol()} if not ctx.speed.is_default else {}),  # --amp, ... (if given)
     }
 
 
@@ -225,6 +226,9 @@ def _check_options(opts: dict[str, Any]) -> None:
             f"--robustbench-json: '{leaderboard_path}' already exists; remove it or choose another path"
         )
     _perturbation_list(opts.get("perturbations"))
+    from robust_eval.speed import check_choices
+
+    check_choices(_option(opts, "amp"), _option(opts, "decode"))
     _ood_scores(opts)
     _attack_settings(opts)
     _overrides(opts)
@@ -317,6 +321,7 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
     from robust_eval.checkpoints.formats import load_checkpoint
 
     device = _torch_device(shard.device(_device_name(opts)))
+    speed = _speed(opts, device)  # before the checkpoint: fp16 on the CPU is told at once
     baseline = None
     if opts.get("baseline"):
         from robust_eval.baselines import get_baseline
@@ -335,6 +340,7 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
         threat_model=_option(opts, "threat_model"),
     )
     metadata = info.to_dict()
+    model = speed.prepare(model)
     if baseline is not None:
         baseline.check_dataset(info.dataset)
     out: Path = opts["out"]
@@ -366,6 +372,22 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
         shard=shard,
         ood_scores=_ood_scores(opts),
         calibration_extras=bool(opts.get("calibration_extras", False)),
+        speed=speed,
+    )
+
+
+def _speed(opts: dict[str, Any], device: Any) -> Any:
+    """``--amp --channels-last --compile --decode --pgd-amp`` resolved for ``device``
+    (:class:`robust_eval.speed.SpeedSettings`; fp16 or --decode gpu without CUDA: one line)."""
+    from robust_eval.speed import resolve_speed
+
+    return resolve_speed(
+        device,
+        amp=_option(opts, "amp"),
+        channels_last=bool(_option(opts, "channels_last")),
+        compile=bool(_option(opts, "compile")),
+        decode=_option(opts, "decode"),
+        pgd_amp=bool(_option(opts, "pgd_amp")),
     )
 
 

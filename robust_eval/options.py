@@ -12,7 +12,9 @@ from typing import Annotated
 import typer
 
 from robust_eval.constants import (
+    AMP_MODES,
     ATTACKS,
+    DECODERS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_SEED,
@@ -163,6 +165,37 @@ Perturbations = Annotated[
 Eps = Annotated[float, typer.Option("--eps", help="PGD L-inf budget in 1/255 units.")]
 Alpha = Annotated[float, typer.Option("--alpha", help="PGD step size in 1/255 units.")]
 Steps = Annotated[int, typer.Option("--steps", help="PGD iterations.")]
+Amp = Annotated[
+    str,
+    typer.Option(
+        "--amp",
+        help="Mixed precision of the forward passes: off (float32), bf16 or fp16 (CUDA only; on the CPU use "
+        "bf16). Recorded in the result; compare refuses it beside float32 rows unless --allow-mismatch.",
+    ),
+]
+ChannelsLast = Annotated[
+    bool,
+    typer.Option("--channels-last", help="Model and inputs in channels-last (NHWC) memory format."),
+]
+Compile = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model before the first batch (slow start).")
+]
+Decode = Annotated[
+    str,
+    typer.Option(
+        "--decode",
+        help="Image files decoded on the cpu (Pillow, the default), the gpu (batched nvJPEG: pixels differ "
+        "from Pillow's by a few levels, see docs/scaling.md) or auto (gpu on a CUDA device, else cpu).",
+    ),
+]
+PgdAmp = Annotated[
+    bool,
+    typer.Option(
+        "--pgd-amp",
+        help="Also run PGD under --amp. Off by default: low-precision input gradients round small "
+        "components to zero or flip their sign, which weakens the attack and overstates robustness.",
+    ),
+]
 RandomStart = Annotated[
     bool,
     typer.Option(
@@ -196,6 +229,11 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("crop_pct", CropPct),
     Option("model_dir", ModelDir),
     Option("threat_model", ThreatModel, DEFAULT_THREAT_MODEL),
+    # speed: precision, memory format, compilation, decoder (robust_eval.speed)
+    Option("amp", Amp, AMP_MODES[0]),
+    Option("channels_last", ChannelsLast, False),
+    Option("compile", Compile, False),
+    Option("decode", Decode, DECODERS[0]),
 )
 CORRUPTION_OPTIONS: tuple[Option, ...] = (
     Option("robustbench_json", RobustbenchJson),
@@ -210,6 +248,7 @@ PGD_OPTIONS: tuple[Option, ...] = (
     Option("alpha", Alpha, PGD_ALPHA_255, range=Range(0.0, low_open=True), unit="in 1/255 units"),
     Option("steps", Steps, PGD_STEPS, range=Range(1)),
     Option("random_start", RandomStart, True),
+    Option("pgd_amp", PgdAmp, False),
 )
 Attack = Annotated[
     str,

@@ -174,17 +174,21 @@ class _BatchReads(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """Item ``i``: ``(start, images)`` of the ``i``-th ``(start, stop)`` of ``bounds`` (decoded in
     a worker process, by a thread-free copy of the source)."""
 
-    def __init__(self, source: rdata.FileSource, bounds: Sequence[tuple[int, int]]) -> None:
+    def __init__(
+        self, source: rdata.FileSource, bounds: Sequence[tuple[int, int]], as_tensor: bool = False
+    ) -> None:
         self.source = source.with_paths(source.paths, source.labels)
         self.source.workers = 0  # one process decodes its whole batch; no thread pool to fork
         self.bounds = list(bounds)
+        self.as_tensor = as_tensor  # a tensor can be pinned by the loader; an array cannot
 
     def __len__(self) -> int:
         return len(self.bounds)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | torch.Tensor]:
         start, stop = self.bounds[i]
-        return start, self.source.batch(start, stop)
+        images = self.source.batch(start, stop)
+        return start, torch.from_numpy(images) if self.as_tensor else images
 
 
 def _as_is(item: T) -> T:
@@ -192,17 +196,20 @@ def _as_is(item: T) -> T:
 
 
 def decode_in_workers(
-    source: rdata.FileSource, bounds: Sequence[tuple[int, int]]
-) -> Iterator[tuple[int, np.ndarray]]:
+    source: rdata.FileSource, bounds: Sequence[tuple[int, int]], pin: bool = False
+) -> Iterator[tuple[int, np.ndarray | torch.Tensor]]:
     """``(start, images)`` for each ``(start, stop)`` of ``bounds``, in order, decoded by
     ``source.workers`` worker processes (a torch ``DataLoader``, two batches in flight per worker).
 
     The images are exactly ``source.batch(start, stop)`` (same decoder, same resize), so results do
-    not depend on the worker count."""
+    not depend on the worker count. ``pin`` (for a CUDA device): the images come as uint8 tensors in
+    pinned memory, so their copy to the device can overlap the forward pass (same pixels)."""
     loader = torch.utils.data.DataLoader(
-        _BatchReads(source, bounds),
+        _BatchReads(source, bounds, as_tensor=pin),
         batch_size=None,
         num_workers=max(1, min(source.workers, len(bounds))),
         collate_fn=_as_is,
+        pin_memory=pin,
+        prefetch_factor=2,
     )
     yield from loader

@@ -66,6 +66,7 @@ from robust_eval.report.results import (
     SuiteResult,
 )
 from robust_eval.sharding import BatchPlan, decode_in_workers, gathered
+from robust_eval.speed import SpeedSettings
 from robust_mix.distributed import Shard
 from robust_mix.errors import RobustMixError
 
@@ -168,6 +169,9 @@ class Context:
     ood_scores: tuple[str, ...] = ("msp",)
     #: Add NLL / Brier / AURC and temperature scaling to the calibration suite (robust_eval.calibration).
     calibration_extras: bool = False
+    #: --amp / --channels-last / --compile / --decode / --pgd-amp (robust_eval.speed); the defaults
+    #: change nothing, not even the cache keys.
+    speed: SpeedSettings = field(default_factory=SpeedSettings)
     _clean: dict[str, Any] | None = None
 
     @property
@@ -201,6 +205,7 @@ class Context:
             "ema": self.metadata.get("ema", False),
             "model": self.metadata.get("model"),
             "data_config": self.metadata.get("data_config"),
+            **({"speed": self.speed.protocol()} if not self.speed.is_default else {}),
             **extra,
         }
 
@@ -210,9 +215,13 @@ class Context:
 # ------------------------------------------------------------------------------------------------
 
 
-def _to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (or float [0, 1]) NHWC numpy -> float32 NCHW [0, 1] on ``device``."""
-    t = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+def _to_tensor(batch: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (or float [0, 1]) NHWC numpy or tensor (pinned or on ``device`` already) -> float32
+    NCHW [0, 1] on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        t = batch.to(device, non_blocking=batch.is_pinned())
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
     t = t.permute(0, 3, 1, 2)
     if t.dtype == torch.uint8:
         return t.float().div_(255.0)
@@ -220,21 +229,32 @@ def _to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _batches(
-    source: rdata.ImageSource, batch_size: int, batches: Sequence[int] | None = None
-) -> Iterator[tuple[int, np.ndarray]]:
+    source: rdata.ImageSource,
+    batch_size: int,
+    batches: Sequence[int] | None = None,
+    device: torch.device | None = None,
+    decode: str = "cpu",
+) -> Iterator[tuple[int, np.ndarray | torch.Tensor]]:
     """(start, images) of the batches numbered ``batches`` (default: all) of ``batch_size`` examples, in
     that order; batch ``b`` is examples ``[b * batch_size, ...)``, as in a one-process run.
 
     Image files (:class:`robust_eval.data.FileSource` with ``workers`` >= 1) are decoded in that many
     worker processes (a torch ``DataLoader``, one batch per worker, order kept) so a GPU is not
-    starved; other sources read the next batch in a thread while the caller computes.
+    starved (into pinned memory when ``device`` is CUDA, so the copy overlaps the forward pass);
+    ``decode="gpu"`` decodes JPEGs batched on ``device`` (:mod:`robust_eval.data.gpu_decode`); other
+    sources read the next batch in a thread while the caller computes.
     """
     plan = BatchPlan(len(source), batch_size, Shard.single())
     bounds = [plan.bounds(b) for b in (range(plan.n_batches) if batches is None else batches)]
     if not bounds:
         return
+    if isinstance(source, rdata.FileSource) and decode == "gpu" and device is not None:
+        from robust_eval.data.gpu_decode import decode_batches
+
+        yield from decode_batches(source, bounds, device)
+        return
     if isinstance(source, rdata.FileSource) and source.workers > 0:
-        yield from decode_in_workers(source, bounds)
+        yield from decode_in_workers(source, bounds, pin=device is not None and device.type == "cuda")
         return
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(source.batch, *bounds[0])
@@ -252,7 +272,9 @@ def forward(ctx: Context, source: rdata.ImageSource, description: str) -> Iterat
     plan = BatchPlan(len(source), ctx.batch_size, ctx.shard)
     with (
         ctx.track(description, len(source)) as bar,
-        contextlib.closing(_batches(source, ctx.batch_size, plan.my_batches())) as stream,
+        contextlib.closing(
+            _batches(source, ctx.batch_size, plan.my_batches(), ctx.device, ctx.speed.decode)
+        ) as stream,
     ):
         local = ((start, _logits(ctx, images)) for start, images in stream)
         for start, logits in gathered(plan, local):
@@ -260,9 +282,9 @@ def forward(ctx: Context, source: rdata.ImageSource, description: str) -> Iterat
             yield start, torch.from_numpy(logits)
 
 
-def _logits(ctx: Context, images: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return ctx.model(_to_tensor(images, ctx.device)).float().cpu().numpy()
+def _logits(ctx: Context, images: np.ndarray | torch.Tensor) -> np.ndarray:
+    with torch.inference_mode(), ctx.speed.autocast(ctx.device):
+        return ctx.model(ctx.speed.inputs(_to_tensor(images, ctx.device))).float().cpu().numpy()
 
 
 class TopK:
@@ -932,9 +954,9 @@ def _pgd_batch(ctx: Context, attack: Any, x: torch.Tensor, y: torch.Tensor, seed
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        with torch.enable_grad():
+        with torch.enable_grad(), ctx.speed.autocast(ctx.device, pgd=True):
             adv = attack(x, y).detach()
-    with torch.inference_mode():
+    with torch.inference_mode(), ctx.speed.autocast(ctx.device, pgd=True):
         logits_clean = ctx.model(x).float().cpu().numpy()
         logits_adv = ctx.model(adv).float().cpu().numpy()
     lab = y.cpu().numpy()
@@ -1017,8 +1039,8 @@ def _pgd_chunk(ctx: Context, source: rdata.ImageSource, chunk: int, bar: Any) ->
     plan = BatchPlan(len(source), ctx.batch_size, ctx.shard, per_rank=len(source))
     mine = plan.my_batches()
     local = []
-    for b, (start, images) in zip(mine, _batches(source, ctx.batch_size, mine)):
-        x = _to_tensor(images, ctx.device)
+    for b, (start, images) in zip(mine, _batches(source, ctx.batch_size, mine, ctx.device, ctx.speed.decode)):
+        x = ctx.speed.inputs(_to_tensor(images, ctx.device))
         if ctx.attack == "autoattack":
             x = x.contiguous()  # torchattacks' FAB .view()s the input gradient, which takes x's strides
         y = torch.from_numpy(source.labels[start : start + len(images)]).to(ctx.device)

@@ -233,6 +233,16 @@ def _field(result: Mapping[str, Any], suite: str, name: str) -> Any:
     return getattr(got, name) if got is not None else None
 
 
+def _precision(result: Mapping[str, Any]) -> str | None:
+    """The precision of a result's forward passes and of its PGD: "float32" unless ``protocol.speed``
+    (robust_eval.speed) says otherwise; None for a result without a protocol."""
+    if not isinstance(result.get("protocol"), Mapping):
+        return None
+    amp = _get(result, "protocol", "speed", "amp") or "off"
+    pgd = _get(result, "protocol", "speed", "pgd_precision") or "float32"
+    return "float32" if amp == "off" else f"{amp} (PGD {pgd})"
+
+
 #: (name, extractor) of every protocol fact two comparable results must share. A fact one of the
 #: two results does not record is not compared (results of other versions stay comparable).
 PROTOCOL_FACTS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
@@ -253,6 +263,7 @@ PROTOCOL_FACTS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("PGD settings", lambda r: _get(r, "protocol", "pgd")),
     ("adversarial attack", lambda r: _field(r, "adversarial", "kind")),
     ("AutoAttack settings", lambda r: _get(r, "protocol", "autoattack")),
+    ("forward precision (--amp)", lambda r: _precision(r)),
     ("calibration settings", lambda r: _get(r, "protocol", "calibration")),
     ("OOD protocol", lambda r: _get(r, "protocol", "ood")),
     ("OOD sets", _ood_sets),
