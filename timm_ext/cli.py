@@ -135,7 +135,10 @@ def _options() -> list[Option]:
         py_type: Any = Optional[kind] if optional else kind  # noqa: UP045
         annotation = Annotated[py_type, typer.Option(*flags, help=f.metadata["help"], show_default=True)]
         default = f.default if f.default is not MISSING else None
-        options.append(Option(f.name, annotation, default, range=f.metadata.get("range")))
+        meta = f.metadata
+        options.append(
+            Option(f.name, annotation, default, meta.get("range"), path=meta.get("path") is not None)
+        )
     return options
 
 
