@@ -88,9 +88,16 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
 
     A full, read-only or forbidden disk (an ``OSError`` of :data:`robust_mix.files.MACHINE_ERRNOS`,
     raw or as :class:`~robust_mix.files.FileProblem`) is 1 with the file named and no ``[Errno N]``;
+    a path the system refuses as too long is 2, its first 60 characters named;
     any other ``OSError`` (a missing file, a folder locked by another run) is bad input, 2; another
     project error has its ``exit_code``; anything else is 2.
     """
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        name = one_line(exc.filename if exc.filename is not None else "a path")
+        return 2, (
+            f"'{name[:60]}...' is longer than the system takes ({MAX_PATH_CHARS} characters, "
+            f"{MAX_NAME_CHARS} per folder or file name); pass a shorter path"
+        )
     if isinstance(exc, OSError):
         from robust_mix.files import machine_problem  # numpy: only on this failure path
 
@@ -184,6 +191,14 @@ class Option:
 
     @property
     def flag(self) -> str:
+        """The long flag the annotation declares (``--checkpoint`` for ``base_checkpoint``), else
+        the parameter name with ``-`` for ``_``."""
+        for info in getattr(self.annotation, "__metadata__", ()):
+            # in an Annotated option Typer keeps the first declaration in ``default``
+            decls = [getattr(info, "default", None), *(getattr(info, "param_decls", ()) or ())]
+            longs = [d.split("/")[0] for d in decls if isinstance(d, str) and d.startswith("--")]
+            if longs:
+                return max(longs, key=len)
         return "--" + self.name.replace("_", "-")
 
     def check(self, value: Any) -> None:
@@ -229,9 +244,18 @@ def command(
     **settings: Any,
 ) -> Callable[..., Any]:
     """Register ``body(**values)`` as command ``name`` of ``app``, its signature built from the
-    ``leading`` parameters (arguments, the Typer context) and ``options``."""
+    ``leading`` parameters (arguments, the Typer context) and ``options``. Before ``body`` runs, every
+    range of ``options`` is checked and every path argument's length (one line, exit status 2)."""
 
     def handler(**values: Any) -> Any:
+        try:
+            for param in leading:  # arguments: a path the system would refuse, before any work
+                value = values.get(param.name)
+                if isinstance(value, PurePath):
+                    check_path_length(param.name.upper(), value)
+            check_options(options, values)  # every declared range, before the body imports anything
+        except UsageError as exc:
+            fail(app.info.name or name, exc)
         return body(**values)
 
     params = [*leading, *parameters(options)]
@@ -327,12 +351,7 @@ def run(app: typer.Typer, prog: str) -> NoReturn:
     except OSError as exc:  # a path the system refuses as too long, wherever it was used
         if exc.errno != errno.ENAMETOOLONG:
             raise
-        name = one_line(exc.filename)[:60] if exc.filename is not None else "a path"
-        typer.echo(
-            f"{prog}: error: {name}... is longer than the system takes ({MAX_PATH_CHARS} characters, "
-            f"{MAX_NAME_CHARS} per name); pass a shorter path",
-            err=True,
-        )
+        typer.echo(f"{prog}: error: {exit_status(exc)[1]}", err=True)
         sys.exit(2)
     except Terminated:
         typer.echo(f"{prog}: terminated", err=True)
