@@ -343,8 +343,8 @@ GENERATE_OPTIONS: tuple[Option, ...] = (
         "seed",
         _opt(("--seed",), "Set seed (non-negative integer); with the index it fixes each picture."),
         0,
-        Range(0),
-        message="a non-negative integer",
+        Range(0, 2**32 - 1),
+        message="a non-negative integer below 2**32",
     ),
     Option("kinds", _opt(("--kinds", "-k"), _KINDS_HELP, str), ",".join(DEFAULT_KINDS)),
     Option(
@@ -372,8 +372,8 @@ GENERATE_OPTIONS: tuple[Option, ...] = (
             ("--workers", "-j"), "Processes rendering in parallel (0: one per CPU core). Output is the same."
         ),
         1,
-        Range(0),
-        message=">= 0 (0: one per CPU core)",
+        Range(0, 1024),
+        message="in [0, 1024] (0: one per CPU core)",
     ),
     Option("quiet", _opt(("--quiet", "-q"), "No progress bar.", bool), False),
     Option("as_json", _opt(("--json",), "Print a JSON summary (for scripts) instead of text.", bool), False),
@@ -403,8 +403,8 @@ PREVIEW_OPTIONS: tuple[Option, ...] = (
         "count",
         _opt(("--count", "-n"), "Number of pictures on the sheet (indices 0 .. N-1)."),
         24,
-        Range(1),
-        message="a positive number of pictures",
+        Range(1, MAX_COUNT),
+        message=f"between 1 and {MAX_COUNT:,} pictures",
     ),
     Option(
         "size",
@@ -417,11 +417,13 @@ PREVIEW_OPTIONS: tuple[Option, ...] = (
         "seed",
         _opt(("--seed",), "Set seed (the same pictures as generate with this seed)."),
         0,
-        Range(0),
-        message="a non-negative integer",
+        Range(0, 2**32 - 1),
+        message="a non-negative integer below 2**32",
     ),
     Option("kinds", _opt(("--kinds", "-k"), _KINDS_HELP, str), ",".join(DEFAULT_KINDS)),
-    Option("columns", _opt(("--columns", "-c"), "Pictures per row (0: about square)."), 0, Range(0)),
+    Option(
+        "columns", _opt(("--columns", "-c"), "Pictures per row (0: about square)."), 0, Range(0, MAX_COUNT)
+    ),
     Option("force", _opt(("--force",), "Replace OUT if it exists.", bool), False),
 )
 

@@ -97,6 +97,10 @@ class CellCache:
         self.hits = 0
         self.misses = 0
 
+    def finished_cells(self) -> int:
+        """How many finished cells this checkpoint has here (their JSON files: a rerun reads them)."""
+        return sum(1 for _ in self.root.glob("*/*.json")) if self.root.is_dir() else 0
+
     def _paths(self, suite: str, cell: str, options: Mapping[str, Any]) -> tuple[Path, Path]:
         blob = json.dumps(dict(options), sort_keys=True, default=str).encode()
         digest = hashlib.sha256(blob).hexdigest()[:12]

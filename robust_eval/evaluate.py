@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -167,6 +168,14 @@ def evaluate(command: str, suites: Sequence[str], opts: dict[str, Any]) -> None:
             _evaluate_inner(command, suites, opts, shard)
     except typer.Exit:
         raise
+    except _Interrupted:  # during the suites: told by _interrupted
+        sys.exit(130)
+    except KeyboardInterrupt:  # before the suites (loading the checkpoint): nothing cached by this run
+        typer.echo(
+            f"{PROG}: interrupted before the suites started (nothing computed); run the same command again",
+            err=True,
+        )
+        sys.exit(130)
     except UsageError as exc:
         fail(PROG, str(exc))
     except (ValueError, OSError) as exc:  # CheckpointError, DataLayoutError, BaselineError, ResultError
@@ -186,13 +195,34 @@ def _evaluate_inner(command: str, suites: Sequence[str], opts: dict[str, Any], s
     lock = OutputLock(out, f"robust-eval {command}") if shard.is_main else contextlib.nullcontext()
     with lock:  # one run per --out folder
         _check_targets(command, out, ctx.metadata)
-        with _progress(_option(opts, "progress") and shard.is_main, suites) as bars:
-            ctx.track = bars.track
-            results, skipped = _run_suites(command, suites, ctx, bars)
+        try:
+            with _progress(_option(opts, "progress") and shard.is_main, suites) as bars:
+                ctx.track = bars.track
+                results, skipped = _run_suites(command, suites, ctx, bars)
+        except KeyboardInterrupt:
+            _interrupted(ctx.cache, shard.is_main)
         if not results:
             raise UsageError(f"no suite could run ({len(skipped)} skipped, reasons above); nothing written")
         if shard.is_main:  # under torchrun rank 0 alone writes and prints the results
             _write_outputs(command, suites, ctx, opts, results, skipped)
+
+
+def _interrupted(cache: Any, main: bool) -> None:
+    """Ctrl-C during the suites: one line saying what is kept (the finished cells) and that the same
+    command resumes from them (rank 0 alone speaks); :func:`evaluate` then exits with status 130."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+    if main:
+        n = cache.finished_cells()
+        typer.echo(
+            f"{PROG}: interrupted; {n} finished cell{'s' if n != 1 else ''} cached in {cache.root}: "
+            "run the same command again to resume from them (--fresh recomputes)",
+            err=True,
+        )
+    raise _Interrupted() from None
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C that :func:`_interrupted` has already told about."""
 
 
 def _check_targets(command: str, out: Path, metadata: dict[str, Any]) -> None:
@@ -232,6 +262,26 @@ def _check_options(opts: dict[str, Any]) -> None:
     _ood_scores(opts)
     _attack_settings(opts)
     _overrides(opts)
+    _check_data_dir(opts.get("data_dir"))
+
+
+def _check_data_dir(data_dir: Path | None) -> None:
+    """A ``--data-dir`` given must be a folder (one line, instead of one skipped line per suite)."""
+    if data_dir is not None and not data_dir.is_dir():
+        what = "is a file" if data_dir.exists() else "does not exist"
+        raise UsageError(f"--data-dir '{data_dir}' {what}; pass the folder that holds your data sets")
+
+
+def _check_split(split: str | None, dataset: str) -> None:
+    """``--split`` picks an ImageFolder root's split folder; a CIFAR python folder has one held-out
+    split (``test_batch``), so any other value would be ignored: refused instead."""
+    from robust_mix.cifar import CIFAR_FOLDERS
+
+    if split is not None and split != "test" and dataset in CIFAR_FOLDERS:
+        raise UsageError(
+            f"--split {split}: {dataset} is evaluated on its one test split ({CIFAR_FOLDERS[dataset]}/test_batch); "
+            "--split picks a split folder of an ImageFolder root: drop it"
+        )
 
 
 def _auto_device(name: str) -> str:
@@ -341,6 +391,7 @@ def _make_context(opts: dict[str, Any], shard: Any) -> Any:
     )
     metadata = info.to_dict()
     model = speed.prepare(model)
+    _check_split(opts.get("split"), metadata["dataset"])
     if baseline is not None:
         baseline.check_dataset(info.dataset)
     out: Path = opts["out"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import typer
 
 from robust_mix.cifar import DataLayoutError
-from robust_mix.cli import fail
+from robust_mix.cli import MAX_SIDE, Option, Range, command, fail
 from robust_mix.distributed import Shard, ShardError, detect, process_group
 from robust_mix.files import FileProblem, OutputLock
 from robust_mix.shard_parts import PartsMissing, check_merge, rerun_hint
@@ -90,126 +91,134 @@ ShardOpt = Annotated[str | None, typer.Option("--shard", help=_SHARD_HELP)]
 Merge = Annotated[bool, typer.Option("--merge", help=_MERGE_HELP)]
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``make-c`` and ``make-p`` commands to a Typer app."""
+def _arguments(suffix: str, preset_help: str) -> list[inspect.Parameter]:
+    """SRC, OUT and the required --preset of make-c (``suffix`` C) / make-p (P)."""
+    out = Annotated[Path, typer.Argument(help=f"output root; arrays go to OUT/<NAME>-{suffix}/")]
+    preset = Annotated[str, typer.Option(help=preset_help)]
+    return [
+        inspect.Parameter("src", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Source),
+        inspect.Parameter("out", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=out),
+        inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, annotation=preset),
+    ]
 
-    @app.command("make-c")
-    def make_c_cmd(
-        src: Source,
-        out: Annotated[Path, typer.Argument(help="output root; arrays go to OUT/<NAME>-C/")],
-        preset: Annotated[str, typer.Option(help="parameter table: cifar (32 px) or imagenet (224 px)")],
-        corruptions: Annotated[
+
+def _name(suffix: str) -> Option:
+    help = f"data set name for OUT/<NAME>-{suffix} (default from SRC)"
+    return Option("name", Annotated[str | None, typer.Option(help=help)])
+
+
+_SEED = Option("seed", Seed, 0, Range(0, 2**32 - 1))
+_SIZE = Option(
+    "size", Size, None, Range(8, MAX_SIDE), message=f"at least 8 and at most {MAX_SIDE} pixels"
+)  # 8: robust_eval.generate.MIN_SIZE (that module imports torch)
+_SHARDING = (Option("shard", ShardOpt), Option("merge", Merge, False))
+
+#: ``make-c``'s options after SRC, OUT and --preset.
+MAKE_C_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "corruptions",
+        Annotated[
             list[str] | None,
             typer.Option(help="corruptions to make (comma-separated or repeated); default all 19"),
-        ] = None,
-        severities: Annotated[
-            list[str] | None, typer.Option(help="severities, e.g. 1,2,3; default 1..5")
-        ] = None,
-        labels: Annotated[Path | None, typer.Option(help="labels .npy (N,) for an .npy SRC")] = None,
-        seed: Seed = 0,
-        name: Annotated[
-            str | None, typer.Option(help="data set name for OUT/<NAME>-C (default from SRC)")
-        ] = None,
-        size: Size = None,
-        image_format: Annotated[
-            str, typer.Option("--format", help="JPEG or PNG (ImageFolder sources)")
-        ] = "JPEG",
-        chunk: Chunk = 256,
-        force: Force = False,
-        progress: ShowProgress = True,
-        frost_images: Annotated[
+        ],
+    ),
+    Option(
+        "severities", Annotated[list[str] | None, typer.Option(help="severities, e.g. 1,2,3; default 1..5")]
+    ),
+    Option("labels", Annotated[Path | None, typer.Option(help="labels .npy (N,) for an .npy SRC")]),
+    _SEED,
+    _name("C"),
+    _SIZE,
+    Option(
+        "image_format",
+        Annotated[str, typer.Option("--format", help="JPEG or PNG (ImageFolder sources)")],
+        "JPEG",
+    ),
+    Option("chunk", Chunk, 256, Range(1, 65_536)),
+    Option("force", Force, False),
+    Option("progress", ShowProgress, True),
+    Option(
+        "frost_images",
+        Annotated[
             Path | None,
             typer.Option(
                 help="folder with the reference's frost photographs (frost1.png .. frost6.jpg of "
                 "hendrycks/robustness); default: procedural frost textures"
             ),
-        ] = None,
-        shard: ShardOpt = None,
-        merge: Merge = False,
-    ) -> None:
-        """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
-        from robust_eval.generate import make_c  # torch and Albumentations: after the options parsed
-
-        m = _run(
-            lambda part: make_c(
-                src,
-                out,
-                preset,
-                corruptions=corruptions,
-                severities=severities,
-                labels=labels,
-                seed=seed,
-                name=name,
-                size=size,
-                image_format=image_format,
-                force=force,
-                chunk=chunk,
-                progress=progress,
-                frost_images=frost_images,
-                shard=part,
-                merge=merge,
-            ),
-            shard,
-            merge,
-            out,
-        )
-        _report(m, "corruptions")
-
-    @app.command("make-p")
-    def make_p_cmd(
-        src: Source,
-        out: Annotated[Path, typer.Argument(help="output root; arrays go to OUT/<NAME>-P/")],
-        preset: Annotated[str, typer.Option(help="settings: cifar (32 px) or imagenet (224 px)")],
-        perturbations: Annotated[
+        ],
+    ),
+    *_SHARDING,
+)
+#: ``make-p``'s options after SRC, OUT and --preset.
+MAKE_P_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "perturbations",
+        Annotated[
             list[str] | None, typer.Option(help="perturbations (comma-separated or repeated); default all 14")
-        ] = None,
-        difficulties: Annotated[
-            list[str] | None, typer.Option(help="noise difficulties, default 1,2,3")
-        ] = None,
-        seed: Seed = 0,
-        name: Annotated[
-            str | None, typer.Option(help="data set name for OUT/<NAME>-P (default from SRC)")
-        ] = None,
-        size: Size = None,
-        fps: Annotated[float, typer.Option(help="frame rate of MP4 files (ImageFolder sources)")] = 10.0,
-        chunk: Chunk = 64,
-        force: Force = False,
-        progress: ShowProgress = True,
-        shard: ShardOpt = None,
-        merge: Merge = False,
-    ) -> None:
-        """Regenerate a -P benchmark (10 test + 4 validation perturbation sequences) from a clean data set."""
-        from robust_eval.generate import make_p  # torch and Albumentations: after the options parsed
+        ],
+    ),
+    Option(
+        "difficulties", Annotated[list[str] | None, typer.Option(help="noise difficulties, default 1,2,3")]
+    ),
+    _SEED,
+    _name("P"),
+    _SIZE,
+    Option(
+        "fps",
+        Annotated[float, typer.Option(help="frame rate of MP4 files (ImageFolder sources)")],
+        10.0,
+        Range(0.0, 1000.0, low_open=True),
+        unit="frames per second",
+    ),
+    Option("chunk", Chunk, 64, Range(1, 65_536)),
+    Option("force", Force, False),
+    Option("progress", ShowProgress, True),
+    *_SHARDING,
+)
 
-        m = _run(
-            lambda part: make_p(
-                src,
-                out,
-                preset,
-                perturbations=perturbations,
-                difficulties=difficulties,
-                seed=seed,
-                name=name,
-                size=size,
-                fps=fps,
-                force=force,
-                chunk=chunk,
-                progress=progress,
-                shard=part,
-                merge=merge,
-            ),
-            shard,
-            merge,
-            out,
-            "make-p",
-        )
-        _report(m, "files")
+
+def _make_c(src: Path, out: Path, preset: str, shard: str | None, merge: bool, **options: Any) -> None:
+    """Regenerate a -C benchmark (15 corruptions + 4 extras x 5 severities) from a clean data set."""
+    from robust_eval.generate import make_c  # torch and Albumentations: after the options parsed
+
+    m = _run(lambda part: make_c(src, out, preset, shard=part, merge=merge, **options), shard, merge, out)
+    _report(m, "corruptions")
+
+
+def _make_p(src: Path, out: Path, preset: str, shard: str | None, merge: bool, **options: Any) -> None:
+    """Regenerate a -P benchmark (10 test + 4 validation perturbation sequences) from a clean data set."""
+    from robust_eval.generate import make_p  # torch and Albumentations: after the options parsed
+
+    m = _run(
+        lambda part: make_p(src, out, preset, shard=part, merge=merge, **options), shard, merge, out, "make-p"
+    )
+    _report(m, "files")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``make-c`` and ``make-p`` commands to a Typer app."""
+    command(
+        app,
+        "make-c",
+        _make_c,
+        MAKE_C_OPTIONS,
+        leading=_arguments("C", "parameter table: cifar (32 px) or imagenet (224 px)"),
+    )
+    command(
+        app,
+        "make-p",
+        _make_p,
+        MAKE_P_OPTIONS,
+        leading=_arguments("P", "settings: cifar (32 px) or imagenet (224 px)"),
+    )
 
 
 def main() -> None:
     """Entry point: ``python -m robust_eval.generate_cli make-c|make-p ...`` (also ``robust-eval make-c``)."""
     app = typer.Typer(
-        help="Regenerate -C / -P robustness benchmarks from a clean data set.", add_completion=False
+        name="robust-eval",
+        help="Regenerate -C / -P robustness benchmarks from a clean data set.",
+        add_completion=False,
     )
     register(app)
     app()

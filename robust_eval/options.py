@@ -25,7 +25,7 @@ from robust_eval.constants import (
     PGD_EPS_255,
     PGD_STEPS,
 )
-from robust_mix.cli import Option, Range
+from robust_mix.cli import MAX_CLASSES, Option, Range
 
 #: Where results, reports, plots and the cell cache go unless --out says otherwise.
 DEFAULT_OUT = Path("robust-eval-out")
@@ -208,25 +208,25 @@ RandomStart = Annotated[
 COMMON_OPTIONS: tuple[Option, ...] = (
     Option("data_dir", DataDir),
     Option("model", ModelName),
-    Option("num_classes", NumClasses, range=Range(1)),
+    Option("num_classes", NumClasses, range=Range(1, MAX_CLASSES)),
     Option("dataset", Dataset),
     Option("split", Split),
     Option("out", OutDir, DEFAULT_OUT),
     Option("json", JsonFlag, False),
-    Option("subset", Subset, range=Range(1)),
-    Option("batch_size", BatchSize, DEFAULT_BATCH_SIZE, range=Range(1)),
-    Option("workers", Workers, DEFAULT_WORKERS, range=Range(0)),
+    Option("subset", Subset, range=Range(1, 10**9)),
+    Option("batch_size", BatchSize, DEFAULT_BATCH_SIZE, range=Range(1, 65_536)),
+    Option("workers", Workers, DEFAULT_WORKERS, range=Range(0, 1024)),
     Option("device", Device, DEFAULT_DEVICE),
     Option("ema", Ema, False),
     Option("fresh", Fresh, False),
     Option("progress", ShowProgress, True),
-    Option("seed", Seed, DEFAULT_SEED, range=Range(0)),
+    Option("seed", Seed, DEFAULT_SEED, range=Range(0, 2**32 - 1)),
     Option("baseline", BaselineName),
     # input-contract overrides and RobustBench's zoo
     Option("mean", Mean),
     Option("std", Std),
     Option("input_size", InputSize),
-    Option("crop_pct", CropPct),
+    Option("crop_pct", CropPct, range=Range(0.0, 1.0, low_open=True)),
     Option("model_dir", ModelDir),
     Option("threat_model", ThreatModel, DEFAULT_THREAT_MODEL),
     # speed: precision, memory format, compilation, decoder (robust_eval.speed)
@@ -244,9 +244,9 @@ PERTURBATION_OPTIONS: tuple[Option, ...] = (Option("perturbations", Perturbation
 #: Only the commands that measure -C / -P numbers can write them as a baseline.
 SAVE_BASELINE_OPTIONS: tuple[Option, ...] = (Option("save_baseline", SaveBaseline),)
 PGD_OPTIONS: tuple[Option, ...] = (
-    Option("eps", Eps, PGD_EPS_255, range=Range(0.0, low_open=True), unit="in 1/255 units"),
-    Option("alpha", Alpha, PGD_ALPHA_255, range=Range(0.0, low_open=True), unit="in 1/255 units"),
-    Option("steps", Steps, PGD_STEPS, range=Range(1)),
+    Option("eps", Eps, PGD_EPS_255, range=Range(0.0, 255.0, low_open=True), unit="in 1/255 units"),
+    Option("alpha", Alpha, PGD_ALPHA_255, range=Range(0.0, 255.0, low_open=True), unit="in 1/255 units"),
+    Option("steps", Steps, PGD_STEPS, range=Range(1, 100_000)),
     Option("random_start", RandomStart, True),
     Option("pgd_amp", PgdAmp, False),
 )
@@ -278,7 +278,7 @@ NExamples = Annotated[
 ATTACK_OPTIONS: tuple[Option, ...] = (
     Option("attack", Attack, ATTACKS[0]),
     Option("autoattack_eps", AutoattackEps, range=Range(0.0, 255.0, low_open=True), unit="in 1/255 units"),
-    Option("n_examples", NExamples, range=Range(1)),
+    Option("n_examples", NExamples, range=Range(1, 10**9)),
 )
 OodScores = Annotated[
     str | None,

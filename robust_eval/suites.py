@@ -357,9 +357,24 @@ def _error_counts(ctx: Context, source: rdata.ImageSource, description: str) -> 
 
 
 def _class_count_check(ctx: Context, classes: Sequence[str], where: Path) -> None:
+    """Refuse an image folder whose class count is not the model's, naming what the checkpoint was
+    trained on (its data set, the folder it records) and any other data set's folder found instead."""
     k = int(ctx.metadata["num_classes"])
-    if len(classes) != k:
-        raise ValueError(f"'{where}' has {len(classes)} class folders but the model has {k} outputs")
+    if len(classes) == k:
+        return
+    recorded = rdata.recorded_data_dir(ctx.metadata)
+    trained = f"the checkpoint was trained on {ctx.dataset}" + (f" from '{recorded}'" if recorded else "")
+    others = [f"{name} ({folder}/)" for name, folder in rdata.CIFAR_FOLDERS.items() if folder in classes]
+    if others:
+        raise ValueError(
+            f"'{where}' is a data root holding {', '.join(others)}, not an image folder with the model's "
+            f"{k} class folders; {trained}: pass --data-dir <that image folder>, or evaluate a checkpoint "
+            f"trained on {' or '.join(n.split()[0] for n in others)}"
+        )
+    raise ValueError(
+        f"'{where}' has {len(classes)} class folders but the model has {k} outputs ({trained}); pass "
+        "--data-dir <the folder with its class folders>"
+    )
 
 
 def _p_fingerprint(folder: Path, name: str) -> str:

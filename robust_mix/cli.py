@@ -20,6 +20,7 @@ Imports Typer and rich only (no torch): a command's ``--help`` stays fast.
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import math
 import os
@@ -27,6 +28,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, NoReturn
 
 import typer
@@ -34,10 +36,15 @@ import typer
 from robust_mix.errors import RobustMixError, UsageError
 
 __all__ = [
+    "MAX_CLASSES",
+    "MAX_NAME_CHARS",
+    "MAX_PATH_CHARS",
+    "MAX_SIDE",
     "Option",
     "Range",
     "Terminated",
     "check_options",
+    "check_path_length",
     "command",
     "exit_status",
     "fail",
@@ -47,6 +54,28 @@ __all__ = [
     "reported",
     "run",
 ]
+
+
+#: The longest path (characters) an option takes, and the longest folder or file name in it: Linux's
+#: PATH_MAX and NAME_MAX; a longer one fails in the system call ("File name too long") after work began.
+MAX_PATH_CHARS, MAX_NAME_CHARS = 4096, 255
+#: The largest image side (px) an option accepts (model input, resize target, crop): 4096 px is
+#: 16.8 million pixels per image, far above any benchmark's 224-512 px and below Pillow's bomb limit.
+MAX_SIDE = 4096
+#: The most classes a classifier option accepts (ImageNet-21k has 21,843).
+MAX_CLASSES = 1_000_000
+
+
+def check_path_length(flag: str, path: str | os.PathLike[str]) -> None:
+    """Raise :class:`UsageError` when ``path`` is longer than :data:`MAX_PATH_CHARS` characters or
+    holds a name longer than :data:`MAX_NAME_CHARS` (the system refuses both)."""
+    text = os.fspath(path)
+    longest = max((len(part) for part in PurePath(text).parts), default=0)
+    if len(text) > MAX_PATH_CHARS or longest > MAX_NAME_CHARS:
+        raise UsageError(
+            f"{flag}: the path is {len(text)} characters long with a name of {longest}; the system takes at most "
+            f"{MAX_PATH_CHARS} characters and {MAX_NAME_CHARS} per folder or file name: pass a shorter path"
+        )
 
 
 def one_line(message: object) -> str:
@@ -59,9 +88,16 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
 
     A full, read-only or forbidden disk (an ``OSError`` of :data:`robust_mix.files.MACHINE_ERRNOS`,
     raw or as :class:`~robust_mix.files.FileProblem`) is 1 with the file named and no ``[Errno N]``;
+    a path the system refuses as too long is 2, its first 60 characters named;
     any other ``OSError`` (a missing file, a folder locked by another run) is bad input, 2; another
     project error has its ``exit_code``; anything else is 2.
     """
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        name = one_line(exc.filename if exc.filename is not None else "a path")
+        return 2, (
+            f"'{name[:60]}...' is longer than the system takes ({MAX_PATH_CHARS} characters, "
+            f"{MAX_NAME_CHARS} per folder or file name); pass a shorter path"
+        )
     if isinstance(exc, OSError):
         from robust_mix.files import machine_problem  # numpy: only on this failure path
 
@@ -141,7 +177,8 @@ class Option:
     """One command-line option: parameter name, Typer annotation (flags + help), default, valid range.
 
     ``unit`` (e.g. ``"in 1/255 units"``) goes into the out-of-range message; ``message`` replaces the
-    message's ``must be ...`` part when the range alone does not say what is meant.
+    message's ``must be ...`` part when the range alone does not say what is meant. A path (a ``Path``
+    value, or text with ``path`` set) longer than the system takes is refused (:func:`check_path_length`).
     """
 
     name: str  # the parameter name (the flag with '-' for '_')
@@ -150,13 +187,26 @@ class Option:
     range: Range | None = None
     unit: str | None = None
     message: str | None = None
+    path: bool = False  # a text value that names a file or folder (Path values always are)
 
     @property
     def flag(self) -> str:
+        """The long flag the annotation declares (``--checkpoint`` for ``base_checkpoint``), else
+        the parameter name with ``-`` for ``_``."""
+        for info in getattr(self.annotation, "__metadata__", ()):
+            # in an Annotated option Typer keeps the first declaration in ``default``
+            decls = [getattr(info, "default", None), *(getattr(info, "param_decls", ()) or ())]
+            longs = [d.split("/")[0] for d in decls if isinstance(d, str) and d.startswith("--")]
+            if longs:
+                return max(longs, key=len)
         return "--" + self.name.replace("_", "-")
 
     def check(self, value: Any) -> None:
-        """Raise :class:`UsageError` (one line) when ``value`` is out of range (None passes)."""
+        """Raise :class:`UsageError` (one line) when ``value`` is out of range or is a path the system
+        would refuse as too long (None passes)."""
+        for path in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(path, PurePath) or (self.path and isinstance(path, str)):
+                check_path_length(self.flag, path)
         if value is None or self.range is None or value in self.range:
             return
         if self.message is not None:
@@ -194,9 +244,18 @@ def command(
     **settings: Any,
 ) -> Callable[..., Any]:
     """Register ``body(**values)`` as command ``name`` of ``app``, its signature built from the
-    ``leading`` parameters (arguments, the Typer context) and ``options``."""
+    ``leading`` parameters (arguments, the Typer context) and ``options``. Before ``body`` runs, every
+    range of ``options`` is checked and every path argument's length (one line, exit status 2)."""
 
     def handler(**values: Any) -> Any:
+        try:
+            for param in leading:  # arguments: a path the system would refuse, before any work
+                value = values.get(param.name)
+                if isinstance(value, PurePath):
+                    check_path_length(param.name.upper(), value)
+            check_options(options, values)  # every declared range, before the body imports anything
+        except UsageError as exc:
+            fail(app.info.name or name, exc)
         return body(**values)
 
     params = [*leading, *parameters(options)]
@@ -204,6 +263,7 @@ def command(
     handler.__annotations__ = {p.name: p.annotation for p in params}  # what Typer's get_type_hints reads
     handler.__doc__ = doc if doc is not None else body.__doc__
     handler.__name__ = name.replace("-", "_")
+    handler.options = tuple(options)  # type: ignore[attr-defined]  # the declarations, for sweeps
     app.command(name, **settings)(handler)
     return handler
 
@@ -288,6 +348,11 @@ def run(app: typer.Typer, prog: str) -> NoReturn:
     except RobustMixError as exc:  # a project error no command body caught
         typer.echo(f"{prog}: error: {one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a path the system refuses as too long, wherever it was used
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        typer.echo(f"{prog}: error: {exit_status(exc)[1]}", err=True)
+        sys.exit(2)
     except Terminated:
         typer.echo(f"{prog}: terminated", err=True)
         sys.exit(143)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -82,17 +83,44 @@ def _bad_values(param, tmp_path: Path) -> list[str]:
         if bounds is not None and bounds.low is not None:
             candidates += [bounds.low - 1, bounds.low] if bounds.low_open else [bounds.low - 1]
         texts = [_number_text(param, v) for v in candidates if not _allowed(param, v)]
+        texts.append("99999999999999999999" if _base_type(param) is int else "1e308")  # overflow
         if _base_type(param) is int:
             texts.append("1.5")
         return ["abc", *dict.fromkeys(texts)]
     kind = meta.get("path")
+    too_long = str(tmp_path / ("x" * 5000))  # longer than the system takes
     if kind == "new-dir":
         a_file = tmp_path / "a_file"
         a_file.write_text("not a folder")
-        return [str(a_file)]
+        return [str(a_file), too_long]
     if kind is not None:
-        return [str(tmp_path / "no" / "such" / "path")]
+        return [str(tmp_path / "no" / "such" / "path"), too_long]
     return ["bogus-value"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--lr", "1e308"),
+        ("--img-size", "99999999999999999999"),
+        ("--img-size", "100000"),
+        ("--num-classes", "99999999999999999999"),
+        ("--output", "x" * 5000),
+        ("--data-dir", "d/" + "x" * 300),
+    ],
+)
+def test_overflowing_values_are_refused_naming_the_flag(flag, value, tmp_path, monkeypatch, capsys, trapped):
+    """The values a probe found running on (or crashing with a traceback): one line naming the flag, at once."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    base = {"--data-dir": "d", "--device": "cpu", "--workers": "0", "--output": "run"}
+    argv = [w for key, val in base.items() if key != flag for w in (key, val)] + [flag, value]
+    started = time.monotonic()
+    code, out, err = _run_cli(argv, monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"timm: error: {flag}"), err[:300]
+    assert "Traceback" not in err + out
+    assert time.monotonic() - started < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # nothing written
 
 
 def _run_cli(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
@@ -119,6 +147,8 @@ def test_every_numeric_option_declares_its_constraint():
         if _is_number(param):
             meta = _meta(param)
             assert meta.get("range") is not None or meta.get("choices") is not None, param.name
+            if meta.get("choices") is None:  # a finite upper bound: 1e308 / 10**20 never reach the run
+                assert meta["range"].high is not None and math.isfinite(meta["range"].high), param.name
     assert len(OPTIONS) == len(FIELDS) + 1  # every setting is an option, plus --config
 
 

@@ -144,7 +144,10 @@ def _options() -> list[Option]:
             default = f.default
         else:
             default = f.default_factory() if f.default_factory is not MISSING else None
-        options.append(Option(f.name, annotation, default, range=f.metadata.get("range")))
+        meta = f.metadata
+        options.append(
+            Option(f.name, annotation, default, meta.get("range"), path=meta.get("path") is not None)
+        )
     return options
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from robust_eval.checkpoints.checkpoint import DATA_CONFIG_KEYS
 from robust_mix.checkpoint import normalize_data_config
+from robust_mix.cli import MAX_SIDE
 from robust_mix.errors import RobustMixError
 
 __all__ = [
@@ -92,6 +93,10 @@ def parse_overrides(
         if len(dims) != 3 or dims[1] != dims[2] or min(dims) < 1:
             raise DataConfigError(
                 f"--input-size must be a positive side or C,H,W with H = W, got {input_size!r}"
+            )
+        if dims[0] > 4 or dims[1] > MAX_SIDE:
+            raise DataConfigError(
+                f"--input-size must be at most {MAX_SIDE} px with at most 4 channels, got {input_size!r}"
             )
         out["input_size"] = dims
     if crop_pct is not None:

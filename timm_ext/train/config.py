@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from robust_mix.cli import Range
+from robust_mix.cli import MAX_CLASSES, MAX_SIDE, Range
 from robust_mix.errors import RobustMixError
 
 __all__ = [
@@ -134,7 +134,9 @@ class TrainConfig:
     )
     num_classes: int | None = field(
         default=None,
-        metadata=_opt("Classifier outputs (default: from the data set).", "--num-classes", range=Range(1)),
+        metadata=_opt(
+            "Classifier outputs (default: from the data set).", "--num-classes", range=Range(1, MAX_CLASSES)
+        ),
     )
     img_size: int | None = field(
         default=None,
@@ -142,7 +144,7 @@ class TrainConfig:
             "Training/eval image side in px (default: the data's own for cifar10/cifar100, 32; the model's "
             "for imagefolder).",
             "--img-size",
-            range=Range(8),
+            range=Range(8, MAX_SIDE),
         ),
     )
     # model
@@ -277,11 +279,11 @@ class TrainConfig:
     aug_splits: int = field(
         default=0,
         metadata=_opt(
-            "Views per image (clean + augmented); 3 when --jsd and unset.", "--aug-splits", range=Range(0)
+            "Views per image (clean + augmented); 3 when --jsd and unset.", "--aug-splits", range=Range(0, 64)
         ),
     )
     jsd_alpha: float = field(
-        default=12.0, metadata=_opt("Weight of the JSD term.", "--jsd-alpha", range=Range(0.0))
+        default=12.0, metadata=_opt("Weight of the JSD term.", "--jsd-alpha", range=Range(0.0, 1e4))
     )
     smoothing: float = field(
         default=0.0, metadata=_opt("Label smoothing.", "--smoothing", range=Range(0.0, 1.0, high_open=True))
@@ -292,7 +294,7 @@ class TrainConfig:
             "MixUp alpha (timm's --mixup). Default 1.0 with --aug mixup; with --aug cutmix, a value turns MixUp "
             "on beside CutMix (--mixup-switch-prob picks one per batch).",
             "--mixup",
-            range=Range(0.0),
+            range=Range(0.0, 1e3),
         ),
     )
     cutmix: float | None = field(
@@ -301,7 +303,7 @@ class TrainConfig:
             "CutMix alpha (timm's --cutmix). Default 1.0 with --aug cutmix; with --aug mixup, a value turns "
             "CutMix on beside MixUp.",
             "--cutmix",
-            range=Range(0.0),
+            range=Range(0.0, 1e3),
         ),
     )
     mixup_prob: float = field(
@@ -331,7 +333,7 @@ class TrainConfig:
         metadata=_opt(
             "Stop mixing from this epoch on (1-based count of epochs done; 0 = never; timm's --mixup-off-epoch).",
             "--mixup-off-epoch",
-            range=Range(0),
+            range=Range(0, 100_000),
         ),
     )
     reprob: float = field(
@@ -352,19 +354,23 @@ class TrainConfig:
     )
     recount: int = field(
         default=1,
-        metadata=_opt("Most random-erasing boxes per image (timm's --recount).", "--recount", range=Range(1)),
+        metadata=_opt(
+            "Most random-erasing boxes per image (timm's --recount).", "--recount", range=Range(1, 100)
+        ),
     )
     cutout_size: int | None = field(
         default=None,
         metadata=_opt(
-            "Cutout square side in px (default: half the image side).", "--cutout-size", range=Range(1)
+            "Cutout square side in px (default: half the image side).",
+            "--cutout-size",
+            range=Range(1, MAX_SIDE),
         ),
     )
     hflip: float = field(
         default=0.5, metadata=_opt("Horizontal flip probability.", "--hflip", range=Range(0.0, 1.0))
     )
     crop_pad: int = field(
-        default=4, metadata=_opt("CIFAR random-crop padding in px.", "--crop-pad", range=Range(0))
+        default=4, metadata=_opt("CIFAR random-crop padding in px.", "--crop-pad", range=Range(0, MAX_SIDE))
     )
     interpolation: str | None = field(
         default=None,
@@ -373,18 +379,22 @@ class TrainConfig:
         ),
     )
     # optimization
-    epochs: int = field(default=100, metadata=_opt("Training epochs.", "--epochs", range=Range(1)))
+    epochs: int = field(default=100, metadata=_opt("Training epochs.", "--epochs", range=Range(1, 100_000)))
     batch_size: int = field(
         default=128,
         metadata=_opt(
-            "Images per batch and process (before --aug-splits).", "-b", "--batch-size", range=Range(1)
+            "Images per batch and process (before --aug-splits).",
+            "-b",
+            "--batch-size",
+            range=Range(1, 65_536),
         ),
     )
     lr: float = field(
-        default=0.1, metadata=_opt("Base learning rate.", "--lr", range=Range(0.0, low_open=True))
+        default=0.1, metadata=_opt("Base learning rate.", "--lr", range=Range(0.0, 1e3, low_open=True))
     )
     min_lr: float = field(
-        default=1e-6, metadata=_opt("Lowest learning rate of the schedule.", "--min-lr", range=Range(0.0))
+        default=1e-6,
+        metadata=_opt("Lowest learning rate of the schedule.", "--min-lr", range=Range(0.0, 1e3)),
     )
     opt: str = field(
         default="sgd",
@@ -394,7 +404,7 @@ class TrainConfig:
         default=0.9, metadata=_opt("Optimizer momentum.", "--momentum", range=Range(0.0, 1.0, high_open=True))
     )
     weight_decay: float = field(
-        default=5e-4, metadata=_opt("Weight decay.", "--weight-decay", range=Range(0.0))
+        default=5e-4, metadata=_opt("Weight decay.", "--weight-decay", range=Range(0.0, 1e3))
     )
     sched: str = field(
         default="cosine",
@@ -407,15 +417,17 @@ class TrainConfig:
         metadata=_opt("Step the schedule every update (else every epoch).", "--sched-on-updates"),
     )
     warmup_epochs: int = field(
-        default=0, metadata=_opt("Linear warm-up epochs.", "--warmup-epochs", range=Range(0))
+        default=0, metadata=_opt("Linear warm-up epochs.", "--warmup-epochs", range=Range(0, 100_000))
     )
     warmup_lr: float = field(
-        default=1e-5, metadata=_opt("Warm-up start learning rate.", "--warmup-lr", range=Range(0.0))
+        default=1e-5, metadata=_opt("Warm-up start learning rate.", "--warmup-lr", range=Range(0.0, 1e3))
     )
     decay_epochs: float = field(
         default=30.0,
         metadata=_opt(
-            "Epochs between decays (step schedule).", "--decay-epochs", range=Range(0.0, low_open=True)
+            "Epochs between decays (step schedule).",
+            "--decay-epochs",
+            range=Range(0.0, 100_000, low_open=True),
         ),
     )
     decay_rate: float = field(
@@ -427,13 +439,13 @@ class TrainConfig:
         metadata=_opt(
             "Batches whose gradients add up to one optimizer update (timm's --grad-accum-steps).",
             "--grad-accum-steps",
-            range=Range(1),
+            range=Range(1, 10_000),
         ),
     )
     clip_grad: float | None = field(
         default=None,
         metadata=_opt(
-            "Clip the gradient norm to this value.", "--clip-grad", range=Range(0.0, low_open=True)
+            "Clip the gradient norm to this value.", "--clip-grad", range=Range(0.0, 1e6, low_open=True)
         ),
     )
     # precision, EMA
@@ -473,7 +485,7 @@ class TrainConfig:
             "Keep the N best epochs by --eval-metric as checkpoint-<epoch>.pth (timm's --checkpoint-hist; "
             "timm's default is 10, here 0: best.pth is the best one).",
             "--checkpoint-hist",
-            range=Range(0),
+            range=Range(0, 1_000),
         ),
     )
     recovery_interval: int = field(
@@ -482,7 +494,7 @@ class TrainConfig:
             "Write recovery.pth every N updates within an epoch (timm's --recovery-interval; 0 = off); "
             "--resume recovery.pth continues after its last update (not bitwise: last.pth at epoch ends is).",
             "--recovery-interval",
-            range=Range(0),
+            range=Range(0, 10**9),
         ),
     )
     log_wandb: bool = field(
@@ -506,7 +518,7 @@ class TrainConfig:
             "use when fewer).",
             "-j",
             "--workers",
-            range=Range(0),
+            range=Range(0, 1024),
         ),
     )
     seed: int = field(
@@ -539,7 +551,7 @@ class TrainConfig:
     )
     log_interval: int = field(
         default=50,
-        metadata=_opt("Refresh the progress bar every N batches.", "--log-interval", range=Range(1)),
+        metadata=_opt("Refresh the progress bar every N batches.", "--log-interval", range=Range(1, 10**9)),
     )
     progress: bool = field(default=True, metadata=_opt("Show rich progress bars.", "--progress"))
 
@@ -558,7 +570,7 @@ class TrainConfig:
         metadata=_opt(
             "Beta(alpha, alpha) of the mixing ratios (> 0).",
             "--adautomix-alpha",
-            range=Range(0.0, low_open=True),
+            range=Range(0.0, 1e3, low_open=True),
         ),
     )
     adautomix_beta: float = field(
@@ -608,7 +620,9 @@ class TrainConfig:
     adautomix_gen_lr: float | None = field(
         default=None,
         metadata=_opt(
-            "Generator learning rate (default: --lr).", "--adautomix-gen-lr", range=Range(0.0, low_open=True)
+            "Generator learning rate (default: --lr).",
+            "--adautomix-gen-lr",
+            range=Range(0.0, 1e3, low_open=True),
         ),
     )
     adautomix_gen_min_lr: float | None = field(
@@ -616,7 +630,7 @@ class TrainConfig:
         metadata=_opt(
             "Generator's lowest learning rate (default: --min-lr).",
             "--adautomix-gen-min-lr",
-            range=Range(0.0),
+            range=Range(0.0, 1e3),
         ),
     )
     adautomix_momentum: float = field(
@@ -649,7 +663,7 @@ class TrainConfig:
             "forward_intermediates index of the feature tap (default: the second-to-last stage; ViT: block "
             "depth // 2 - 1).",
             "--adautomix-feature-index",
-            range=Range(),
+            range=Range(-1000, 1000),
         ),
     )
     adautomix_upsample: str = field(
