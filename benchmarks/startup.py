@@ -62,12 +62,12 @@ def main() -> None:
     }
     floor, torch_best = min(rows["python -c pass"]), min(rows["python -c 'import torch'"])
     print(f"tree: {args.tree}  ({args.repeat} runs each, seconds)")
-    print(f"{'command':<28} {'best':>7} {'median':>7} {'x pass':>7} {'x torch':>8}")
+    print(f"{'command':<28} {'best':>7} {'median':>7} {'ratio/pass':>10} {'ratio/torch':>11}")
     for name, times in rows.items():
         best = min(times)
         print(
             f"{name:<28} {best:7.3f} {statistics.median(times):7.3f} "
-            f"{best / floor:7.2f} {best / torch_best:8.2f}"
+            f"{best / floor:10.2f} {best / torch_best:11.2f}"
         )
 
 
