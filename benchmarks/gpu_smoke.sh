@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# GPU smoke run of `timm train` (well under 10 minutes on one H100): ResNet-50 with IPMix at 224 px,
+# GPU smoke run (well under 10 minutes on one H100): `timm train` of ResNet-50 with IPMix at 224 px,
 # AMP (bfloat16), channels-last and torch.compile, a few hundred optimizer steps on a generated
 # ImageNet-like folder (JPEGs of random sizes, 10 classes), printing images/s per epoch and the mean
-# over the epochs after the first (compilation and worker start-up fall in the first).
+# over the epochs after the first (compilation and worker start-up fall in the first); then
+# `robust-eval corruptions` on a generated ImageNet-C-shaped folder against a bare model(x) loop.
 #
 #   bash benchmarks/gpu_smoke.sh            # the GPU run: 2,560 images, batch 128, 15 epochs = 300 steps
 #   bash benchmarks/gpu_smoke.sh --dry      # CPU-sized check of the same script (seconds to minutes)
@@ -57,3 +58,12 @@ steady = rates[1:] or rates
 print(f"timm train smoke: {len(rows)} epochs, first epoch {rates[0]:.0f} img/s, "
       f"then mean {sum(steady) / len(steady):.0f} img/s (training images incl. IPMix, AMP, channels-last, compile)")
 PYEOF
+
+# `robust-eval corruptions` on a small generated ImageNet-C-shaped folder (2 corruptions x 5 severities,
+# JPEG q85, 224 px) against a bare model(x) loop on the same device (benchmarks/eval_throughput.py)
+if [[ "${1:-}" == "--dry" ]]; then
+  "$PY" benchmarks/eval_throughput.py --smoke --no-cuda
+else
+  "$PY" benchmarks/eval_throughput.py --images 200 --batch-size 128 --workers "$(nproc)" --amp bf16 \
+    --channels-last --decode auto --repeats 1
+fi
