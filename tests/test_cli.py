@@ -178,7 +178,10 @@ def test_bad_option_values(env, tmp_path):
 
 
 def test_missing_data_single_suite_and_all(env, tmp_path):
+    """An existing data root without the sets: per-suite lines (a root that does not exist is one
+    line, tests/test_eval_first_use.py)."""
     ckpt = env["ckpt"]
+    (tmp_path / "empty").mkdir()
     line = _one_line_error(_cli(["clean", ckpt, "--data-dir", tmp_path / "empty", "--out", tmp_path / "o"]))
     assert "clean:" in line and "cifar-10-batches-py" in line
     line = _one_line_error(
