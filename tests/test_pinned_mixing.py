@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from json_close import assert_json_close
 from skimage import data
 
 from albumentations_ipmix import IPMix, PixMix
@@ -104,24 +104,6 @@ def run_case(case: tuple) -> tuple[list[dict], list[np.ndarray]]:
     return draws, outputs
 
 
-def assert_same_draws(got: Any, expected: Any, where: str = "") -> None:
-    """Equal structure, strings, ints, bools and digests; floats equal to :data:`FLOAT_RTOL`."""
-    if isinstance(expected, float) and isinstance(got, float):
-        assert math.isclose(got, expected, rel_tol=FLOAT_RTOL, abs_tol=1e-300), (
-            f"{where}: {got} != {expected}"
-        )
-    elif isinstance(expected, dict):
-        assert isinstance(got, dict) and list(got) == list(expected), f"{where}: keys {got} != {expected}"
-        for key in expected:
-            assert_same_draws(got[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), f"{where}: {got} != {expected}"
-        for i, (g, e) in enumerate(zip(got, expected)):
-            assert_same_draws(g, e, f"{where}[{i}]")
-    else:
-        assert got == expected and type(got) is type(expected), f"{where}: {got!r} != {expected!r}"
-
-
 def grey_levels(image: np.ndarray) -> np.ndarray:
     """uint8 as is, float in [0, 1] rounded to grey levels 0..255 (how the float output is stored)."""
     return np.round(image * 255.0) if image.dtype == np.float32 else image.astype(np.float64)
@@ -146,7 +128,8 @@ def golden_outputs() -> dict[str, np.ndarray]:
 def test_the_random_stream_of_a_seeded_transform_is_pinned(case: tuple) -> None:
     draws, _ = run_case(case)
     assert len(draws) == UINT8_CALLS + 1
-    assert_same_draws(json.loads(json.dumps(draws)), _golden_draws()[case_id(case)], case_id(case))
+    expected = _golden_draws()[case_id(case)]
+    assert_json_close(json.loads(json.dumps(draws)), expected, FLOAT_RTOL, 1e-300, case_id(case))
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)

@@ -25,12 +25,12 @@ network is trained and none of its predictions on these inputs is a near tie (se
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from json_close import assert_json_close
 from robust_eval_fixtures import SUBPROCESS_ENV, make_data_root, write_project_checkpoint
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -82,28 +82,7 @@ def test_all_writes_the_golden_json_bytes(tmp_path, stem):
     checkpoint, data = golden_inputs(tmp_path)
     written = run_all(tmp_path, checkpoint, data, tmp_path / "out", RUNS[stem])
     got = normalize(written.read_text(), tmp_path)
-    assert_json_close(got, json.loads((GOLDEN / f"{stem}.json").read_text()))
-
-
-def assert_json_close(got, expected, where: str = "$") -> None:
-    """Same structure, key order and non-float values; floats within REL_TOL / ABS_TOL."""
-    if isinstance(expected, float) and isinstance(got, (float, int)) and not isinstance(got, bool):
-        if math.isnan(expected):
-            assert math.isnan(got), f"{where}: {got} != nan"
-        else:
-            assert math.isclose(got, expected, rel_tol=REL_TOL, abs_tol=ABS_TOL), (
-                f"{where}: {got} != {expected}"
-            )
-    elif isinstance(expected, dict):
-        assert isinstance(got, dict) and list(got) == list(expected), f"{where}: keys differ"
-        for key in expected:
-            assert_json_close(got[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), f"{where}: lengths differ"
-        for i, (g, e) in enumerate(zip(got, expected)):
-            assert_json_close(g, e, f"{where}[{i}]")
-    else:
-        assert got == expected and type(got) is type(expected), f"{where}: {got!r} != {expected!r}"
+    assert_json_close(got, json.loads((GOLDEN / f"{stem}.json").read_text()), REL_TOL, ABS_TOL)
 
 
 def test_the_json_comparison_sees_one_flipped_prediction():
@@ -111,8 +90,8 @@ def test_the_json_comparison_sees_one_flipped_prediction():
     flipped = json.loads(json.dumps(expected))
     flipped["suites"]["clean"]["top1_error"] += 1 / 60
     with pytest.raises(AssertionError, match=r"\$\.suites\.clean\.top1_error"):
-        assert_json_close(flipped, expected)
-    assert_json_close(json.loads(json.dumps(expected)), expected)
+        assert_json_close(flipped, expected, REL_TOL, ABS_TOL)
+    assert_json_close(json.loads(json.dumps(expected)), expected, REL_TOL, ABS_TOL)
 
 
 @pytest.mark.parametrize("stem", STEMS)
