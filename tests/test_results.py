@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 from json_close import assert_json_close
-from robust_eval_fixtures import SUBPROCESS_ENV, make_data_root, write_project_checkpoint
+from robust_eval_fixtures import SUBPROCESS_ENV, heldout_digits, make_data_root, write_project_checkpoint
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 REL_TOL = 1e-5
@@ -161,10 +161,10 @@ def test_the_golden_predictions_have_margins(tmp_path):
     checkpoint, data = golden_inputs(tmp_path)
     model, _ = load_checkpoint(checkpoint)
     stacks = [np.load(f) for f in sorted((data / "CIFAR-10-C").glob("*.npy")) if f.name != "labels.npy"]
-    images = np.concatenate(stacks)
+    images = np.concatenate([heldout_digits(60)[0], *stacks])  # the clean test images, then -C
     with torch.no_grad():
         logits = model(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
     top2 = logits.topk(2, dim=1).values
     margins = (top2[:, 0] - top2[:, 1]) / logits.abs().amax(dim=1)
-    assert len(margins) == 19 * 5 * 60
+    assert len(margins) == 60 + 19 * 5 * 60
     assert float(margins.min()) > 1e-4, "a near tie: retrain (robust_eval_fixtures.write_weights)"
