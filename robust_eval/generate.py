@@ -607,6 +607,36 @@ def _corrupt_chunk(
         yield si, apply_corruption(images, cname, sev, preset, rng, frost_images=frost)
 
 
+def _c_job(
+    cname: str,
+    source: Source,
+    root: Path,
+    row_shape: tuple[int, ...],
+    preset: str,
+    seed: int,
+    sevs: list[int],
+    chunk: int,
+    fmt: str,
+    frost: str | None,
+) -> _Job:
+    """The unit of one -C corruption: its settings (what a part must match), target and kernels."""
+    settings = {"preset": preset, "seed": seed, "severities": sevs, "chunk": chunk, "status": "complete"}
+    if source.is_folder:
+        settings.update(size=source.size, format=fmt)
+    if cname == "frost":
+        settings["frost_images"] = frost
+    return _Job(
+        key=cname,
+        settings=settings,
+        target=root / cname if source.is_folder else root / f"{cname}.npy",
+        groups=[str(s) for s in sevs],
+        row_shape=row_shape,
+        compute=functools.partial(_corrupt_chunk, cname, sevs, preset, seed, frost),
+        encode=functools.partial(_write_image, fmt=fmt) if source.is_folder else None,
+        suffix=".JPEG" if fmt == "JPEG" else ".png",
+    )
+
+
 def make_c(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -667,25 +697,7 @@ def make_c(
         _labels(root, source, sevs, force, write=False)  # refused before any work
         before_final = functools.partial(_labels, root, source, sevs, force, True)
     row_shape = tuple(source.chunk(0, 1).shape[1:])
-    jobs = []
-    for cname in names:
-        settings = {"preset": preset, "seed": seed, "severities": sevs, "chunk": chunk, "status": "complete"}
-        if source.is_folder:
-            settings.update(size=source.size, format=fmt)
-        if cname == "frost":
-            settings["frost_images"] = frost
-        jobs.append(
-            _Job(
-                key=cname,
-                settings=settings,
-                target=root / cname if source.is_folder else root / f"{cname}.npy",
-                groups=[str(s) for s in sevs],
-                row_shape=row_shape,
-                compute=functools.partial(_corrupt_chunk, cname, sevs, preset, seed, frost),
-                encode=functools.partial(_write_image, fmt=fmt) if source.is_folder else None,
-                suffix=".JPEG" if fmt == "JPEG" else ".png",
-            )
-        )
+    jobs = [_c_job(cname, source, root, row_shape, preset, seed, sevs, chunk, fmt, frost) for cname in names]
     plan = _Plan(source, root, manifest, files, chunk, force, jobs, before_final)
     return _write_set(plan, shard, merge, progress)
 

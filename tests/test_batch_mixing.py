@@ -239,3 +239,18 @@ def test_cuda_agrees_with_cpu_for_the_same_seed(config):
     cuda = create_batch_mixing(config, fractals=pictures)(images.cuda(), torch.Generator().manual_seed(4))
     diff = (cpu.int() - cuda.cpu().int()).abs()
     assert (diff <= 1).float().mean() >= 0.99
+
+
+@pytest.mark.parametrize(("batched", "per_image"), [(BatchIPMix, IPMix), (BatchPixMix, PixMix)])
+def test_the_batched_transforms_take_the_per_image_parameters_and_defaults(batched, per_image):
+    """Issue 20: the same parameters and defaults as the Albumentations transforms (the two
+    signatures are written twice, so this keeps them from drifting apart)."""
+    import inspect
+
+    ours = inspect.signature(batched.__init__).parameters
+    theirs = inspect.signature(per_image.__init__).parameters
+    albumentations_only = {"self", "p", "metadata_key"}
+    shared = [name for name in theirs if name not in albumentations_only]
+    assert [name for name in ours if name in shared] == shared
+    for name in shared:
+        assert ours[name].default == theirs[name].default, name
